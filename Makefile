@@ -1,0 +1,37 @@
+# The two commands a newcomer runs: `make demo` and `make test`.
+# Both bootstrap .venv (Python 3.11) and node_modules (pinned solc, ganache, anvil) idempotently.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.bootstrapped
+NODE_STAMP := node_modules/.bootstrapped
+
+.PHONY: bootstrap demo test lint gas clean
+
+bootstrap: $(PY_STAMP) $(NODE_STAMP)
+
+$(PY_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error  # npm ci rejects the per-platform optional anvil binaries (npm 11)
+	touch $@
+
+demo: bootstrap
+	$(PY) scripts/demo.py
+
+test: bootstrap
+	$(VENV)/bin/pytest
+
+lint: bootstrap
+	$(VENV)/bin/ruff check src tests scripts bench
+	$(VENV)/bin/mypy
+
+gas: bootstrap
+	$(PY) scripts/gas_report.py
+
+clean:
+	rm -rf build .pytest_cache .hypothesis .demo

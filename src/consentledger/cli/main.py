@@ -1,0 +1,43 @@
+"""The `consentledger` command: one typer app with a sub-app per concern."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from consentledger.errors import ConsentLedgerError
+
+app = typer.Typer(
+    name="consentledger",
+    help="Consent-based, traceable sharing of personal records on a permissioned ledger.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_subcommands() -> None:
+    """Attach every sub-app; imported lazily so `--help` stays fast."""
+    from consentledger.cli import catalog, chain, deploy, keys, org
+
+    app.add_typer(chain.app, name="chain")
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(org.app, name="org")
+    app.add_typer(catalog.app, name="catalog")
+    app.command("deploy")(deploy.deploy)
+
+
+def run() -> None:
+    """Entry point: run the app, turning our errors into one readable line and an exit code."""
+    _register_subcommands()
+    try:
+        app(standalone_mode=False)
+    except ConsentLedgerError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        Console(stderr=True).print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)

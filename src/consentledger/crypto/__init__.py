@@ -1,0 +1,1 @@
+"""Cryptographic recipes and key files."""

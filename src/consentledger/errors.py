@@ -1,0 +1,70 @@
+"""Every error consentledger raises, with one HTTP status and one CLI exit code each."""
+
+from __future__ import annotations
+
+
+class ConsentLedgerError(Exception):
+    """Root of every error consentledger raises on purpose."""
+
+    http_status: int = 500
+    exit_code: int = 1
+    code: str = "internal_error"
+
+
+class ConfigurationError(ConsentLedgerError):
+    """Raised when a setting, file or argument is missing or malformed."""
+
+    http_status, exit_code, code = 500, 2, "configuration_error"
+
+
+class CompilationError(ConsentLedgerError):
+    """Raised when the Solidity compiler is missing or rejects the contracts."""
+
+    http_status, exit_code, code = 500, 3, "compilation_error"
+
+
+class ChainUnavailableError(ConsentLedgerError):
+    """Raised when the JSON-RPC endpoint cannot be reached or answers garbage."""
+
+    http_status, exit_code, code = 503, 4, "chain_unavailable"
+
+
+class NodeStartError(ConsentLedgerError):
+    """Raised when a local chain process (ganache/anvil) does not come up."""
+
+    http_status, exit_code, code = 503, 4, "node_start_failed"
+
+
+class ContractRevertError(ConsentLedgerError):
+    """Raised when a contract call reverts; `rule` names the custom error that fired."""
+
+    http_status, exit_code, code = 403, 5, "rule_violated"
+
+    def __init__(self, rule: str, args: tuple[object, ...] = (), detail: str | None = None) -> None:
+        self.rule = rule
+        self.rule_args = args
+        super().__init__(detail or (f"{rule}{args}" if args else rule))
+
+
+class TransactionFailedError(ConsentLedgerError):
+    """Raised when a transaction is not mined or fails without a decodable reason."""
+
+    http_status, exit_code, code = 502, 5, "transaction_failed"
+
+
+class ManifestError(ConsentLedgerError):
+    """Raised when a deployment manifest is missing, malformed or does not match the chain."""
+
+    http_status, exit_code, code = 500, 6, "manifest_error"
+
+
+class KeystoreError(ConsentLedgerError):
+    """Raised when a keystore file cannot be read, written or decrypted."""
+
+    http_status, exit_code, code = 500, 7, "keystore_error"
+
+
+class NotFoundError(ConsentLedgerError):
+    """Raised when a named member, category, purpose, record or proposal does not exist."""
+
+    http_status, exit_code, code = 404, 8, "not_found"
