@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {ConsentRegistry} from "./ConsentRegistry.sol";
+import {ConsortiumMember} from "./ConsortiumMember.sol";
+import {RecordRegistry} from "./RecordRegistry.sol";
+import {IAccessLedger} from "./interfaces/IAccessLedger.sol";
+import {IConsortium} from "./interfaces/IConsortium.sol";
+import {IDataCatalog} from "./interfaces/IDataCatalog.sol";
+
+/// @title AccessLedger — records, consents and the per-record hash chain of accesses.
+/// @notice One deployment holds the record registry, the consent registry and the access ledger,
+/// so an access reads records and consents from its own storage and calls the Consortium once.
+contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
+    mapping(bytes32 recordId => bytes32) private _heads;
+
+    /// @notice Binds the ledger to `consortium_`, whose members and catalog it enforces.
+    constructor(IConsortium consortium_) ConsortiumMember(consortium_) {}
+
+    /// @notice Records an access by the caller to `recordId` for `purposeId`, consuming one use of
+    /// each consent, and appends it to the record's hash chain.
+    /// @dev Requirements:
+    /// - the record exists, is not tombstoned and is within retention;
+    /// - the caller is an ACTIVE REQUESTER; the purpose is allowed for the category and not past sunset;
+    /// - plain record: one consent by the record's subject that is granted, not revoked, for the caller,
+    ///   the purpose and the record's category or the record itself (the record itself for PROTECTED),
+    ///   unexpired, with uses left (one use for ONE_TIME); OPEN categories may present no consent;
+    /// - derived record: every source live, and one such consent (scoped to the derived record) by
+    ///   each source's subject, and no consent by anyone else.
+    /// Emits AccessRecorded.
+    /// @return seq The access's position in the record's chain (1-based); (record, seq) names it.
+    function requestAccess(bytes32 recordId, uint8 purposeId, Consent[] calldata consents)
+        external
+        returns (uint24 seq)
+    {
+        RecordCore memory core = _records[recordId];
+        if (core.retainUntil == 0) revert RecordRegistryUnknownRecord(recordId);
+        if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(recordId, core.tombstone);
+        if (block.timestamp > core.retainUntil) revert AccessLedgerRetentionExpired(recordId, core.retainUntil);
+        IDataCatalog.Sensitivity sensitivity = _consortium.accessPolicy(msg.sender, core.category, purposeId);
+
+        bytes32 consentRef;
+        if (core.derived) {
+            consentRef = _consumeSourceConsents(recordId, core.category, sensitivity, purposeId, consents);
+        } else if (consents.length != 0 || sensitivity != IDataCatalog.Sensitivity.Open) {
+            if (consents.length != 1) revert AccessLedgerConsentCountMismatch(recordId, 1, consents.length);
+            consentRef = _consume(consents[0], recordId, core.category, sensitivity, purposeId);
+            if (consents[0].subject != core.subject) revert ConsentRegistryWrongSubject(consentRef, consents[0].subject);
+        }
+
+        seq = core.accesses + 1;
+        _records[recordId].accesses = seq;
+        bytes32 newHead =
+            keccak256(abi.encode(_heads[recordId], seq, msg.sender, purposeId, consentRef, block.timestamp));
+        _heads[recordId] = newHead;
+        emit AccessRecorded(seq, recordId, msg.sender, purposeId, consentRef, newHead, uint40(block.timestamp));
+    }
+
+    /// @inheritdoc IAccessLedger
+    function head(bytes32 recordId) external view returns (bytes32) {
+        return _heads[recordId];
+    }
+
+
+    /// @dev Consumes every presented consent and checks they cover exactly the sources' subjects.
+    /// Bounded: sources <= MAX_SOURCES, consents are paid for by the caller.
+    function _consumeSourceConsents(
+        bytes32 recordId,
+        uint16 categoryId,
+        IDataCatalog.Sensitivity sensitivity,
+        uint8 purposeId,
+        Consent[] calldata consents
+    ) private returns (bytes32) {
+        bytes32[] storage sources = _sources[recordId];
+        address[] memory subjects = new address[](sources.length);
+        for (uint256 i = 0; i < sources.length; ++i) {
+            RecordCore storage source = _records[sources[i]];
+            if (source.tombstone != TombstoneReason.None || block.timestamp > source.retainUntil) {
+                revert AccessLedgerSourceUnavailable(recordId, sources[i]);
+            }
+            subjects[i] = source.subject;
+        }
+        bytes32[] memory ids = new bytes32[](consents.length);
+        for (uint256 j = 0; j < consents.length; ++j) {
+            ids[j] = _consume(consents[j], recordId, categoryId, sensitivity, purposeId);
+            if (!_includes(subjects, consents[j].subject)) revert ConsentRegistryWrongSubject(ids[j], consents[j].subject);
+        }
+        for (uint256 i = 0; i < subjects.length; ++i) {
+            if (!_presented(consents, subjects[i])) {
+                revert AccessLedgerMissingSourceConsent(recordId, sources[i], subjects[i]);
+            }
+        }
+        return ids.length == 1 ? ids[0] : keccak256(abi.encodePacked(ids));
+    }
+
+    function _includes(address[] memory list, address item) private pure returns (bool) {
+        for (uint256 i = 0; i < list.length; ++i) {
+            if (list[i] == item) return true;
+        }
+        return false;
+    }
+
+    function _presented(Consent[] calldata consents, address subject) private pure returns (bool) {
+        for (uint256 j = 0; j < consents.length; ++j) {
+            if (consents[j].subject == subject) return true;
+        }
+        return false;
+    }
+}

@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IConsentRegistry} from "./IConsentRegistry.sol";
+import {IRecordRegistry} from "./IRecordRegistry.sol";
+
+/// @title IAccessLedger — the chain of responsibility.
+/// @notice Every granted access appends to its record's hash chain:
+/// head = keccak256(abi.encode(previousHead, seq, requester, purpose, consentRef, timestamp)),
+/// where seq counts the record's accesses from 1, so a missing entry shows as a gap.
+interface IAccessLedger is IRecordRegistry, IConsentRegistry {
+    /// @dev The record's retention period is over.
+    error AccessLedgerRetentionExpired(bytes32 record, uint40 retainUntil);
+    /// @dev The number of consents does not match what the record needs.
+    error AccessLedgerConsentCountMismatch(bytes32 record, uint256 expected, uint256 given);
+    /// @dev A derived record's source subject gave no consent among those presented.
+    error AccessLedgerMissingSourceConsent(bytes32 record, bytes32 source, address subject);
+    /// @dev A derived record's source is destroyed, so the derived data may not be used.
+    error AccessLedgerSourceUnavailable(bytes32 record, bytes32 source);
+
+    /// @notice An access was granted and appended to the record's hash chain.
+    /// @param consent The consent id, 0 for an OPEN category without consent, or for several
+    /// consents (derived records) keccak256 of their ids in the order presented.
+    event AccessRecorded(
+        uint24 indexed seq,
+        bytes32 indexed record,
+        address indexed requester,
+        uint8 purpose,
+        bytes32 consent,
+        bytes32 head,
+        uint40 timestamp
+    );
+
+    /// @notice Records an access by the caller to `record` for `purpose` under `consents`.
+    function requestAccess(bytes32 record, uint8 purpose, Consent[] calldata consents)
+        external
+        returns (uint24 seq);
+
+    /// @notice Returns the head of `record`'s access hash chain (0 before the first access).
+    function head(bytes32 record) external view returns (bytes32);
+}

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/// @title IRecordRegistry — what exists off chain, who holds it, whose it is, and until when.
+/// @notice Only a salted commitment to the plaintext is on chain; payloads never are.
+interface IRecordRegistry {
+    /// @notice Why a record was destroyed. None means the record is live.
+    enum TombstoneReason {
+        None,
+        Retention,
+        Erasure,
+        Sunset,
+        Custodian
+    }
+
+    /// @notice A record as returned by `record()`.
+    struct RecordView {
+        address custodian;
+        address subject;
+        uint16 category;
+        uint40 createdAt;
+        uint40 retainUntil;
+        TombstoneReason tombstone;
+        bytes32 commitment;
+        bytes32[] derivedFrom;
+        uint24 accesses;
+    }
+
+    /// @dev No record has this id.
+    error RecordRegistryUnknownRecord(bytes32 record);
+    /// @dev A record with this id already exists.
+    error RecordRegistryRecordExists(bytes32 record);
+    /// @dev The record id, subject or commitment is zero where it may not be.
+    error RecordRegistryInvalidRecord(bytes32 record, string reason);
+    /// @dev A derived record lists more sources than allowed.
+    error RecordRegistryTooManySources(uint256 count, uint256 max);
+    /// @dev The record has been destroyed.
+    error RecordRegistryRecordTombstoned(bytes32 record, TombstoneReason reason);
+    /// @dev Only the record's custodian may do this.
+    error RecordRegistryNotCustodian(bytes32 record, address caller);
+
+    /// @notice A record was registered by its custodian.
+    event RecordRegistered(
+        bytes32 indexed record,
+        address indexed custodian,
+        address indexed subject,
+        uint16 category,
+        bytes32 commitment,
+        uint40 retainUntil,
+        bytes32[] derivedFrom
+    );
+    /// @notice A record was destroyed (crypto-shredded off chain) for `reason`.
+    event RecordTombstoned(bytes32 indexed record, address indexed custodian, TombstoneReason reason);
+
+    /// @notice Registers a record held by the caller. See RecordRegistry for requirements.
+    function registerRecord(
+        bytes32 id,
+        address subject,
+        uint16 categoryId,
+        bytes32 commitment,
+        bytes32[] calldata derivedFrom
+    ) external;
+
+    /// @notice Marks a record destroyed. See RecordRegistry for requirements.
+    function tombstone(bytes32 id, TombstoneReason reason) external;
+
+    /// @notice Returns record `id`. Reverts with RecordRegistryUnknownRecord if absent.
+    function record(bytes32 id) external view returns (RecordView memory);
+}
