@@ -1,0 +1,74 @@
+"""A record's chain of responsibility: its AccessRecorded events and their hash chain."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from eth_abi import encode
+from eth_utils import keccak
+
+from consentledger.chain.ledger import Ledger, entry_from_event
+from consentledger.types import AccessEntry, RecordId
+
+GENESIS = b"\0" * 32
+
+
+def link(previous: bytes, entry: AccessEntry) -> bytes:
+    """Return the head after `entry`, computed exactly as AccessLedger.requestAccess does."""
+    return keccak(
+        encode(
+            ["bytes32", "uint24", "address", "uint8", "bytes32", "uint256"],
+            [previous, entry.seq, entry.requester, entry.purpose, entry.consent, entry.timestamp],
+        )
+    )
+
+
+def fold(entries: Iterable[AccessEntry]) -> bytes:
+    """Return the head obtained by chaining `entries` from the genesis head."""
+    head = GENESIS
+    for entry in entries:
+        head = link(head, entry)
+    return head
+
+
+def access_entries(ledger: Ledger, record: bytes | None = None, *, to_block: int | str = "latest") -> list[AccessEntry]:
+    """Return the AccessRecorded entries (of one record, or all), in chain order."""
+    filters: dict[str, object] = {} if record is None else {"record": record}
+    events = ledger.access.events.AccessRecorded().get_logs(
+        from_block=ledger.deployment.deploy_block, to_block=to_block, argument_filters=filters
+    )
+    return [entry_from_event(e) for e in sorted(events, key=lambda e: (e["blockNumber"], e["logIndex"]))]
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The outcome of recomputing one record's hash chain from its events."""
+
+    record: RecordId
+    entries: tuple[AccessEntry, ...]
+    recomputed: bytes
+    on_chain: bytes
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """Return whether the events reproduce the on-chain head with no gap."""
+        return not self.problems
+
+
+def check_record_chain(ledger: Ledger, record: bytes, entries: Iterable[AccessEntry] | None = None) -> ChainCheck:
+    """Recompute `record`'s head from its events (or the given entries) and compare with the chain."""
+    chain = tuple(access_entries(ledger, record) if entries is None else entries)
+    problems = []
+    head = GENESIS
+    for expected_seq, entry in enumerate(chain, start=1):
+        if entry.seq != expected_seq:
+            problems.append(f"seq {entry.seq} found where {expected_seq} was expected (an entry is missing)")
+        head = link(head, entry)
+        if head != entry.head:
+            problems.append(f"entry {entry.seq}: recomputed head differs from the emitted head")
+    on_chain = ledger.head(record)
+    if head != on_chain:
+        problems.append("recomputed head differs from the on-chain head")
+    return ChainCheck(RecordId(bytes(record)), chain, head, on_chain, tuple(problems))

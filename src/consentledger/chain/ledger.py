@@ -1,0 +1,255 @@
+"""Typed bindings over one deployment: reads return our value types, writes go through a sender."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import Web3Exception
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from consentledger.chain.compile import ContractArtifact, compile_contracts
+from consentledger.chain.manifest import Deployment
+from consentledger.chain.nonces import NonceAllocator
+from consentledger.chain.reverts import RevertDecoder, revert_data
+from consentledger.chain.sender import TransactionSender
+from consentledger.consent import Consent, Eip712Domain
+from consentledger.errors import ChainUnavailableError, ManifestError
+from consentledger.governance import ProposedAction, purposes_in
+from consentledger.types import (
+    AccessEntry,
+    Action,
+    Address,
+    Category,
+    ConsentStatus,
+    Member,
+    MemberStatus,
+    Proposal,
+    Purpose,
+    RecordId,
+    RecordInfo,
+    Role,
+    Sensitivity,
+    TombstoneReason,
+)
+
+T = TypeVar("T")
+
+
+class Ledger:
+    """The Consortium and AccessLedger of one deployment, bound to a Web3 connection."""
+
+    def __init__(
+        self, w3: Web3, deployment: Deployment, artifacts: dict[str, ContractArtifact] | None = None
+    ) -> None:
+        artifacts = artifacts or compile_contracts()
+        self.w3 = w3
+        self.deployment = deployment
+        self.consortium: Contract = w3.eth.contract(
+            address=to_checksum_address(deployment.address_of("Consortium")), abi=artifacts["Consortium"].abi
+        )
+        self.access: Contract = w3.eth.contract(
+            address=to_checksum_address(deployment.address_of("AccessLedger")), abi=artifacts["AccessLedger"].abi
+        )
+        self.decoder = RevertDecoder(a.abi for a in artifacts.values())
+        self._artifacts = artifacts
+        self._nonces = NonceAllocator(lambda a: w3.eth.get_transaction_count(a, "pending"))
+        self._domain: Eip712Domain | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def verify(self) -> None:
+        """Check the manifest matches this chain and these ABIs; raise ManifestError if not."""
+        chain_id = self._read(lambda: self.w3.eth.chain_id)
+        if chain_id != self.deployment.chain_id:
+            raise ManifestError(f"manifest is for chain {self.deployment.chain_id}, RPC serves chain {chain_id}")
+        for name, deployed in self.deployment.contracts.items():
+            if deployed.abi_hash != self._artifacts[name].abi_hash:
+                raise ManifestError(f"{name} was deployed from other sources (ABI hash differs); redeploy")
+            if not self._read(lambda a=deployed.address: self.w3.eth.get_code(to_checksum_address(a))):
+                raise ManifestError(f"no {name} contract at {deployed.address} on chain {chain_id}")
+
+    def sender(self, account: LocalAccount, *, confirmations: int = 0) -> TransactionSender:
+        """Return a transaction sender for `account` sharing this ledger's nonce allocator."""
+        return TransactionSender(self.w3, account, self.decoder, nonces=self._nonces, confirmations=confirmations)
+
+    def _read(self, fetch: Callable[[], T]) -> T:
+        try:
+            return fetch()
+        except Exception as exc:
+            data = revert_data(exc)
+            if data is not None:
+                raise self.decoder.decode(data) from exc
+            if isinstance(exc, (OSError, Web3Exception)):
+                raise ChainUnavailableError(f"chain read failed: {exc}") from exc
+            raise
+
+    # ------------------------------------------------------------------ consortium reads
+
+    def member(self, account: str) -> Member:
+        """Return the member record of `account` (status NONE if unknown)."""
+        address = to_checksum_address(account)
+        roles, status, since, key, name, url = self._read(self.consortium.functions.member(address).call)
+        return Member(Address(address), Role(roles), MemberStatus(status), since, bytes(key), name, url)
+
+    def members(self) -> list[Member]:
+        """Return every member ever admitted, in admission order."""
+        return [self.member(a) for a in self._read(self.consortium.functions.members().call)]
+
+    def threshold(self) -> int:
+        """Return how many admin approvals a proposal needs."""
+        return int(self._read(self.consortium.functions.threshold().call))
+
+    def proposal(self, proposal_id: int) -> Proposal:
+        """Return proposal `proposal_id`."""
+        action, approvals, executed, deadline, proposer, payload = self._read(
+            self.consortium.functions.proposal(proposal_id).call
+        )
+        return Proposal(proposal_id, Action(action), approvals, executed, deadline, Address(proposer), bytes(payload))
+
+    def proposals(self) -> list[Proposal]:
+        """Return every proposal, oldest first."""
+        count = self._read(self.consortium.functions.proposalCount().call)
+        return [self.proposal(i) for i in range(1, count + 1)]
+
+    def has_approved(self, proposal_id: int, admin: str) -> bool:
+        """Return whether `admin` approved proposal `proposal_id`."""
+        return bool(
+            self._read(self.consortium.functions.hasApproved(proposal_id, to_checksum_address(admin)).call)
+        )
+
+    def category(self, category_id: int) -> Category:
+        """Return category `category_id` of the positive list."""
+        cid, sensitivity, retention, min_subjects, allowed, name, fields, identifying = self._read(
+            self.consortium.functions.category(category_id).call
+        )
+        return Category(
+            cid, name, Sensitivity(sensitivity), retention, min_subjects, purposes_in(allowed),
+            tuple(fields), tuple(identifying),
+        )
+
+    def categories(self) -> list[Category]:
+        """Return every category, in the order added."""
+        return [self.category(c) for c in self._read(self.consortium.functions.categoryIds().call)]
+
+    def purpose(self, purpose_id: int) -> Purpose:
+        """Return purpose `purpose_id`."""
+        pid, sunset, name = self._read(self.consortium.functions.purpose(purpose_id).call)
+        return Purpose(pid, name, sunset)
+
+    def purposes(self) -> list[Purpose]:
+        """Return every purpose, in the order added."""
+        return [self.purpose(p) for p in self._read(self.consortium.functions.purposeIds().call)]
+
+    # ------------------------------------------------------------------ ledger reads
+
+    def domain(self) -> Eip712Domain:
+        """Return the ledger's EIP-712 domain, read with EIP-5267 `eip712Domain()`."""
+        if self._domain is None:
+            _, name, version, chain_id, contract, _, _ = self._read(self.access.functions.eip712Domain().call)
+            self._domain = Eip712Domain(name, version, chain_id, to_checksum_address(contract))
+        return self._domain
+
+    def record(self, record_id: bytes) -> RecordInfo:
+        """Return what the chain knows of record `record_id`."""
+        (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses) = (
+            self._read(self.access.functions.record(record_id).call)
+        )
+        return RecordInfo(
+            RecordId(bytes(record_id)), Address(custodian), Address(subject), category, created, retain_until,
+            TombstoneReason(tombstone), bytes(commitment), tuple(RecordId(bytes(s)) for s in sources), accesses,
+        )
+
+    def head(self, record_id: bytes) -> bytes:
+        """Return the head of the record's access hash chain (32 zero bytes before any access)."""
+        return bytes(self._read(self.access.functions.head(record_id).call))
+
+    def consent_state(self, consent_id: bytes) -> tuple[ConsentStatus, int]:
+        """Return a consent's status and use count."""
+        status, uses = self._read(self.access.functions.consentState(consent_id).call)
+        return ConsentStatus(status), int(uses)
+
+    # ------------------------------------------------------------------ governance writes
+
+    def propose(self, sender: TransactionSender, proposed: ProposedAction) -> tuple[int, bool]:
+        """Propose an action; return (proposal id, whether it already ran)."""
+        receipt = sender.transact(self.consortium.functions.propose(int(proposed.action), proposed.payload))
+        (created,) = self.consortium.events.ProposalCreated().process_receipt(receipt, errors=DISCARD)
+        return int(created["args"]["proposal"]), self._executed_in(receipt)
+
+    def approve(self, sender: TransactionSender, proposal_id: int) -> bool:
+        """Approve a proposal; return whether this approval made it run."""
+        return self._executed_in(sender.transact(self.consortium.functions.approve(proposal_id)))
+
+    def execute(self, sender: TransactionSender, proposal_id: int) -> None:
+        """Run a proposal that already has enough approvals."""
+        sender.transact(self.consortium.functions.execute(proposal_id))
+
+    def _executed_in(self, receipt: TxReceipt) -> bool:
+        return bool(self.consortium.events.ProposalExecuted().process_receipt(receipt, errors=DISCARD))
+
+    # ------------------------------------------------------------------ record, consent, access writes
+
+    def register_record(
+        self,
+        sender: TransactionSender,
+        record_id: bytes,
+        subject: str,
+        category: int,
+        commitment: bytes,
+        derived_from: Sequence[bytes] = (),
+    ) -> TxReceipt:
+        """Register a record held by the sender (an active custodian)."""
+        subject_address = to_checksum_address(subject) if subject else "0x" + "00" * 20
+        return sender.transact(
+            self.access.functions.registerRecord(record_id, subject_address, category, commitment, list(derived_from))
+        )
+
+    def tombstone(self, sender: TransactionSender, record_id: bytes, reason: TombstoneReason) -> TxReceipt:
+        """Mark a record destroyed; only its custodian may."""
+        return sender.transact(self.access.functions.tombstone(record_id, int(reason)))
+
+    def grant_consent(self, sender: TransactionSender, consent: Consent, signature: bytes) -> bytes:
+        """Relay a subject-signed consent; return its id."""
+        receipt = sender.transact(self.access.functions.grantConsent(consent.as_tuple(), signature))
+        (granted,) = self.access.events.ConsentGranted().process_receipt(receipt, errors=DISCARD)
+        return bytes(granted["args"]["consent"])
+
+    def revoke_consent(self, sender: TransactionSender, consent: Consent) -> TxReceipt:
+        """Revoke a consent directly; the sender must be its subject."""
+        return sender.transact(self.access.functions.revokeConsent(consent.as_tuple()))
+
+    def revoke_consent_by_signature(self, sender: TransactionSender, consent: Consent, signature: bytes) -> TxReceipt:
+        """Relay a subject-signed revocation."""
+        return sender.transact(self.access.functions.revokeConsentBySignature(consent.as_tuple(), signature))
+
+    def request_access(
+        self, sender: TransactionSender, record_id: bytes, purpose: int, consents: Sequence[Consent] = ()
+    ) -> AccessEntry:
+        """Record an access by the sender; return the appended hash-chain entry."""
+        receipt = sender.transact(
+            self.access.functions.requestAccess(record_id, purpose, [c.as_tuple() for c in consents])
+        )
+        (event,) = self.access.events.AccessRecorded().process_receipt(receipt, errors=DISCARD)
+        return entry_from_event(event)
+
+
+def entry_from_event(event: Any) -> AccessEntry:
+    """Return the AccessEntry carried by a decoded AccessRecorded event."""
+    args = event["args"]
+    return AccessEntry(
+        record=RecordId(bytes(args["record"])),
+        seq=int(args["seq"]),
+        requester=Address(args["requester"]),
+        purpose=int(args["purpose"]),
+        consent=bytes(args["consent"]),
+        head=bytes(args["head"]),
+        timestamp=int(args["timestamp"]),
+        block_number=int(event["blockNumber"]),
+        tx_hash=bytes(event["transactionHash"]),
+    )

@@ -1,0 +1,34 @@
+"""Per-signer nonce allocation that stays correct under concurrency.
+
+web3's automatic nonce filling reads `eth_getTransactionCount` per transaction, so concurrent sends
+from one signer race and lose transactions. The allocator hands out nonces under a lock and only
+asks the chain again when told a send failed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+
+class NonceAllocator:
+    """Hands out consecutive nonces per address, starting from the chain's pending count."""
+
+    def __init__(self, pending_count: Callable[[str], int]) -> None:
+        self._pending_count = pending_count
+        self._lock = threading.Lock()
+        self._next: dict[str, int] = {}
+
+    def allocate(self, address: str) -> int:
+        """Return the next unused nonce for `address`."""
+        with self._lock:
+            nonce = self._next.get(address)
+            if nonce is None:
+                nonce = self._pending_count(address)
+            self._next[address] = nonce + 1
+            return nonce
+
+    def resync(self, address: str) -> None:
+        """Forget the local counter so the next allocation asks the chain (after a failed send)."""
+        with self._lock:
+            self._next.pop(address, None)

@@ -1,0 +1,98 @@
+"""Turn raw revert data into our ContractRevertError naming the contract rule that fired."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from eth_abi import decode
+from eth_utils import function_signature_to_4byte_selector
+
+from consentledger.errors import ContractRevertError
+
+_ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    if item["type"].startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in item["components"])
+        return f"({inner}){item['type'][5:]}"
+    return str(item["type"])
+
+
+class RevertDecoder:
+    """Decodes custom errors from the ABIs it was given (all contracts, so bubbled errors decode)."""
+
+    def __init__(self, abis: Iterable[list[dict[str, Any]]]) -> None:
+        self._errors: dict[bytes, tuple[str, list[str]]] = {}
+        for abi in abis:
+            for item in abi:
+                if item.get("type") != "error":
+                    continue
+                types = [_abi_type(i) for i in item.get("inputs", [])]
+                signature = f"{item['name']}({','.join(types)})"
+                self._errors[function_signature_to_4byte_selector(signature)] = (item["name"], types)
+
+    def decode(self, data: bytes | str | None) -> ContractRevertError:
+        """Return the error for revert `data` (hex or bytes); unknown data still gives an error."""
+        raw = _as_bytes(data)
+        selector, body = raw[:4], raw[4:]
+        if selector in self._errors:
+            name, types = self._errors[selector]
+            try:
+                values = tuple(_plain(v) for v in decode(types, body))
+            except Exception:  # malformed payload: still name the rule
+                values = ()
+            return ContractRevertError(name, values)
+        if selector == _ERROR_STRING:
+            (message,) = decode(["string"], body)
+            return ContractRevertError("Error", (message,), detail=f"reverted: {message}")
+        if selector == _PANIC:
+            (code,) = decode(["uint256"], body)
+            return ContractRevertError("Panic", (code,), detail=f"panic 0x{code:02x}")
+        shown = "0x" + raw.hex() if raw else "no data"
+        return ContractRevertError("UnknownRevert", (), detail=f"reverted without a known reason ({shown})")
+
+
+def revert_data(exc: BaseException) -> bytes | None:
+    """Return the revert data carried by a failed call's exception, or None if it is no revert.
+
+    JSON-RPC nodes surface it as web3's ContractCustomError/ContractLogicError `.data`; the
+    in-process eth-tester chain raises TransactionFailed carrying the raw bytes.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        data = getattr(seen, "data", None)
+        if isinstance(data, dict):
+            data = data.get("data")
+        if isinstance(data, str) and data.startswith("0x"):
+            return _as_bytes(data)
+        if type(seen).__name__ in ("TransactionFailed", "Revert"):
+            for arg in seen.args:
+                if isinstance(arg, bytes):
+                    return arg
+        seen = seen.__cause__ or seen.__context__
+    if type(exc).__name__ in ("ContractLogicError", "ContractCustomError", "TransactionFailed"):
+        return b""
+    return None
+
+
+def _as_bytes(data: bytes | str | None) -> bytes:
+    if data is None:
+        return b""
+    if isinstance(data, bytes):
+        return data
+    text = data[2:] if data.startswith("0x") else data
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value

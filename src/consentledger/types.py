@@ -1,0 +1,173 @@
+"""Value types shared across consentledger: ids, enums mirroring the contracts, frozen records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import NewType
+
+Address = NewType("Address", str)
+"""A checksummed 0x-prefixed Ethereum address."""
+
+RecordId = NewType("RecordId", bytes)
+"""A 32-byte record id chosen by the custodian."""
+
+ConsentId = NewType("ConsentId", bytes)
+"""A consent's EIP-712 digest (32 bytes)."""
+
+
+class Role(IntFlag):
+    """Member role bits (contracts/interfaces/IConsortium.sol `Roles`)."""
+
+    ADMIN = 1
+    CUSTODIAN = 2
+    REQUESTER = 4
+    AUDITOR = 8
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        """Return the roles named in a comma-separated list such as "custodian,requester"."""
+        roles = cls(0)
+        for name in filter(None, (part.strip() for part in text.split(","))):
+            try:
+                roles |= cls[name.upper()]
+            except KeyError:
+                raise ValueError(f"unknown role {name!r} (admin, custodian, requester, auditor)") from None
+        if not roles:
+            raise ValueError("at least one role is required")
+        return roles
+
+    def label(self) -> str:
+        """Return the roles as a comma-separated lower-case list."""
+        return ",".join(r.name.lower() for r in Role if r in self and r.name)
+
+
+class MemberStatus(IntEnum):
+    """A member's standing (IConsortium.MemberStatus)."""
+
+    NONE = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+    REVOKED = 3
+
+
+class Sensitivity(IntEnum):
+    """A category's protection tier (IDataCatalog.Sensitivity)."""
+
+    OPEN = 0
+    ONE_TIME = 1
+    PROTECTED = 2
+
+
+class TombstoneReason(IntEnum):
+    """Why a record was destroyed (IRecordRegistry.TombstoneReason)."""
+
+    NONE = 0
+    RETENTION = 1
+    ERASURE = 2
+    SUNSET = 3
+    CUSTODIAN = 4
+
+
+class Action(IntEnum):
+    """What a governance proposal does (IConsortium.Action)."""
+
+    ADMIT_MEMBER = 0
+    SUSPEND_MEMBER = 1
+    REINSTATE_MEMBER = 2
+    REVOKE_MEMBER = 3
+    SET_ROLES = 4
+    SET_MEMBER_KEYS = 5
+    SET_THRESHOLD = 6
+    ADD_CATEGORY = 7
+    SET_CATEGORY_PURPOSES = 8
+    ADD_PURPOSE = 9
+    SET_PURPOSE_SUNSET = 10
+
+
+class ConsentStatus(IntEnum):
+    """Lifecycle of a consent id (IConsentRegistry.ConsentStatus)."""
+
+    NONE = 0
+    GRANTED = 1
+    REVOKED = 2
+
+
+@dataclass(frozen=True)
+class Member:
+    """A member organisation as the Consortium stores it."""
+
+    address: Address
+    roles: Role
+    status: MemberStatus
+    since: int
+    x25519_key: bytes
+    name: str
+    gateway_url: str
+
+
+@dataclass(frozen=True)
+class Category:
+    """A category of the positive list."""
+
+    id: int
+    name: str
+    sensitivity: Sensitivity
+    retention: int
+    min_aggregate_subjects: int
+    allowed_purposes: tuple[int, ...]
+    fields: tuple[str, ...]
+    identifying_fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """A purpose of use; sunset 0 means none."""
+
+    id: int
+    name: str
+    sunset: int
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A governance proposal."""
+
+    id: int
+    action: Action
+    approvals: int
+    executed: bool
+    deadline: int
+    proposer: Address
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """What the chain knows of an off-chain record."""
+
+    id: RecordId
+    custodian: Address
+    subject: Address
+    category: int
+    created_at: int
+    retain_until: int
+    tombstone: TombstoneReason
+    commitment: bytes
+    derived_from: tuple[RecordId, ...]
+    accesses: int
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """One link of a record's hash chain, as emitted by AccessRecorded."""
+
+    record: RecordId
+    seq: int
+    requester: Address
+    purpose: int
+    consent: bytes
+    head: bytes
+    timestamp: int
+    block_number: int
+    tx_hash: bytes
