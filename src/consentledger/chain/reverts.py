@@ -64,8 +64,8 @@ def revert_data(exc: BaseException) -> bytes | None:
     seen: BaseException | None = exc
     while seen is not None:
         data = getattr(seen, "data", None)
-        if isinstance(data, dict):
-            data = data.get("data")
+        if isinstance(data, dict):  # ganache's eth_estimateGas puts it under "result"
+            data = data.get("data") or data.get("result")
         if isinstance(data, str) and data.startswith("0x"):
             return _as_bytes(data)
         if type(seen).__name__ in ("TransactionFailed", "Revert"):

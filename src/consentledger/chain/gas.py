@@ -1,0 +1,131 @@
+"""Gas used per ledger operation, measured on a real chain, with the targets we hold them to."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+from web3.types import TxReceipt
+
+from consentledger import governance
+from consentledger.chain.deploy import deploy
+from consentledger.chain.ledger import Ledger
+from consentledger.chain.sender import TransactionSender
+from consentledger.consent import Consent, sign_consent
+from consentledger.types import Role, Sensitivity, TombstoneReason
+
+TARGETS: dict[str, int] = {
+    "requestAccess (first access to a record)": 80_000,
+    "requestAccess (repeat access)": 60_000,
+    "grantConsent (relayed)": 78_000,
+}
+
+
+@dataclass(frozen=True)
+class GasFigure:
+    """Gas used by one operation, and its target if it has one."""
+
+    operation: str
+    gas: int
+    target: int | None = None
+
+    @property
+    def meets_target(self) -> bool:
+        """Return whether the figure is within its target (True when there is none)."""
+        return self.target is None or self.gas <= self.target
+
+
+class _Recorder:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.figures: list[GasFigure] = []
+
+    def note(self, operation: str, receipt: TxReceipt) -> None:
+        self.figures.append(GasFigure(operation, int(receipt["gasUsed"]), TARGETS.get(operation)))
+
+    def last_receipt(self, sender: TransactionSender) -> TxReceipt:
+        block = self.ledger.w3.eth.get_block("latest", full_transactions=True)
+        for tx in reversed(block["transactions"]):
+            if tx["from"] == sender.address:  # type: ignore[index]
+                return self.ledger.w3.eth.get_transaction_receipt(tx["hash"])  # type: ignore[index]
+        raise LookupError("no transaction from the sender in the latest block")
+
+
+def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
+    """Deploy a fresh consortium on `w3` and return the gas of every operation, one figure each.
+
+    Needs six funded accounts: two admins, a custodian, a requester, a relayer and one that pays
+    the data subject's gas for a direct revocation.
+    """
+    admin, admin2, custodian, requester, relayer, funder = accounts[:6]
+    ledger = deploy(w3, admin, [admin.address, admin2.address], 1)
+    rec = _Recorder(ledger)
+    names = {c.address: name for name, c in ledger.deployment.contracts.items()}
+    for number in range(ledger.deployment.deploy_block, w3.eth.block_number + 1):
+        for tx_hash in w3.eth.get_block(number)["transactions"]:
+            receipt = w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+            if receipt["contractAddress"] in names:
+                rec.note(f"deploy {names[receipt['contractAddress']]}", receipt)
+    a, c, r, relay = (ledger.sender(x) for x in (admin, custodian, requester, relayer))
+
+    ledger.propose(a, governance.add_purpose(1, "epidemic-control"))
+    rec.note("governance: add purpose (threshold 1)", rec.last_receipt(a))
+    ledger.propose(a, governance.add_category(
+        1, "contact-trace", Sensitivity.PROTECTED, 30 * 86400, ["name", "phone", "district"], ["name", "phone"], [1]
+    ))
+    rec.note("governance: add category (3 fields)", rec.last_receipt(a))
+    ledger.propose(a, governance.add_category(2, "district-stats", Sensitivity.OPEN, 30 * 86400, ["district", "cases"], [], [1]))
+    ledger.propose(a, governance.admit_member(custodian.address, Role.CUSTODIAN, "health bureau", b"\x01" * 32, "http://127.0.0.1:9001"))
+    rec.note("register member (admit, threshold 1)", rec.last_receipt(a))
+    ledger.propose(a, governance.admit_member(requester.address, Role.REQUESTER, "transport bureau", b"\x02" * 32, "http://127.0.0.1:9002"))
+    ledger.propose(a, governance.set_threshold(2))
+    proposal, _ = ledger.propose(a, governance.add_purpose(2, "research"))
+    rec.note("governance: propose (threshold 2, not yet run)", rec.last_receipt(a))
+    ledger.approve(ledger.sender(admin2), proposal)
+    rec.note("governance: approve (runs add purpose)", rec.last_receipt(ledger.sender(admin2)))
+
+    subject = Account.create()
+    warmup, record, open_record = keccak(b"warm-up record"), keccak(b"record"), keccak(b"open record")
+    commitment = keccak(b"salt" + b'{"name":"A"}')
+    ledger.register_record(c, warmup, subject.address, 1, commitment)
+    rec.note("registerRecord", ledger.register_record(c, record, subject.address, 1, commitment))
+    ledger.register_record(c, open_record, subject.address, 2, commitment)
+
+    valid_until = int(time.time()) + 86400
+    domain = ledger.domain()
+
+    def consent_for(record_id: bytes, max_uses: int) -> Consent:
+        consent = Consent.new(subject=subject.address, grantee=requester.address, category=1, record=record_id,
+                              purpose=1, valid_until=valid_until, max_uses=max_uses)
+        ledger.grant_consent(relay, consent, sign_consent(consent, subject.key, domain))
+        return consent
+
+    warm_consent = consent_for(warmup, 1)
+    ledger.request_access(r, warmup, 1, [warm_consent])  # the ledger's first access ever, not a record's
+    consent = consent_for(record, 5)
+    rec.note("grantConsent (relayed)", rec.last_receipt(relay))
+    ledger.request_access(r, record, 1, [consent])
+    rec.note("requestAccess (first access to a record)", rec.last_receipt(r))
+    ledger.request_access(r, record, 1, [consent])
+    rec.note("requestAccess (repeat access)", rec.last_receipt(r))
+    ledger.request_access(r, open_record, 1, [])
+    rec.note("requestAccess (OPEN category, no consent, first)", rec.last_receipt(r))
+    ledger.request_access(r, open_record, 1, [])
+    rec.note("requestAccess (OPEN category, no consent, repeat)", rec.last_receipt(r))
+    subject_sender = ledger.sender(subject)
+    _fund(w3, funder, subject.address)
+    rec.note("revokeConsent (by subject)", ledger.revoke_consent(subject_sender, consent))
+    rec.note("tombstone", ledger.tombstone(c, record, TombstoneReason.ERASURE))
+    return rec.figures
+
+
+def _fund(w3: Web3, payer: LocalAccount, to: str) -> None:
+    tx = {
+        "to": to, "value": 10**17, "gas": 21_000, "gasPrice": w3.eth.gas_price,
+        "nonce": w3.eth.get_transaction_count(payer.address, "pending"), "chainId": w3.eth.chain_id,
+    }
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(payer.sign_transaction(tx).raw_transaction))
