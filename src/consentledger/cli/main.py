@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from consentledger.errors import ConsentLedgerError
 
@@ -32,12 +33,26 @@ def run() -> None:
     """Entry point: run the app, turning our errors into one readable line and an exit code."""
     _register_subcommands()
     try:
-        app(standalone_mode=False)
+        result = app(standalone_mode=False)
     except ConsentLedgerError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False
+        )
+        sys.exit(exc.exit_code)
+    except typer.TyperException as exc:
+        # Usage errors (typer's vendored click.ClickException): click's own message and code (2).
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"Error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         Console(stderr=True).print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
+    # Without standalone mode a command's return value (or an Exit's code) comes back here.
+    sys.exit(result if isinstance(result, int) and not isinstance(result, bool) else 0)

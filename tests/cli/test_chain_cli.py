@@ -1,0 +1,172 @@
+"""`consentledger chain up` and `consentledger keys` as a user runs them: real processes."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from consentledger.chain.accounts import dev_account
+from consentledger.chain.node import ChainKind, wait_for_rpc
+from consentledger.crypto.keys import load_account
+
+CLI = str(Path(sys.executable).parent / "consentledger")
+PASSWORD_ENV = "TEST_ORG_KEY_PASSWORD"
+
+
+class OutputReader:
+    """Reads a process's stdout on a thread, so lines can be awaited and nothing is lost."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.lines.append(line)
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        """Return the rest of the first line starting with `prefix`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            if line is None:
+                pytest.fail(f"output ended without a {prefix!r} line: {self.lines}")
+            if line.startswith(prefix):
+                return line.removeprefix(prefix).strip()
+
+    def text(self) -> str:
+        """Return everything read, once the stream has closed."""
+        self._thread.join(timeout=10)
+        return "".join(self.lines)
+
+
+def chain_processes_on(port: int) -> list[str]:
+    """Return `ps` lines of live (non-zombie) chain processes started with `port`."""
+    listing = subprocess.run(
+        ["ps", "-e", "-ww", "-o", "pid=,stat=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    flags = {"--port", "--server.port"}
+    found = []
+    for line in listing.splitlines():
+        _pid, state, *rest = line.split(maxsplit=2)
+        args = rest[0].split() if rest else []
+        bound = any(a in flags and b == str(port) for a, b in zip(args, args[1:], strict=False))
+        if bound and not state.startswith("Z"):
+            found.append(line)
+    return found
+
+
+def port_is_closed(port: int) -> bool:
+    """Return whether connecting to 127.0.0.1:`port` is refused."""
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the console script to completion; return its completed process."""
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.process
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("kind", "stop_signal"),
+    [
+        (ChainKind.ANVIL, signal.SIGINT),
+        (ChainKind.GANACHE, signal.SIGINT),
+        (ChainKind.ANVIL, signal.SIGTERM),
+    ],
+)
+def test_chain_up_serves_rpc_until_signalled_then_exits_zero(
+    kind: ChainKind, stop_signal: signal.Signals, tmp_path: Path
+) -> None:
+    """chain up prints its RPC URL and dev keys, serves chain id 1337, and exits 0 on a signal."""
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err_file:
+        process = subprocess.Popen(
+            [CLI, "chain", "up", "--kind", kind.value, "--accounts", "2"],
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+        )
+    assert process.stdout is not None
+    output = OutputReader(process.stdout)
+    port = 0
+    try:
+        url = output.wait_for("RPC URL: ", timeout=60)
+        port = int(url.rsplit(":", 1)[1])
+        assert url == f"http://127.0.0.1:{port}"
+        assert wait_for_rpc(url, timeout=5) == 1337
+        assert chain_processes_on(port)
+        process.send_signal(stop_signal)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            # A killed CLI cannot stop its chain (own process group): do it here.
+            for line in chain_processes_on(port) if port else []:
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+    assert process.returncode == 0, stderr.read_text()
+    out = output.text()
+    assert dev_account(1).address in out and "never use on a real network" in out
+    assert "0x" + dev_account(0).key.hex() in out
+    assert port_is_closed(port)
+    assert chain_processes_on(port) == []
+
+
+def test_bad_option_is_a_usage_error_with_exit_code_2() -> None:
+    """An unknown --kind prints click's message and exits 2."""
+    result = run_cli("chain", "up", "--kind", "geth", env=dict(os.environ))
+    assert result.returncode == 2
+    assert "Invalid value for '--kind'" in result.stderr
+
+
+def test_keys_new_writes_a_keystore_loadable_with_the_env_password(tmp_path: Path) -> None:
+    """keys new prints the address of a keystore that decrypts with the variable's password."""
+    out = tmp_path / "org1.json"
+    env = {**os.environ, PASSWORD_ENV: "s3cret"}
+    result = run_cli("keys", "new", "--out", str(out), "--password-env", PASSWORD_ENV, env=env)
+    assert result.returncode == 0, result.stderr
+    address = result.stdout.strip()
+    assert load_account(out, "s3cret").address == address
+    shown = run_cli("keys", "show", str(out), env=dict(os.environ))
+    assert shown.returncode == 0 and shown.stdout.strip() == address
+
+
+def test_keys_new_from_dev_account_encrypts_that_account(tmp_path: Path) -> None:
+    """keys new --from-dev-account N stores dev account N."""
+    out = tmp_path / "dev2.json"
+    env = {**os.environ, "CONSENTLEDGER_KEY_PASSWORD": "pw"}
+    result = run_cli("keys", "new", "--out", str(out), "--from-dev-account", "2", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == dev_account(2).address
+    again = run_cli("keys", "new", "--out", str(out), env=env)
+    assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_keys_new_without_password_env_fails_with_one_readable_line(tmp_path: Path) -> None:
+    """A missing password variable exits non-zero with one stderr line naming it; no file."""
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
+    out = tmp_path / "org1.json"
+    result = run_cli("keys", "new", "--out", str(out), "--password-env", PASSWORD_ENV, env=env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and PASSWORD_ENV in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
