@@ -116,7 +116,8 @@ def run_story(rpc_url: str) -> int:
     table = Table("seq", "time (UTC)", "requester", "purpose", "consent", "head", "tx", "block")
     for e in check.entries:
         table.add_row(
-            str(e.seq), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.timestamp)), names.get(e.requester, e.requester),
+            str(e.seq), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.timestamp)),
+            names.get(e.requester, e.requester),
             ledger.purpose(e.purpose).name, "0x" + e.consent.hex()[:12] + "…", "0x" + e.head.hex()[:12] + "…",
             "0x" + e.tx_hash.hex()[:12] + "…", str(e.block_number),
         )

@@ -31,7 +31,8 @@ def main() -> int:
         where = args.chain
     print(f"gas per operation ({where}, shanghai, solc optimizer 200 runs)")
     for figure in figures:
-        target = "" if figure.target is None else f"  (target <= {figure.target:,}: {'ok' if figure.meets_target else 'MISSED'})"
+        verdict = "ok" if figure.meets_target else "MISSED"
+        target = "" if figure.target is None else f"  (target <= {figure.target:,}: {verdict})"
         print(f"{figure.operation:<52} {figure.gas:>10,}{target}")
     return 0 if all(f.meets_target for f in figures) else 1
 

@@ -16,7 +16,7 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     # Besu QBFT (and other BFT/PoA chains) put validator data in extraData beyond 32 bytes.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     try:
-        w3.eth.chain_id
+        _ = w3.eth.chain_id
     except Exception as exc:
         raise ChainUnavailableError(f"no Ethereum JSON-RPC answer at {rpc_url}: {_short(exc)}") from exc
     return w3

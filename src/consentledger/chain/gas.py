@@ -78,7 +78,9 @@ def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
         1, "contact-trace", Sensitivity.PROTECTED, 30 * 86400, ["name", "phone", "district"], ["name", "phone"], [1]
     ))
     rec.note("governance: add category (3 fields)", rec.last_receipt(a))
-    ledger.propose(a, governance.add_category(2, "district-stats", Sensitivity.OPEN, 30 * 86400, ["district", "cases"], [], [1]))
+    ledger.propose(a, governance.add_category(
+        2, "district-stats", Sensitivity.OPEN, 30 * 86400, ["district", "cases"], [], [1]
+    ))
     ledger.propose(a, governance.admit_member(custodian.address, Role.CUSTODIAN, "health bureau", b"\x01" * 32, "http://127.0.0.1:9001"))
     rec.note("register member (admit, threshold 1)", rec.last_receipt(a))
     ledger.propose(a, governance.admit_member(requester.address, Role.REQUESTER, "transport bureau", b"\x02" * 32, "http://127.0.0.1:9002"))
@@ -128,4 +130,5 @@ def _fund(w3: Web3, payer: LocalAccount, to: str) -> None:
         "to": to, "value": 10**17, "gas": 21_000, "gasPrice": w3.eth.gas_price,
         "nonce": w3.eth.get_transaction_count(payer.address, "pending"), "chainId": w3.eth.chain_id,
     }
-    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(payer.sign_transaction(tx).raw_transaction))
+    signed = payer.sign_transaction(tx)  # type: ignore[arg-type]
+    w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))

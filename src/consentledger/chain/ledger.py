@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from eth_account.signers.local import LocalAccount
@@ -58,7 +59,7 @@ class Ledger:
         )
         self.decoder = RevertDecoder(a.abi for a in artifacts.values())
         self._artifacts = artifacts
-        self._nonces = NonceAllocator(lambda a: w3.eth.get_transaction_count(a, "pending"))
+        self._nonces = NonceAllocator.for_chain(w3)
         self._domain: Eip712Domain | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -71,7 +72,8 @@ class Ledger:
         for name, deployed in self.deployment.contracts.items():
             if deployed.abi_hash != self._artifacts[name].abi_hash:
                 raise ManifestError(f"{name} was deployed from other sources (ABI hash differs); redeploy")
-            if not self._read(lambda a=deployed.address: self.w3.eth.get_code(to_checksum_address(a))):
+            address = to_checksum_address(deployed.address)
+            if not self._read(partial(self.w3.eth.get_code, address)):
                 raise ManifestError(f"no {name} contract at {deployed.address} on chain {chain_id}")
 
     def sender(self, account: LocalAccount, *, confirmations: int = 0) -> TransactionSender:

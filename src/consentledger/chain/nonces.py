@@ -10,6 +10,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+from eth_utils import to_checksum_address
+from web3 import Web3
+
 
 class NonceAllocator:
     """Hands out consecutive nonces per address, starting from the chain's pending count."""
@@ -18,6 +21,11 @@ class NonceAllocator:
         self._pending_count = pending_count
         self._lock = threading.Lock()
         self._next: dict[str, int] = {}
+
+    @classmethod
+    def for_chain(cls, w3: Web3) -> NonceAllocator:
+        """Return an allocator that starts each signer at its pending transaction count on `w3`."""
+        return cls(lambda address: w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
 
     def allocate(self, address: str) -> int:
         """Return the next unused nonce for `address`."""

@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import TimeExhausted, Web3Exception
@@ -34,7 +35,7 @@ class TransactionSender:
         self.w3 = w3
         self.account = account
         self.decoder = decoder
-        self.nonces = nonces or NonceAllocator(lambda a: w3.eth.get_transaction_count(a, "pending"))
+        self.nonces = nonces or NonceAllocator.for_chain(w3)
         self.confirmations = confirmations
         self.timeout = timeout
         self._chain_id: int | None = None
@@ -55,7 +56,7 @@ class TransactionSender:
             "nonce": self.nonces.allocate(self.address),
         }
         built = call.build_transaction(tx)  # type: ignore[arg-type]
-        signed = self.account.sign_transaction(built)
+        signed = self.account.sign_transaction(dict(built))  # type: ignore[arg-type]
         try:
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
         except Exception as exc:
@@ -80,7 +81,9 @@ class TransactionSender:
 
     def _await(self, tx_hash: bytes, call: ContractFunction | ContractConstructor) -> TxReceipt:
         try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=self.timeout, poll_latency=0.05)
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                HexBytes(tx_hash), timeout=self.timeout, poll_latency=0.05
+            )
         except TimeExhausted as exc:
             raise TransactionFailedError(f"transaction 0x{tx_hash.hex()} not mined in {self.timeout:.0f} s") from exc
         if receipt["status"] != 1:
