@@ -31,11 +31,11 @@ interface IAccessLedger is IRecordRegistry, IConsentRegistry {
         uint40 timestamp
     );
 
-    /// @notice Records an access by the caller to `record` for `purpose` under `consents`.
-    function requestAccess(bytes32 record, uint8 purpose, Consent[] calldata consents)
+    /// @notice Records an access by the caller to `recordId` for `purposeId` under `consents`.
+    function requestAccess(bytes32 recordId, uint8 purposeId, Consent[] calldata consents)
         external
         returns (uint24 seq);
 
-    /// @notice Returns the head of `record`'s access hash chain (0 before the first access).
-    function head(bytes32 record) external view returns (bytes32);
+    /// @notice Returns the head of `recordId`'s access hash chain (0 before the first access).
+    function head(bytes32 recordId) external view returns (bytes32);
 }
