@@ -23,11 +23,11 @@ $(NODE_STAMP): package.json package-lock.json
 demo: bootstrap
 	$(PY) scripts/demo.py
 
-test: bootstrap
+test: lint
 	$(VENV)/bin/pytest
 
 lint: bootstrap
-	$(VENV)/bin/ruff check src tests scripts bench
+	$(VENV)/bin/ruff check src tests scripts
 	$(VENV)/bin/mypy
 
 gas: bootstrap
