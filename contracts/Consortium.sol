@@ -32,6 +32,7 @@ contract Consortium is IConsortium, DataCatalog {
 
     mapping(uint256 proposalId => Proposal) private _proposals;
     mapping(uint256 proposalId => mapping(address admin => bool)) private _approved;
+    mapping(uint256 proposalId => address[]) private _approvers;
     uint256 private _proposalCount;
 
     /// @notice Founds the consortium with `admins` (ACTIVE, ADMIN role) and an M-of-N `threshold`.
@@ -67,7 +68,7 @@ contract Consortium is IConsortium, DataCatalog {
         _approve(id);
     }
 
-    /// @notice Approves proposal `id`; runs it when the approvals reach the threshold.
+    /// @notice Approves proposal `id`; runs it when the approvals of admins still ACTIVE reach the threshold.
     /// @dev Requirements: caller is an ACTIVE admin who has not approved it yet; the proposal exists,
     /// is not executed and not expired. Emits ProposalApproved, and ProposalExecuted when run.
     function approve(uint256 id) external {
@@ -76,14 +77,14 @@ contract Consortium is IConsortium, DataCatalog {
     }
 
     /// @notice Runs proposal `id` if it already has enough approvals (e.g. after the threshold fell).
-    /// @dev Requirements: caller is an ACTIVE admin; approvals >= threshold; open and not expired.
+    /// @dev Requirements: caller is an ACTIVE admin; approvals by admins still ACTIVE >= threshold;
+    /// open and not expired.
     /// Emits ProposalExecuted and the action's event.
     function execute(uint256 id) external {
         _requireActive(msg.sender, Roles.ADMIN);
         Proposal storage p = _openProposal(id);
-        if (p.approvals < _threshold) {
-            revert ConsortiumThresholdNotReached(id, p.approvals, _threshold);
-        }
+        uint16 live = _liveApprovals(id);
+        if (live < _threshold) revert ConsortiumThresholdNotReached(id, live, _threshold);
         _execute(id, p);
     }
 
@@ -174,10 +175,21 @@ contract Consortium is IConsortium, DataCatalog {
         Proposal storage p = _openProposal(id);
         if (_approved[id][msg.sender]) revert ConsortiumAlreadyApproved(id, msg.sender);
         _approved[id][msg.sender] = true;
+        _approvers[id].push(msg.sender);
         uint16 approvals = p.approvals + 1;
         p.approvals = approvals;
         emit ProposalApproved(id, msg.sender, approvals);
-        if (approvals >= _threshold) _execute(id, p);
+        if (_liveApprovals(id) >= _threshold) _execute(id, p);
+    }
+
+    /// @dev Approvals that still count: those of approvers who are ACTIVE admins now, so a vote by
+    /// an admin suspended, revoked or stripped of ADMIN since does not. Bounded by the admins.
+    function _liveApprovals(uint256 id) private view returns (uint16 live) {
+        address[] storage approvers = _approvers[id];
+        for (uint256 i = 0; i < approvers.length; ++i) {
+            Standing memory standing = _standings[approvers[i]];
+            if (standing.status == MemberStatus.Active && standing.roles & Roles.ADMIN != 0) ++live;
+        }
     }
 
     function _execute(uint256 id, Proposal storage p) private {

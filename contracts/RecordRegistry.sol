@@ -6,7 +6,7 @@ import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 
 /// @title RecordRegistry — registration and tombstoning of off-chain records.
 abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
-    /// @notice Most sources a derived record may list (bounds the loop in requestAccess).
+    /// @notice Most original sources a derived record may have (bounds the loop in requestAccess).
     uint256 public constant MAX_SOURCES = 32;
 
     /// @dev The part of a record read (and, via `accesses`, written) on every access: one slot.
@@ -32,8 +32,9 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
 
     /// @notice Registers record `id` held off chain by the caller.
     /// @dev Requirements: caller is an ACTIVE CUSTODIAN; category exists; id, commitment non-zero;
-    /// subject non-zero unless the record is derived; id unused; at most MAX_SOURCES sources, each
-    /// existing and live. retainUntil = now + the category's retention. Emits RecordRegistered.
+    /// subject non-zero unless the record is derived; id unused; every source existing and live.
+    /// A derived source is replaced by its own original sources; at most MAX_SOURCES originals.
+    /// retainUntil = now + the category's retention. Emits RecordRegistered (with `derivedFrom` as given).
     /// @param commitment keccak256(salt ‖ canonical plaintext), checked by requesters after decrypting.
     function registerRecord(
         bytes32 id,
@@ -48,12 +49,21 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
         if (subject == address(0) && derivedFrom.length == 0) revert RecordRegistryInvalidRecord(id, "zero subject");
         if (_records[id].retainUntil != 0) revert RecordRegistryRecordExists(id);
         if (derivedFrom.length > MAX_SOURCES) revert RecordRegistryTooManySources(derivedFrom.length, MAX_SOURCES);
+        bytes32[] storage originals = _sources[id];
         for (uint256 i = 0; i < derivedFrom.length; ++i) {
             RecordCore storage source = _existing(derivedFrom[i]);
             if (source.tombstone != TombstoneReason.None) {
                 revert RecordRegistryRecordTombstoned(derivedFrom[i], source.tombstone);
             }
-            _sources[id].push(derivedFrom[i]);
+            if (source.derived) {
+                // Data derived from derived data answers to the original subjects, so keep the
+                // originals, not the intermediate result (whose `subject` is the custodian's word).
+                bytes32[] storage inherited = _sources[derivedFrom[i]];
+                for (uint256 j = 0; j < inherited.length; ++j) originals.push(inherited[j]);
+            } else {
+                originals.push(derivedFrom[i]);
+            }
+            if (originals.length > MAX_SOURCES) revert RecordRegistryTooManySources(originals.length, MAX_SOURCES);
         }
         uint40 retainUntil = uint40(block.timestamp) + retention;
         _records[id] = RecordCore({

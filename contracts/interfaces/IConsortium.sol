@@ -81,7 +81,7 @@ interface IConsortium is IDataCatalog {
     error ConsortiumProposalExpired(uint256 proposal, uint40 deadline);
     /// @dev This admin has already approved this proposal.
     error ConsortiumAlreadyApproved(uint256 proposal, address admin);
-    /// @dev The proposal has fewer approvals than the threshold.
+    /// @dev The proposal has fewer approvals by currently ACTIVE admins than the threshold.
     error ConsortiumThresholdNotReached(uint256 proposal, uint16 approvals, uint16 threshold);
 
     /// @notice A member was admitted.

@@ -13,7 +13,8 @@ interface IRecordRegistry {
         Custodian
     }
 
-    /// @notice A record as returned by `record()`.
+    /// @notice A record as returned by `record()`; `derivedFrom` lists its original (non-derived)
+    /// sources, whose subjects must consent to any access.
     struct RecordView {
         address custodian;
         address subject;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterable
 from typing import Any
 
@@ -70,12 +71,27 @@ def revert_data(exc: BaseException) -> bytes | None:
             return _as_bytes(data)
         if type(seen).__name__ in ("TransactionFailed", "Revert"):
             for arg in seen.args:
-                if isinstance(arg, bytes):
-                    return arg
+                raw = arg if isinstance(arg, bytes) else _bytes_literal(arg)
+                if raw is not None:
+                    return raw
         seen = seen.__cause__ or seen.__context__
     if type(exc).__name__ in ("ContractLogicError", "ContractCustomError", "TransactionFailed"):
         return b""
     return None
+
+
+def _bytes_literal(arg: object) -> bytes | None:
+    """eth-tester's eth_call reports revert data as the repr of a bytes object; read it back."""
+    if not isinstance(arg, str):
+        return None
+    text = arg.removeprefix("execution reverted: ")
+    if not text.startswith(("b'", 'b"')):
+        return None
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None
+    return value if isinstance(value, bytes) else None
 
 
 def _as_bytes(data: bytes | str | None) -> bytes:
