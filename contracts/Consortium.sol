@@ -242,6 +242,7 @@ contract Consortium is IConsortium, DataCatalog {
             string[] memory fields,
             string[] memory identifying
         ) = abi.decode(payload, (uint16, string, uint8, uint40, uint16, uint128, string[], string[]));
+        if (sensitivity > uint8(Sensitivity.Protected)) revert DataCatalogInvalidCategory(categoryId, "unknown sensitivity");
         _addCategory(
             categoryId, name, Sensitivity(sensitivity), retention, minAggregateSubjects, allowed, fields, identifying
         );

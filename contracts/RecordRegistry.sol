@@ -55,6 +55,7 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
             if (source.tombstone != TombstoneReason.None) {
                 revert RecordRegistryRecordTombstoned(derivedFrom[i], source.tombstone);
             }
+            if (block.timestamp > source.retainUntil) revert RecordRegistrySourceExpired(derivedFrom[i], source.retainUntil);
             if (source.derived) {
                 // Data derived from derived data answers to the original subjects, so keep the
                 // originals, not the intermediate result (whose `subject` is the custodian's word).

@@ -37,6 +37,8 @@ interface IRecordRegistry {
     error RecordRegistryTooManySources(uint256 count, uint256 max);
     /// @dev The record has been destroyed.
     error RecordRegistryRecordTombstoned(bytes32 record, TombstoneReason reason);
+    /// @dev A source is past its retention period, so nothing may be derived from it.
+    error RecordRegistrySourceExpired(bytes32 record, uint40 retainUntil);
     /// @dev Only the record's custodian may do this.
     error RecordRegistryNotCustodian(bytes32 record, address caller);
 

@@ -1,0 +1,1 @@
+"""Contract behaviour tests on the in-process py-evm chain (eth-tester)."""
