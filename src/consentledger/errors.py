@@ -68,3 +68,57 @@ class NotFoundError(ConsentLedgerError):
     """Raised when a named member, category, purpose, record or proposal does not exist."""
 
     http_status, exit_code, code = 404, 8, "not_found"
+
+
+class AuthenticationError(ConsentLedgerError):
+    """Raised when a request is unsigned, badly signed, or outside the clock window."""
+
+    http_status, exit_code, code = 401, 10, "unauthenticated"
+
+
+class AuthorizationError(ConsentLedgerError):
+    """Raised when an authenticated caller lacks the role, standing or ownership an action needs."""
+
+    http_status, exit_code, code = 403, 11, "forbidden"
+
+
+class ReplayError(ConsentLedgerError):
+    """Raised when a signed request's nonce was already used."""
+
+    http_status, exit_code, code = 409, 12, "replayed_request"
+
+
+class PayloadValidationError(ConsentLedgerError):
+    """Raised when a payload breaks the catalog (fields not on the positive list) or is malformed."""
+
+    http_status, exit_code, code = 422, 13, "invalid_payload"
+
+
+class PayloadTooLargeError(ConsentLedgerError):
+    """Raised when a request body exceeds the configured limit."""
+
+    http_status, exit_code, code = 413, 14, "payload_too_large"
+
+
+class IntegrityError(ConsentLedgerError):
+    """Raised when a ciphertext, wrapped key or commitment fails verification."""
+
+    http_status, exit_code, code = 502, 9, "integrity_error"
+
+
+class IdempotencyConflictError(ConsentLedgerError):
+    """Raised when an Idempotency-Key is reused for a request with a different body."""
+
+    http_status, exit_code, code = 409, 12, "idempotency_conflict"
+
+
+class RecordExistsError(ConsentLedgerError):
+    """Raised when a record id is already stored (by any request, not a retry of this one)."""
+
+    http_status, exit_code, code = 409, 12, "record_exists"
+
+
+class TransactionNotMinedError(TransactionFailedError):
+    """Raised when a sent transaction has no receipt (or too few confirmations) when the wait ends."""
+
+    http_status, exit_code, code = 504, 5, "transaction_not_mined"

@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import TimeExhausted, Web3Exception
+from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
 from web3.types import TxReceipt
 
 from consentledger.chain.nonces import NonceAllocator
 from consentledger.chain.reverts import RevertDecoder, revert_data
-from consentledger.errors import ChainUnavailableError, ContractRevertError, TransactionFailedError
+from consentledger.errors import (
+    ChainUnavailableError,
+    ContractRevertError,
+    TransactionFailedError,
+    TransactionNotMinedError,
+)
 
 _GAS_MARGIN = 1.25
+# How nodes (geth, Besu, anvil, ganache) say they already have a transaction, or its nonce is used.
+_ALREADY_KNOWN = ("already known", "known transaction", "already imported", "already in pool")
+_NONCE_USED = ("nonce too low", "nonce is too low", "correct nonce")
+
+
+@dataclass(frozen=True)
+class SignedCall:
+    """A signed, not yet sent transaction: the raw bytes to broadcast, its hash and nonce."""
+
+    raw: bytes
+    tx_hash: bytes
+    nonce: int
 
 
 class TransactionSender:
@@ -47,22 +65,87 @@ class TransactionSender:
 
     def transact(self, call: ContractFunction | ContractConstructor) -> TxReceipt:
         """Send `call` and return its receipt once mined (and confirmed); raise on revert."""
+        signed = self.sign(call)
+        try:
+            self.broadcast(signed.raw)
+        except Exception:
+            self.nonces.resync(self.address)
+            raise
+        return self.wait_receipt(signed.tx_hash, call)
+
+    def sign(self, call: ContractFunction | ContractConstructor) -> SignedCall:
+        """Estimate gas for `call`, allocate the next nonce and sign it; nothing is sent.
+
+        A revert during estimation raises ContractRevertError and allocates no nonce. The caller
+        owns the nonce from here: it must broadcast the transaction (or resync the allocator).
+        """
         gas = self._estimate(call)
         tx: dict[str, Any] = {
             "from": self.address,
             "gas": gas,
             "gasPrice": self._call_chain(lambda: self.w3.eth.gas_price),
             "chainId": self._chain(),
-            "nonce": self.nonces.allocate(self.address),
+            "nonce": self.nonces.allocate(self.address),  # last: nothing above may fail with a nonce taken
         }
         built = call.build_transaction(tx)  # type: ignore[arg-type]
         signed = self.account.sign_transaction(dict(built))  # type: ignore[arg-type]
+        return SignedCall(raw=bytes(signed.raw_transaction), tx_hash=bytes(signed.hash), nonce=int(tx["nonce"]))
+
+    def broadcast(self, raw: bytes, *, resend: bool = False) -> None:
+        """Send a signed transaction; a node that already knows it is fine.
+
+        With `resend` (the same signed transaction again, after a timeout or a restart) "nonce too
+        low" is fine too: the transaction may already be mined, and `wait_receipt` tells.
+        """
         try:
-            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            self.w3.eth.send_raw_transaction(raw)
         except Exception as exc:
-            self.nonces.resync(self.address)
+            message = str(exc).lower().replace("_", " ")
+            if any(marker in message for marker in _ALREADY_KNOWN):
+                return
+            if resend and any(marker in message for marker in _NONCE_USED):
+                return
             raise self._failure("send", exc) from exc
-        return self._await(tx_hash, call)
+
+    def wait_receipt(
+        self,
+        tx_hash: bytes,
+        call: ContractFunction | ContractConstructor | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> TxReceipt:
+        """Return the receipt of `tx_hash` once mined (and confirmed).
+
+        A mined revert raises ContractRevertError naming the rule when `call` (the call that was
+        signed) is given to replay, else TransactionFailedError. No receipt (or not enough
+        confirmations) within `timeout` seconds (default: the sender's) raises
+        TransactionNotMinedError, a TransactionFailedError: the transaction may still be mined.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=timeout, poll_latency=0.05)
+        except TimeExhausted as exc:
+            raise TransactionNotMinedError(f"transaction 0x{tx_hash.hex()} not mined in {timeout:.0f} s") from exc
+        if receipt["status"] != 1:
+            raise self._replay_revert(receipt, call)
+        self._wait_confirmations(receipt["blockNumber"])
+        return receipt
+
+    def mined_nonce(self) -> int:
+        """Return how many of the signer's transactions are mined (the nonce the chain expects next)."""
+        return int(self._call_chain(lambda: self.w3.eth.get_transaction_count(self.account.address, "latest")))
+
+    def receipt(self, tx_hash: bytes) -> TxReceipt | None:
+        """Return the receipt of `tx_hash` if it is mined, else None (no waiting)."""
+
+        def fetch() -> TxReceipt | None:
+            try:
+                return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+            except TransactionNotFound:
+                return None
+
+        receipt: TxReceipt | None = self._call_chain(fetch)
+        return receipt
 
     def call(self, call: ContractFunction) -> Any:
         """Run a read-only call from this signer; reverts become ContractRevertError."""
@@ -79,28 +162,18 @@ class TransactionSender:
         limit = self._call_chain(lambda: self.w3.eth.get_block("latest")["gasLimit"])
         return min(int(estimate * _GAS_MARGIN) + 10_000, int(limit))
 
-    def _await(self, tx_hash: bytes, call: ContractFunction | ContractConstructor) -> TxReceipt:
-        try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(
-                HexBytes(tx_hash), timeout=self.timeout, poll_latency=0.05
-            )
-        except TimeExhausted as exc:
-            raise TransactionFailedError(f"transaction 0x{tx_hash.hex()} not mined in {self.timeout:.0f} s") from exc
-        if receipt["status"] != 1:
-            raise self._replay_revert(receipt, call)
-        self._wait_confirmations(receipt["blockNumber"])
-        return receipt
-
     def _wait_confirmations(self, block: int) -> None:
         if self.confirmations <= 0:
             return
         deadline = time.monotonic() + self.timeout
         while self.w3.eth.block_number < block + self.confirmations:
             if time.monotonic() > deadline:
-                raise TransactionFailedError(f"block {block} not confirmed {self.confirmations} times in time")
+                raise TransactionNotMinedError(f"block {block} not confirmed {self.confirmations} times in time")
             time.sleep(0.1)
 
-    def _replay_revert(self, receipt: TxReceipt, call: ContractFunction | ContractConstructor) -> Exception:
+    def _replay_revert(
+        self, receipt: TxReceipt, call: ContractFunction | ContractConstructor | None
+    ) -> Exception:
         """A mined failure (state changed after estimation): replay it to learn the rule."""
         try:
             if isinstance(call, ContractFunction):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +12,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from consentledger.chain.accounts import dev_account
+from consentledger.crypto.files import write_private_file
 from consentledger.errors import ConfigurationError, KeystoreError
 from consentledger.types import Address
 
 DEFAULT_PASSWORD_ENV = "CONSENTLEDGER_KEY_PASSWORD"
 """The environment variable holding a keystore's password unless a command names another."""
-
-_KEYSTORE_MODE = 0o600
 
 
 def new_keystore(
@@ -40,31 +37,7 @@ def new_keystore(
     if account is None:
         account = Account.create()
     keystore = Account.encrypt(account.key, password)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write a private temp file beside the target, then move it into place in one step so a
-    # crash never leaves a half-written keystore and (without overwrite) never clobbers one.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), _KEYSTORE_MODE)
-            json.dump(keystore, out)
-            out.flush()
-            os.fsync(out.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise KeystoreError(
-                    f"{path} already exists; refusing to overwrite a keystore"
-                ) from None
-    except OSError as exc:
-        raise KeystoreError(f"cannot write keystore {path}: {exc.strerror or exc}") from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_private_file(path, json.dumps(keystore).encode("utf-8"), overwrite=overwrite, what="keystore")
     return Address(account.address)
 
 

@@ -1,0 +1,265 @@
+"""The outbox relay: each outbox row becomes exactly one on-chain effect, whatever crashes when.
+
+A pending row is estimated, signed with an allocated nonce and persisted (status `sent`, with the
+raw transaction) before it is broadcast; only the receipt marks it done. A `sent` row found later
+(after a restart or a timeout) is never signed again: the same raw transaction is rebroadcast and
+its receipt awaited. The relay must be the only user of its signer's nonces, and on PostgreSQL one
+replica runs it at a time (`Store.leader_lock`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import to_checksum_address
+from web3.contract.contract import ContractFunction
+
+from consentledger.chain.ledger import Ledger
+from consentledger.chain.sender import TransactionSender
+from consentledger.errors import ContractRevertError, NotFoundError, TransactionFailedError, TransactionNotMinedError
+from consentledger.store.repository import OutboxItem, OutboxStatus, RecordState, Store, StoredRecord
+from consentledger.types import TombstoneReason
+
+log = logging.getLogger(__name__)
+
+Payload = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class OutboxKind:
+    """How the relay handles one kind of outbox row.
+
+    `build` turns the payload into the contract call. `already_done` says whether a revert means
+    the effect is already on chain (a retry after a crash, say). `on_done` updates the store once
+    the effect is on chain; it must be idempotent (a crash may run it twice).
+    """
+
+    build: Callable[[Ledger, Payload], ContractFunction]
+    already_done: Callable[[Ledger, Payload, str, ContractRevertError], bool] = lambda *_: False
+    on_done: Callable[[Store, OutboxItem], None] = lambda *_: None
+
+
+class OutboxRelay:
+    """Sends the outbox rows of one signer, oldest first, one on-chain effect per row."""
+
+    def __init__(
+        self,
+        store: Store,
+        ledger: Ledger,
+        sender: TransactionSender,
+        *,
+        rebroadcast_after: float = 30.0,
+        kinds: Mapping[str, OutboxKind] | None = None,
+        batch: int = 100,
+    ) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.sender = sender
+        self.rebroadcast_after = rebroadcast_after
+        self.kinds: Mapping[str, OutboxKind] = KINDS if kinds is None else kinds
+        self.batch = batch
+
+    def run_once(self) -> int:
+        """Relay up to `batch` unfinished rows of the sender; return how many finished (done or failed).
+
+        A row whose transaction is not mined within the sender's timeout, or that the node will not
+        take back, stays `sent` and ends the run: the next run rebroadcasts it first.
+        ChainUnavailableError propagates; nothing is lost by it either.
+        """
+        finished = 0
+        for item in self.store.pending(self.batch, signer=self.sender.address):
+            try:
+                finished += self._relay(item)
+            except TransactionFailedError as exc:
+                log.warning("outbox row %s unfinished: %s; retrying on the next run", item.id, exc)
+                self.store.note_attempt(item.id, str(exc))
+                break
+        return finished
+
+    def sign_and_persist(self, item: OutboxItem) -> OutboxItem | None:
+        """Sign a pending row and persist its transaction (status sent); broadcast nothing.
+
+        Return the row as now stored, or None when there is nothing to broadcast: its effect is
+        already on chain (marked done), estimation reverted (marked failed, naming the rule), or
+        another relay signed it first.
+        """
+        kind = self.kinds.get(item.kind)
+        if kind is None:
+            self._fail(item, f"unknown outbox kind {item.kind!r}")
+            return None
+        try:
+            call = kind.build(self.ledger, item.payload)
+        except (KeyError, TypeError, ValueError) as exc:
+            self._fail(item, f"malformed {item.kind} payload: {exc!r}")
+            return None
+        try:
+            signed = self.sender.sign(call)
+        except ContractRevertError as exc:
+            self._finish_reverted(item, kind, exc)
+            return None
+        try:
+            persisted = self.store.mark_sent(item.id, signed.nonce, signed.raw, "0x" + signed.tx_hash.hex())
+        except BaseException:
+            self.sender.nonces.resync(self.sender.address)  # this transaction will never be sent
+            raise
+        if not persisted:
+            self.sender.nonces.resync(self.sender.address)
+            return None
+        return self.store.get_outbox(item.id)
+
+    def _relay(self, item: OutboxItem) -> bool:
+        if item.status is OutboxStatus.PENDING:
+            sent = self.sign_and_persist(item)
+            if sent is None or not self._first_broadcast(sent):
+                return True
+            return self._settle(sent)
+        assert item.raw_tx is not None
+        self.sender.broadcast(item.raw_tx, resend=True)
+        return self._settle(item)
+
+    def _first_broadcast(self, item: OutboxItem) -> bool:
+        """Broadcast a just-signed row; return False if the node refused it (then it is failed)."""
+        assert item.raw_tx is not None
+        try:
+            self.sender.broadcast(item.raw_tx)
+        except TransactionFailedError as exc:
+            # Refused outright, so it can never be mined: free its nonce for the rows after it.
+            self.sender.nonces.resync(self.sender.address)
+            self._fail(item, f"node refused the transaction: {exc}")
+            return False
+        return True
+
+    def _settle(self, item: OutboxItem) -> bool:
+        """Wait for a sent row's receipt, rebroadcasting meanwhile, and record the outcome."""
+        kind = self.kinds.get(item.kind, _UNKNOWN_KIND)  # a kind dropped since signing still settles
+        try:
+            call: ContractFunction | None = kind.build(self.ledger, item.payload)  # replays a mined revert
+        except (KeyError, TypeError, ValueError):
+            call = None
+        try:
+            self._await_receipt(item, call)
+        except TransactionNotMinedError:
+            if not self._nonce_taken_by_another(item):
+                raise
+            self._fail(item, f"nonce {item.tx_nonce} was used by another transaction: {item.tx_hash} can never land")
+        except ContractRevertError as exc:
+            self._finish_reverted(item, kind, exc)
+        except TransactionFailedError as exc:  # mined, reverted, no decodable reason
+            self._fail(item, str(exc))
+        else:
+            self._finish_done(item, kind)
+        return True
+
+    def _await_receipt(self, item: OutboxItem, call: ContractFunction | None) -> None:
+        assert item.tx_hash is not None and item.raw_tx is not None
+        tx_hash = bytes.fromhex(item.tx_hash.removeprefix("0x"))
+        deadline = time.monotonic() + self.sender.timeout
+        while True:
+            wait = max(0.0, min(self.rebroadcast_after, deadline - time.monotonic()))
+            try:
+                self.sender.wait_receipt(tx_hash, call, timeout=wait)
+                return
+            except TransactionNotMinedError as exc:
+                if time.monotonic() >= deadline or self._nonce_taken_by_another(item):
+                    raise
+                self.store.note_attempt(item.id, f"{exc}; rebroadcast")
+                self.sender.broadcast(item.raw_tx, resend=True)
+
+    def _nonce_taken_by_another(self, item: OutboxItem) -> bool:
+        """Return whether another transaction used the row's nonce on chain, so ours can never land."""
+        assert item.tx_nonce is not None and item.tx_hash is not None
+        if self.sender.mined_nonce() <= item.tx_nonce:
+            return False
+        return self.sender.receipt(bytes.fromhex(item.tx_hash.removeprefix("0x"))) is None
+
+    def _finish_reverted(self, item: OutboxItem, kind: OutboxKind, exc: ContractRevertError) -> None:
+        if not kind.already_done(self.ledger, item.payload, self.sender.address, exc):
+            self._fail(item, str(exc))
+            return
+        log.info("outbox row %s: effect already on chain (%s)", item.id, exc.rule)
+        self._finish_done(item, kind)
+
+    def _finish_done(self, item: OutboxItem, kind: OutboxKind) -> None:
+        kind.on_done(self.store, item)  # first: a crash before mark_done just runs it again
+        self.store.mark_done(item.id)
+
+    def _fail(self, item: OutboxItem, error: str) -> None:
+        log.warning("outbox row %s (%s) failed: %s", item.id, item.kind, error)
+        self.store.mark_failed(item.id, error)
+
+
+# ---------------------------------------------------------------------- kinds
+
+
+def register_record_payload(record: StoredRecord) -> dict[str, Any]:
+    """Return the outbox payload of a "register_record" row for a stored record."""
+    return {
+        "record_id": record.record_id,
+        "subject": record.subject,
+        "category": record.category,
+        "commitment": "0x" + record.commitment.hex(),
+        "derived_from": list(record.derived_from),
+    }
+
+
+def tombstone_payload(record_id: str, reason: TombstoneReason) -> dict[str, Any]:
+    """Return the outbox payload of a "tombstone" row."""
+    return {"record_id": record_id, "reason": int(reason)}
+
+
+def _bytes32(value: str) -> bytes:
+    raw = bytes.fromhex(value.removeprefix("0x"))
+    if len(raw) != 32:
+        raise ValueError(f"expected 32 bytes, got {len(raw)}: {value}")
+    return raw
+
+
+def _build_register(ledger: Ledger, payload: Payload) -> ContractFunction:
+    subject = to_checksum_address(payload["subject"]) if payload["subject"] else "0x" + "00" * 20
+    sources: Sequence[str] = payload.get("derived_from", ())
+    return ledger.access.functions.registerRecord(
+        _bytes32(payload["record_id"]), subject, int(payload["category"]), _bytes32(payload["commitment"]),
+        [_bytes32(s) for s in sources],
+    )
+
+
+def _registered_already(ledger: Ledger, payload: Payload, signer: str, exc: ContractRevertError) -> bool:
+    if exc.rule != "RecordRegistryRecordExists":
+        return False
+    on_chain = ledger.record(_bytes32(payload["record_id"]))
+    return on_chain.custodian == signer and on_chain.commitment == _bytes32(payload["commitment"])
+
+
+def _mark_registered(store: Store, item: OutboxItem) -> None:
+    try:
+        store.set_record_state(item.record_id or item.payload["record_id"], RecordState.REGISTERED)
+    except NotFoundError:
+        pass  # queued without a stored record (enqueue): nothing to update
+
+
+def _build_tombstone(ledger: Ledger, payload: Payload) -> ContractFunction:
+    return ledger.access.functions.tombstone(_bytes32(payload["record_id"]), int(TombstoneReason(payload["reason"])))
+
+
+def _tombstoned_already(ledger: Ledger, payload: Payload, signer: str, exc: ContractRevertError) -> bool:
+    if exc.rule != "RecordRegistryRecordTombstoned":
+        return False
+    on_chain = ledger.record(_bytes32(payload["record_id"]))
+    return on_chain.custodian == signer and on_chain.tombstone == TombstoneReason(payload["reason"])
+
+
+def _unbuildable(ledger: Ledger, payload: Payload) -> ContractFunction:
+    raise ValueError("unknown outbox kind")
+
+
+_UNKNOWN_KIND = OutboxKind(_unbuildable)
+
+KINDS: dict[str, OutboxKind] = {
+    "register_record": OutboxKind(_build_register, _registered_already, _mark_registered),
+    "tombstone": OutboxKind(_build_tombstone, _tombstoned_already),
+}
+"""The outbox kinds the relay knows; add an entry to relay a new kind of chain write."""

@@ -1,0 +1,60 @@
+"""Open the gateway's database: SQLite by default (a file), PostgreSQL by URL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from consentledger.errors import ConfigurationError
+from consentledger.store.tables import metadata
+
+_SQLITE_PRAGMAS = (
+    # WAL lets readers run while the relay writes; the busy timeout makes writers queue instead of failing.
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+def make_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) -> Engine:
+    """Return an Engine for `url`: `sqlite:///path` or `postgresql[+psycopg]://...`.
+
+    SQLite files get WAL, foreign keys and a 5 s busy timeout on every connection, and their parent
+    directory is created. `postgresql://` URLs are rewritten to the psycopg 3 driver.
+    `connect_args` go to the driver (e.g. `{"options": "-csearch_path=tenant"}` on PostgreSQL).
+    Raises ConfigurationError for any other URL.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigurationError(f"malformed database URL {url!r}") from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    args = dict(connect_args or {})
+    if backend == "sqlite" and driver in ("", "pysqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args=args)
+        event.listen(engine, "connect", _configure_sqlite)
+        return engine
+    if backend in ("postgresql", "postgres") and driver in ("", "psycopg"):
+        return create_engine(parsed.set(drivername="postgresql+psycopg"), connect_args=args, pool_pre_ping=True)
+    raise ConfigurationError(f"unsupported database URL {parsed.drivername}://…: use sqlite:/// or postgresql://")
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table and index that does not exist yet (safe to call on every start)."""
+    metadata.create_all(engine)
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()

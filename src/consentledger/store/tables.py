@@ -1,0 +1,98 @@
+"""The gateway's tables: stored records, seen request nonces and the chain-write outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored in UTC; SQLite (which drops the zone) reads back aware too."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one (e.g. datetime.now(UTC))")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_Json = JSON().with_variant(JSONB(), "postgresql")
+
+metadata = MetaData()
+
+records = Table(
+    "records",
+    metadata,
+    Column("record_id", String(66), primary_key=True, comment="0x-prefixed 32-byte id"),
+    Column("custodian", String(42), nullable=False),
+    Column("subject", String(42), nullable=False),
+    Column("category", Integer, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("wrapped_dek", LargeBinary, nullable=False),
+    Column("kek_id", String(200), nullable=False),
+    Column("salt", LargeBinary, nullable=False),
+    Column("commitment", LargeBinary, nullable=False),
+    Column("derived_from", _Json, nullable=False, comment="list of 0x source record ids"),
+    Column("state", String(16), nullable=False, comment="pending -> registered -> shredded"),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("request_hash", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("custodian", "idempotency_key", name="uq_records_custodian_idempotency_key"),
+)
+Index("ix_records_subject", records.c.subject)
+
+seen_nonces = Table(
+    "seen_nonces",
+    metadata,
+    Column("signer", String(42), primary_key=True),
+    Column("nonce", String(66), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+Index("ix_seen_nonces_expires_at", seen_nonces.c.expires_at)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("record_id", String(66), nullable=True),
+    Column("payload", _Json, nullable=False),
+    Column("signer", String(42), nullable=False),
+    Column("status", String(16), nullable=False, comment="pending | sent | done | failed"),
+    Column("tx_nonce", BigInteger, nullable=True),
+    Column("raw_tx", LargeBinary, nullable=True),
+    Column("tx_hash", String(66), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_outbox_status", outbox.c.status)
