@@ -21,6 +21,7 @@ class NonceAllocator:
         self._pending_count = pending_count
         self._lock = threading.Lock()
         self._next: dict[str, int] = {}
+        self._signing: dict[str, threading.RLock] = {}
 
     @classmethod
     def for_chain(cls, w3: Web3) -> NonceAllocator:
@@ -35,6 +36,15 @@ class NonceAllocator:
                 nonce = self._pending_count(address)
             self._next[address] = nonce + 1
             return nonce
+
+    def signing_lock(self, address: str) -> threading.RLock:
+        """Return the lock to hold from allocating a nonce until its transaction is broadcast.
+
+        Held that way, no signed-but-unsent transaction exists when another sender fails and
+        resyncs, so a resync can never hand out a nonce a pending transaction still owns.
+        """
+        with self._lock:
+            return self._signing.setdefault(address, threading.RLock())
 
     def resync(self, address: str) -> None:
         """Forget the local counter so the next allocation asks the chain (after a failed send)."""

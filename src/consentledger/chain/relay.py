@@ -113,9 +113,10 @@ class OutboxRelay:
 
     def _relay(self, item: OutboxItem) -> bool:
         if item.status is OutboxStatus.PENDING:
-            sent = self.sign_and_persist(item)
-            if sent is None or not self._first_broadcast(sent):
-                return True
+            with self.sender.nonces.signing_lock(self.sender.address):
+                sent = self.sign_and_persist(item)
+                if sent is None or not self._first_broadcast(sent):
+                    return True
             return self._settle(sent)
         assert item.raw_tx is not None
         self.sender.broadcast(item.raw_tx, resend=True)

@@ -65,12 +65,13 @@ class TransactionSender:
 
     def transact(self, call: ContractFunction | ContractConstructor) -> TxReceipt:
         """Send `call` and return its receipt once mined (and confirmed); raise on revert."""
-        signed = self.sign(call)
-        try:
-            self.broadcast(signed.raw)
-        except Exception:
-            self.nonces.resync(self.address)
-            raise
+        with self.nonces.signing_lock(self.address):
+            signed = self.sign(call)
+            try:
+                self.broadcast(signed.raw)
+            except Exception:
+                self.nonces.resync(self.address)
+                raise
         return self.wait_receipt(signed.tx_hash, call)
 
     def sign(self, call: ContractFunction | ContractConstructor) -> SignedCall:

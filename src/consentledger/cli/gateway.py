@@ -1,0 +1,71 @@
+"""`consentledger agency init` and `consentledger gateway serve`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from consentledger.cli.common import (
+    DEFAULT_MANIFEST,
+    DEFAULT_RPC,
+    DevAccountOption,
+    ManifestOption,
+    PasswordEnvOption,
+    RpcOption,
+    console,
+)
+
+agency_app = typer.Typer(help="Set up an agency: keys and gateway configuration.", no_args_is_help=True)
+gateway_app = typer.Typer(help="Run an agency gateway.", no_args_is_help=True)
+
+
+@agency_app.command("init")
+def init(
+    name: Annotated[str, typer.Argument(help="The agency's name.")],
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write agency.toml and the keys.")] = Path("."),
+    port: Annotated[int, typer.Option(help="The gateway's listen port.")] = 9001,
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    store_url: Annotated[str, typer.Option(help="sqlite:///file or postgresql://…")] = "sqlite:///agency.db",
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    from_dev_account: DevAccountOption = None,
+) -> None:
+    """Write DIR/agency.toml and new encrypted keys (signer, X25519, KEK); print what to register."""
+    from consentledger.chain.accounts import dev_account
+    from consentledger.crypto.keys import password_from_env
+    from consentledger.gateway.setup import init_agency
+
+    account = dev_account(from_dev_account) if from_dev_account is not None else None
+    agency = init_agency(
+        directory, name, password_from_env(password_env), rpc_url=rpc, manifest=manifest, port=port,
+        store_url=store_url, password_env=password_env, account=account,
+    )
+    console.print(f"config        {agency.config}")
+    console.print(f"address       {agency.address}")
+    console.print(f"x25519        {agency.x25519_public.hex()}")
+    console.print(f"gateway URL   {agency.public_url}")
+    console.print("admit it with: consentledger org propose admit "
+                  f"--account {agency.address} --roles custodian,requester --name {name!r} "
+                  f"--x25519 {agency.x25519_public.hex()} --gateway {agency.public_url}")
+
+
+@gateway_app.command("serve")
+def serve(
+    config: Annotated[Path, typer.Option("--config", help="The agency's TOML config.")] = Path("agency.toml"),
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+) -> None:
+    """Serve the agency gateway until Ctrl-C."""
+    import uvicorn
+
+    from consentledger.gateway.app import create_app
+    from consentledger.gateway.runtime import Gateway
+    from consentledger.settings import load_settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(config)
+    gateway = Gateway.open(settings)
+    console.print(f"gateway {settings.name} ({gateway.org}) on http://{settings.host}:{settings.port}")
+    uvicorn.run(create_app(gateway), host=settings.host, port=settings.port, log_level=log_level)

@@ -1,0 +1,1 @@
+"""The agency gateway: signed HTTP API over the encrypted store and the ledger."""

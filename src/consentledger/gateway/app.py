@@ -1,0 +1,65 @@
+"""The FastAPI application: routes, one JSON error shape, and the gateway's lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from consentledger.errors import ConsentLedgerError, ContractRevertError
+from consentledger.gateway.routers import router
+from consentledger.gateway.runtime import Gateway
+from consentledger.signing import SIGNED_HEADERS
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = (
+    "An agency's gateway to the consentledger. Every endpoint except `/v1/health` and "
+    "`/v1/chain/domain` needs an EIP-712 `GatewayRequest` signature over (audience, method, path with "
+    "query, SHA-256 of the body, timestamp, nonce) carried in the headers "
+    + ", ".join(f"`{h}`" for h in SIGNED_HEADERS)
+    + ". Refusals are JSON `{\"error\": code, \"detail\": text}`: 401 unsigned or bad signature, "
+    "403 wrong role / suspended / a contract rule (named), 409 replayed nonce, 413 too large, "
+    "422 malformed or off the positive list, 502 integrity or custodian failure, 503 chain unreachable."
+)
+
+
+def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
+    """Return the app serving `gateway`; with `upkeep` the relay and membership watcher run alongside."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if upkeep:
+            gateway.start_upkeep()
+        try:
+            yield
+        finally:
+            gateway.close()
+
+    app = FastAPI(title=f"consentledger gateway — {gateway.settings.name}", description=DESCRIPTION,
+                  version="1", lifespan=lifespan)
+    app.state.gateway = gateway
+    app.include_router(router)
+
+    @app.exception_handler(ConsentLedgerError)
+    async def our_error(request: Request, exc: ConsentLedgerError) -> JSONResponse:
+        body = {"error": exc.code, "detail": str(exc)}
+        if isinstance(exc, ContractRevertError):
+            body["rule"] = exc.rule
+        return JSONResponse(body, status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"error": "invalid_request", "detail": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal_error", "detail": type(exc).__name__}, status_code=500)
+
+    return app

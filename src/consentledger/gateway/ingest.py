@@ -1,0 +1,71 @@
+"""Custodian side of collection: check the positive list, encrypt, store, register on chain."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eth_utils import keccak, to_checksum_address
+
+from consentledger.chain.relay import register_record_payload
+from consentledger.crypto.commitment import canonical_json, commitment, new_salt
+from consentledger.crypto.vault import new_dek, record_aad, seal, wrap_dek
+from consentledger.errors import PayloadValidationError
+from consentledger.gateway.runtime import Gateway
+from consentledger.store import StoredRecord
+
+
+def check_against_catalog(fields: Sequence[str], payload: Mapping[str, Any], category_name: str) -> None:
+    """Raise PayloadValidationError naming every field that is not on the category's positive list."""
+    if not payload:
+        raise PayloadValidationError("the payload is empty")
+    unlisted = sorted(set(payload) - set(fields))
+    if unlisted:
+        raise PayloadValidationError(
+            f"fields not on the positive list of category {category_name!r}: {', '.join(unlisted)}"
+        )
+
+
+def ingest(
+    gw: Gateway,
+    *,
+    subject: str,
+    category_id: int,
+    payload: Mapping[str, Any],
+    derived_from: Sequence[str],
+    idempotency_key: str | None,
+    request_hash: str,
+) -> StoredRecord:
+    """Store `payload` encrypted under a fresh DEK and queue its registration; return the stored record.
+
+    The record row and its chain write commit together; a retry with the same Idempotency-Key
+    returns the first record. Nothing is stored when a field is not on the positive list.
+    """
+    category = gw.ledger.category(category_id)
+    check_against_catalog(category.fields, payload, category.name)
+    try:
+        canonical = canonical_json(payload)
+    except (TypeError, ValueError) as exc:
+        raise PayloadValidationError(f"payload is not plain JSON: {exc}") from None
+    record_id = keccak(bytes.fromhex(gw.org[2:]) + secrets.token_bytes(32))
+    salt, dek = new_salt(), new_dek()
+    record = StoredRecord(
+        record_id="0x" + record_id.hex(),
+        custodian=gw.org,  # type: ignore[arg-type]
+        subject=to_checksum_address(subject) if subject else "0x" + "00" * 20,  # type: ignore[arg-type]
+        category=category_id,
+        ciphertext=seal(dek, canonical, record_aad(record_id, category_id)),
+        wrapped_dek=wrap_dek(gw.kek, dek, record_id),
+        kek_id=gw.kek_id,
+        salt=salt,
+        commitment=commitment(salt, canonical),
+        request_hash=request_hash,
+        derived_from=tuple(derived_from),
+        idempotency_key=idempotency_key,
+    )
+    stored = gw.store.add_record(
+        record, outbox_kind="register_record", outbox_payload=register_record_payload(record), signer=gw.org
+    )
+    gw.relay_now()
+    return gw.store.get_record(stored.record_id) or stored

@@ -1,0 +1,62 @@
+"""Members' on-chain standing, cached briefly and dropped as soon as the chain says it changed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from eth_utils import to_checksum_address
+
+from consentledger.chain.ledger import Ledger
+from consentledger.types import Member
+
+_MEMBERSHIP_EVENTS = ("MemberAdmitted", "MemberStatusChanged", "MemberRolesChanged", "MemberKeysChanged")
+
+
+class MembershipCache:
+    """Reads `Consortium.member` through a TTL cache; `watch()` invalidates on membership events."""
+
+    def __init__(self, ledger: Ledger, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ledger = ledger
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, Member]] = {}
+        self._next_block = ledger.w3.eth.block_number + 1
+
+    def get(self, account: str) -> Member:
+        """Return the member record of `account` (status NONE if it is no member)."""
+        address = to_checksum_address(account)
+        now = self._clock()
+        with self._lock:
+            cached = self._entries.get(address)
+        if cached and now - cached[0] < self._ttl:
+            return cached[1]
+        member = self._ledger.member(address)
+        with self._lock:
+            self._entries[address] = (now, member)
+        return member
+
+    def invalidate(self, account: str | None = None) -> None:
+        """Forget one account's standing, or everyone's."""
+        with self._lock:
+            if account is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(to_checksum_address(account), None)
+
+    def watch(self) -> int:
+        """Drop the entries of members whose standing changed in new blocks; return how many changed."""
+        latest = self._ledger.w3.eth.block_number
+        if latest < self._next_block:
+            return 0
+        changed = set()
+        for name in _MEMBERSHIP_EVENTS:
+            event = getattr(self._ledger.consortium.events, name)()
+            for log in event.get_logs(from_block=self._next_block, to_block=latest):
+                changed.add(log["args"]["account"])
+        for account in changed:
+            self.invalidate(account)
+        self._next_block = latest + 1
+        return len(changed)

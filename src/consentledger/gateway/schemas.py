@@ -1,0 +1,72 @@
+"""Request bodies of the gateway API, validated from the exact bytes that were signed."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from consentledger.errors import PayloadValidationError
+
+Hex32 = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
+AddressField = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecordIn(_Body):
+    """POST /v1/records."""
+
+    subject: str = AddressField
+    category: int = Field(ge=1, le=65535)
+    payload: dict[str, Any]
+    derived_from: list[str] = Field(default_factory=list, max_length=32)
+
+
+class ConsentTerms(_Body):
+    """A consent's terms, as `Consent.to_json()` writes them."""
+
+    subject: str = AddressField
+    grantee: str = AddressField
+    category: int = Field(ge=0, le=65535)
+    purpose: int = Field(ge=0, le=255)
+    valid_until: int = Field(ge=0, lt=2**40)
+    max_uses: int = Field(ge=0, lt=2**32)
+    record: str = Field("0x" + "00" * 32, pattern=r"^0x[0-9a-fA-F]{64}$")
+    identified: bool = False
+    nonce: int = Field(0, ge=0, lt=2**64)
+
+
+class SignedConsentIn(_Body):
+    """POST /v1/consents and /v1/consents/revoke: terms plus the subject's signature."""
+
+    consent: ConsentTerms
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
+
+
+class AccessIn(_Body):
+    """POST /v1/access."""
+
+    record: str = Hex32
+    purpose: int = Field(ge=1, le=127)
+    consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
+
+
+class KeyRequestIn(_Body):
+    """POST /v1/keys/{record}/{seq}: the block the access was mined in."""
+
+    block: int = Field(ge=0)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], body: bytes) -> M:
+    """Validate `body` as `model`; PayloadValidationError (422) naming each problem."""
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise PayloadValidationError(problems) from None

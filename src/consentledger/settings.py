@@ -1,0 +1,72 @@
+"""Gateway settings: one pydantic model read from an agency TOML file, overridable by environment."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from consentledger.errors import ConfigurationError
+
+ENV_PREFIX = "CONSENTLEDGER_GATEWAY_"
+
+
+class Settings(BaseSettings):
+    """Everything one agency gateway needs; relative paths are relative to the TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    name: str = Field(description="The agency's name, as admitted to the consortium.")
+    rpc_url: str = Field(description="Ethereum JSON-RPC URL of the permissioned chain.")
+    manifest: Path = Field(description="Deployment manifest written by `consentledger deploy`.")
+    signer_keystore: Path = Field(description="The organisation's signer key (eth-account keystore v3).")
+    x25519_keyfile: Path = Field(description="The organisation's X25519 private key (encrypted).")
+    kek_keyfile: Path = Field(description="The key-encryption key wrapping every record key (encrypted).")
+    password_env: str = Field("CONSENTLEDGER_KEY_PASSWORD", description="Env var holding the key password.")
+    store_url: str = Field("sqlite:///agency.db", description="SQLAlchemy URL: sqlite:///… or postgresql://…")
+    host: str = Field("127.0.0.1", description="Listen address.")
+    port: int = Field(9001, description="Listen port.")
+    public_url: str = Field("", description="The URL other gateways use (registered on chain).")
+    confirmations: int = Field(0, ge=0, description="Blocks to wait after each transaction.")
+    max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="Largest accepted request body.")
+    membership_ttl: float = Field(5.0, ge=0, description="Seconds a member's on-chain standing is cached.")
+    relay_interval: float = Field(0.5, gt=0, description="Seconds between outbox relay passes.")
+    peer_timeout: float = Field(30.0, gt=0, description="Seconds to wait for another gateway.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables override the TOML values passed as init arguments."""
+        return env_settings, init_settings
+
+
+def load_settings(path: Path) -> Settings:
+    """Read an agency TOML file (env `CONSENTLEDGER_GATEWAY_*` overrides); raise ConfigurationError."""
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        hint = "create one with `consentledger agency init`"
+        raise ConfigurationError(f"gateway config {path} not found ({hint})") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"gateway config {path} is unreadable: {exc}") from None
+    base = path.resolve().parent
+    for key in ("manifest", "signer_keystore", "x25519_keyfile", "kek_keyfile"):
+        if key in data and not Path(data[key]).is_absolute():
+            data[key] = str(base / data[key])
+    url = data.setdefault("store_url", "sqlite:///agency.db")
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        data["store_url"] = "sqlite:///" + str(base / url.removeprefix("sqlite:///"))
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigurationError(f"gateway config {path}: {problems}") from None
