@@ -122,3 +122,33 @@ class TransactionNotMinedError(TransactionFailedError):
     """Raised when a sent transaction has no receipt (or too few confirmations) when the wait ends."""
 
     http_status, exit_code, code = 504, 5, "transaction_not_mined"
+
+
+class GatewayError(ConsentLedgerError):
+    """Raised when a gateway answers with a non-2xx status or a body that is not the agreed JSON."""
+
+    http_status, exit_code, code = 502, 15, "gateway_error"
+
+    def __init__(self, status: int, code: str, detail: str, rule: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.rule = rule  # the contract rule that failed, when the gateway names one
+        super().__init__(f"HTTP {status} {code}: {detail}")
+
+
+class GatewayUnavailableError(ConsentLedgerError):
+    """Raised when a gateway cannot be reached or does not answer in time."""
+
+    http_status, exit_code, code = 503, 16, "gateway_unavailable"
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach gateway at {url}: {reason}")
+
+
+class PeerError(ConsentLedgerError):
+    """Raised when the custodian's gateway refuses a key release or cannot be reached."""
+
+    http_status, exit_code, code = 502, 17, "custodian_unavailable"

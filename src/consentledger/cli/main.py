@@ -20,13 +20,18 @@ app = typer.Typer(
 
 def _register_subcommands() -> None:
     """Attach every sub-app; imported lazily so `--help` stays fast."""
-    from consentledger.cli import catalog, chain, deploy, keys, org
+    from consentledger.cli import access, catalog, chain, consent, deploy, gateway, keys, org, record
 
     app.add_typer(chain.app, name="chain")
     app.add_typer(keys.app, name="keys")
     app.add_typer(org.app, name="org")
     app.add_typer(catalog.app, name="catalog")
     app.command("deploy")(deploy.deploy)
+    app.add_typer(gateway.agency_app, name="agency")
+    app.add_typer(gateway.gateway_app, name="gateway")
+    app.add_typer(record.app, name="record")
+    app.add_typer(consent.app, name="consent")
+    app.add_typer(access.app, name="access")
 
 
 def run() -> None:

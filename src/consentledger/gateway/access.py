@@ -14,15 +14,9 @@ from consentledger.consent import Consent
 from consentledger.crypto.commitment import verify_commitment
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
 from consentledger.crypto.vault import open_sealed, record_aad
-from consentledger.errors import ConsentLedgerError, IntegrityError
+from consentledger.errors import IntegrityError, PeerError
 from consentledger.gateway.runtime import Gateway
 from consentledger.signing import sign_request
-
-
-class PeerError(ConsentLedgerError):
-    """Raised when the custodian's gateway refuses a key release or cannot be reached."""
-
-    http_status, exit_code, code = 502, 17, "custodian_unavailable"
 
 
 def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent]) -> dict[str, Any]:

@@ -1,0 +1,68 @@
+"""`consentledger record`: store a record through this organisation's gateway, look one up."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from consentledger.cli.common import DevAccountOption, KeystoreOption, PasswordEnvOption, signer, split_list
+from consentledger.cli.consent import GatewayOption, print_json
+from consentledger.client import GatewayClient
+from consentledger.errors import ConfigurationError
+
+app = typer.Typer(help="Records held by this organisation's gateway: store, look up.", no_args_is_help=True)
+
+
+def read_payload(source: str) -> dict[str, Any]:
+    """Return the JSON object in file `source`, or on stdin for "-"."""
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read payload file {source}: {exc.strerror or exc}") from None
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        raise ConfigurationError(f"payload {source} is not JSON") from None
+    if not isinstance(payload, dict):
+        raise ConfigurationError(f"payload {source} must be a JSON object of field: value")
+    return payload
+
+
+@app.command("put")
+def put(
+    subject: Annotated[str, typer.Option(help="The data subject's (pseudonymous) address.")],
+    category: Annotated[int, typer.Option(min=0, max=65535, help="Data category id.")],
+    payload_file: Annotated[str, typer.Option(help="JSON object of field: value; - reads stdin.")],
+    gateway: GatewayOption,
+    derived_from: Annotated[str, typer.Option(help="Comma-separated ids of the records this derives from.")] = "",
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Retry-safe key: a retry with it returns the first answer.")
+    ] = None,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Store a record (encrypted by the gateway, committed on chain) and print the gateway's answer."""
+    payload = read_payload(payload_file)
+    with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
+        result = client.put_record(
+            subject, category, payload, derived_from=split_list(derived_from), idempotency_key=idempotency_key
+        )
+    print_json(result)
+
+
+@app.command("get")
+def get(
+    record: Annotated[str, typer.Argument(help="Record id (0x + 64 hex).")],
+    gateway: GatewayOption,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Print one of this organisation's records: state, commitment, category, subject."""
+    with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
+        print_json(client.get_record(record))

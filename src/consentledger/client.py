@@ -1,0 +1,297 @@
+"""GatewayClient: signed calls to an agency gateway's HTTP API, answers as dicts, failures as our errors.
+
+Every request except the two public reads (`/v1/health`, `/v1/chain/domain`) carries an EIP-712
+`GatewayRequest` signature (see `consentledger.signing`) by the client's account, naming the gateway's
+organisation as audience. The signed path is the request target exactly as sent on the wire: path and
+query string, including any path prefix in `base_url` (point `base_url` at the gateway's root).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+from eth_account.signers.local import LocalAccount
+from eth_utils import is_address, to_checksum_address
+
+from consentledger.consent import Consent, Eip712Domain, consent_id, sign_consent, sign_revocation
+from consentledger.errors import ConfigurationError, GatewayError, GatewayUnavailableError
+from consentledger.signing import sign_request
+from consentledger.types import Address, RecordId
+
+HEALTH_PATH = "/v1/health"
+DOMAIN_PATH = "/v1/chain/domain"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class GatewayClient:
+    """A caller of one gateway, signing as `account` (an org signer, or a data subject's key).
+
+    The gateway's organisation address (the signatures' audience) and chain id are fetched once from
+    `/v1/health` when not given. Use as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        account: LocalAccount,
+        *,
+        audience: str | None = None,
+        chain_id: int | None = None,
+        timeout: float = 60,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        try:
+            url = httpx.URL(base_url)
+        except httpx.InvalidURL:
+            url = httpx.URL()
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigurationError(f"bad gateway URL {base_url!r}: use e.g. http://127.0.0.1:8000")
+        self.base_url = base_url.rstrip("/")
+        self.account = account
+        self._audience = parse_address(audience, "audience") if audience is not None else None
+        self._chain_id = chain_id
+        self._timeout = timeout
+        self._clock = clock
+        self._domain: Eip712Domain | None = None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    # -- public reads ---------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """Return the gateway's `/v1/health` answer (status, org, name, chain_id, block), fetched now.
+
+        The first answer also supplies the audience and chain id this client signs for, unless they
+        were given to the constructor.
+        """
+        response = self._send(self._http.build_request("GET", HEALTH_PATH))
+        info = self._json(response)
+        org, chain_id = info.get("org"), info.get("chain_id")
+        if not isinstance(org, str) or not is_address(org) or not isinstance(chain_id, int):
+            raise GatewayError(
+                response.status_code, "malformed_response", f"{HEALTH_PATH} lacks a valid org address or chain_id"
+            )
+        if self._audience is None:
+            self._audience = Address(to_checksum_address(org))
+        if self._chain_id is None:
+            self._chain_id = chain_id
+        return info
+
+    def domain(self) -> Eip712Domain:
+        """Return the ledger's EIP-712 domain as the gateway reports it (fetched once, then cached)."""
+        if self._domain is None:
+            response = self._send(self._http.build_request("GET", DOMAIN_PATH))
+            data = self._json(response)
+            try:
+                self._domain = Eip712Domain(
+                    name=str(data["name"]),
+                    version=str(data["version"]),
+                    chain_id=int(data["chainId"]),
+                    verifying_contract=to_checksum_address(data["verifyingContract"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                raise GatewayError(
+                    response.status_code, "malformed_response", f"{DOMAIN_PATH} is not an EIP-712 domain"
+                ) from None
+        return self._domain
+
+    # -- records --------------------------------------------------------------------------------
+
+    def put_record(
+        self,
+        subject: str,
+        category: int,
+        payload: Mapping[str, Any],
+        *,
+        derived_from: Iterable[str | bytes] = (),
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Return the stored record's `{record, state, commitment, category, subject}`.
+
+        `state` is "registered" once the chain write is mined, "pending" while it is queued. Retrying
+        with the same `idempotency_key` returns the first answer instead of storing a second record.
+        """
+        body = {
+            "subject": parse_address(subject, "subject"),
+            "category": category,
+            "payload": dict(payload),
+            "derived_from": [record_hex(parse_record_id(source)) for source in derived_from],
+        }
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
+        return self._json(self.send_signed("POST", "/v1/records", body, headers))
+
+    def get_record(self, record_id: str | bytes) -> dict[str, Any]:
+        """Return one of this organisation's records, in the shape `put_record` returns."""
+        return self._json(self.send_signed("GET", f"/v1/records/{record_hex(parse_record_id(record_id))}"))
+
+    # -- consents -------------------------------------------------------------------------------
+
+    def grant_consent(self, consent: Consent, signature: bytes | str) -> dict[str, Any]:
+        """Return `{consent: id, status: "granted"}` after relaying the subject's signed consent."""
+        body = {"consent": consent.to_json(), "signature": _hex(signature)}
+        return self._json(self.send_signed("POST", "/v1/consents", body))
+
+    def revoke_consent(self, consent: Consent, signature: bytes | str) -> dict[str, Any]:
+        """Return `{consent: id, status: "revoked"}` after relaying the subject's signed revocation."""
+        body = {"consent": consent.to_json(), "signature": _hex(signature)}
+        return self._json(self.send_signed("POST", "/v1/consents/revoke", body))
+
+    def sign_and_grant(self, consent: Consent) -> dict[str, Any]:
+        """Return `grant_consent`'s answer for `consent`, signed by this client's account as its subject."""
+        self._check_subject(consent)
+        return self.grant_consent(consent, sign_consent(consent, self.account.key, self.domain()))
+
+    def sign_and_revoke(self, consent: Consent) -> dict[str, Any]:
+        """Return `revoke_consent`'s answer for `consent`, the revocation signed by this client's account."""
+        self._check_subject(consent)
+        domain = self.domain()
+        signature = sign_revocation(consent_id(consent, domain), self.account.key, domain)
+        return self.revoke_consent(consent, signature)
+
+    # -- access ---------------------------------------------------------------------------------
+
+    def request_access(
+        self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = ()
+    ) -> dict[str, Any]:
+        """Return the released record: `{record, seq, tx, block, payload, category, custodian}`.
+
+        The gateway records the access on chain first; `seq`, `tx` and `block` locate that entry.
+        """
+        body = {
+            "record": record_hex(parse_record_id(record_id)),
+            "purpose": purpose,
+            "consents": [consent.to_json() for consent in consents],
+        }
+        return self._json(self.send_signed("POST", "/v1/access", body))
+
+    # -- the signed transport -------------------------------------------------------------------
+
+    def send_signed(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Return the gateway's 2xx answer to a request signed by this client's account.
+
+        `path` may carry a query string; `json_body` (if not None) is serialised once, compactly, and
+        those exact bytes are both signed and sent. Raises `GatewayError` for a non-2xx answer and
+        `GatewayUnavailableError` when the gateway cannot be reached.
+        """
+        audience, chain_id = self._identity()
+        method = method.upper()
+        body = b"" if json_body is None else json.dumps(json_body, separators=(",", ":")).encode("utf-8")
+        request = self._http.build_request(method, path, content=body or None, headers=headers)
+        if body:
+            request.headers["Content-Type"] = "application/json"
+        signature = sign_request(
+            self.account.key,
+            chain_id=chain_id,
+            audience=audience,
+            method=method,
+            path=request.url.raw_path.decode("ascii"),
+            body=body,
+            now=int(self._clock()),
+        )
+        request.headers.update(signature.headers())
+        return self._send(request)
+
+    def _identity(self) -> tuple[str, int]:
+        """Return (audience, chain id), asking `/v1/health` only if either is still unknown."""
+        if self._audience is None or self._chain_id is None:
+            self.health()
+        assert self._audience is not None and self._chain_id is not None  # health() sets both or raises
+        return self._audience, self._chain_id
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = self._http.send(request)
+        except httpx.TimeoutException:
+            raise GatewayUnavailableError(self.base_url, f"no answer within {self._timeout:g} s") from None
+        except httpx.TransportError as exc:
+            raise GatewayUnavailableError(self.base_url, str(exc) or type(exc).__name__) from None
+        if not response.is_success:
+            raise _error_from(response)
+        return response
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise GatewayError(response.status_code, "malformed_response", "the answer is not a JSON object")
+        return data
+
+    def _check_subject(self, consent: Consent) -> None:
+        if to_checksum_address(consent.subject) != self.account.address:
+            raise ConfigurationError(
+                f"the consent's subject is {consent.subject} but the signing key is {self.account.address}"
+            )
+
+
+def parse_address(text: str, what: str = "address") -> Address:
+    """Return `text` as a checksummed address; raise ConfigurationError naming `what` if it is not one."""
+    if not isinstance(text, str) or not is_address(text):
+        raise ConfigurationError(f"{what} must be a 0x-prefixed 20-byte address, got {text!r}")
+    return Address(to_checksum_address(text))
+
+
+def parse_record_id(value: str | bytes) -> RecordId:
+    """Return a record id from 32 bytes or 64 hex digits (0x optional); raise ConfigurationError otherwise."""
+    if isinstance(value, bytes):
+        raw = value
+    else:
+        try:
+            raw = bytes.fromhex(value.strip().removeprefix("0x"))
+        except ValueError:
+            raw = b""
+    if len(raw) != 32:
+        raise ConfigurationError(f"a record id is 32 bytes (64 hex digits), got {value!r}")
+    return RecordId(raw)
+
+
+def record_hex(record_id: RecordId) -> str:
+    """Return a record id as 0x-prefixed lower-case hex, as the API spells it."""
+    return "0x" + record_id.hex()
+
+
+def _hex(value: bytes | str) -> str:
+    return value if isinstance(value, str) else "0x" + value.hex()
+
+
+def _error_from(response: httpx.Response) -> GatewayError:
+    """Return the GatewayError for a non-2xx answer, from its `{error, detail}` body when it has one."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and ("error" in data or "detail" in data):
+        detail = data.get("detail", "")
+        return GatewayError(
+            response.status_code,
+            str(data.get("error") or "http_error"),
+            detail if isinstance(detail, str) else json.dumps(detail),
+            data["rule"] if isinstance(data.get("rule"), str) else None,
+        )
+    text = " ".join(response.text.split())[:200] or response.reason_phrase
+    return GatewayError(response.status_code, "http_error", text)
