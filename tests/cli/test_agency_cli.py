@@ -1,0 +1,70 @@
+"""`consentledger agency init`: a ready config and encrypted keys, never overwritten."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consentledger.crypto.keyfiles import load_kek_file, load_x25519_keyfile
+from consentledger.crypto.keys import load_account
+from consentledger.crypto.keyx import public_from_private
+from consentledger.settings import load_settings
+
+CLI = str(Path(sys.executable).parent / "consentledger")
+
+
+def run_init(*args: str, password: str | None = "correct horse") -> subprocess.CompletedProcess[str]:
+    """Run `consentledger agency init` with the key password in the environment."""
+    env = {k: v for k, v in os.environ.items() if k != "CONSENTLEDGER_KEY_PASSWORD"}
+    if password is not None:
+        env["CONSENTLEDGER_KEY_PASSWORD"] = password
+    return subprocess.run([CLI, "agency", "init", *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_init_writes_a_loadable_config_and_private_key_files(tmp_path: Path) -> None:
+    """The config loads, paths resolve next to it, keys decrypt with the password and are 0600."""
+    directory = tmp_path / "health"
+    result = run_init("health bureau", "--dir", str(directory), "--port", "9311", "--manifest", str(tmp_path / "d.json"))
+    assert result.returncode == 0, result.stderr
+    settings = load_settings(directory / "agency.toml")
+    assert settings.name == "health bureau" and settings.port == 9311
+    assert settings.public_url == "http://127.0.0.1:9311"
+    assert settings.store_url == "sqlite:///" + str(directory.resolve() / "agency.db")
+    for key_file in (settings.signer_keystore, settings.x25519_keyfile, settings.kek_keyfile):
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    address = load_account(settings.signer_keystore, "correct horse").address
+    x25519 = load_x25519_keyfile(settings.x25519_keyfile, "correct horse")
+    kek_id, kek = load_kek_file(settings.kek_keyfile, "correct horse")
+    assert len(kek) == 32 and kek_id
+    public = public_from_private(x25519.private_bytes_raw()).hex()
+    assert f"--account {address}" in result.stdout and f"--x25519 {public}" in result.stdout
+
+
+def test_init_refuses_to_overwrite_an_agency(tmp_path: Path) -> None:
+    """A second init in the same directory fails with one line and leaves the first keys alone."""
+    directory = tmp_path / "health"
+    assert run_init("health", "--dir", str(directory)).returncode == 0
+    before = (directory / "signer.json").read_bytes()
+    again = run_init("health", "--dir", str(directory))
+    assert again.returncode == 2 and "already exists" in again.stderr
+    assert (directory / "signer.json").read_bytes() == before
+
+
+def test_init_without_password_names_the_variable(tmp_path: Path) -> None:
+    """No password in the environment: exit non-zero naming CONSENTLEDGER_KEY_PASSWORD, no files."""
+    result = run_init("health", "--dir", str(tmp_path / "health"), password=None)
+    assert result.returncode != 0 and "CONSENTLEDGER_KEY_PASSWORD" in result.stderr
+    assert not (tmp_path / "health" / "agency.toml").exists()
+
+
+def test_environment_overrides_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONSENTLEDGER_GATEWAY_<NAME> wins over the TOML value."""
+    directory = tmp_path / "health"
+    assert run_init("health", "--dir", str(directory)).returncode == 0
+    monkeypatch.setenv("CONSENTLEDGER_GATEWAY_MAX_BODY_BYTES", "1234")
+    assert load_settings(directory / "agency.toml").max_body_bytes == 1234
