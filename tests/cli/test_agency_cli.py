@@ -29,7 +29,8 @@ def run_init(*args: str, password: str | None = "correct horse") -> subprocess.C
 def test_init_writes_a_loadable_config_and_private_key_files(tmp_path: Path) -> None:
     """The config loads, paths resolve next to it, keys decrypt with the password and are 0600."""
     directory = tmp_path / "health"
-    result = run_init("health bureau", "--dir", str(directory), "--port", "9311", "--manifest", str(tmp_path / "d.json"))
+    manifest = str(tmp_path / "d.json")
+    result = run_init("health bureau", "--dir", str(directory), "--port", "9311", "--manifest", manifest)
     assert result.returncode == 0, result.stderr
     settings = load_settings(directory / "agency.toml")
     assert settings.name == "health bureau" and settings.port == 9311
