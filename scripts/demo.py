@@ -123,7 +123,10 @@ def _share(ledger: Ledger, health: Agency, transport: Agency) -> int:
         access = transport_gw.request_access(record, EPIDEMIC_CONTROL, [consent])
         console.print(f"    access seq {access['seq']} recorded in block {access['block']} (tx {access['tx'][:18]}…); "
                       f"key released by the custodian for that access only")
+        withheld = sorted(set(payload) - set(access["payload"]))
         console.print(f"    decrypted and checked against the on-chain commitment: {access['payload']}")
+        console.print(f"    identifying fields withheld ({', '.join(withheld)}): the consent does not allow "
+                      "identified access")
 
         step("the transport bureau asks again with the same consent")
         try:

@@ -27,7 +27,9 @@ def test_demo_story_on_the_shared_ganache(ganache: LocalNode, tmp_path: Path) ->
     assert "admitted health bureau" in out and "admitted transport bureau" in out
     assert "HTTP 422 fields not on the positive list of category 'contact-trace': blood_type" in out
     assert "access seq 1 recorded" in out
-    assert "'name': 'Lee'" in out  # the requester decrypted the custodian's record
+    assert "'district': 'North'" in out  # the requester decrypted the custodian's record
+    assert "commitment: {'district': 'North', 'visited_at': '2026-11-20'}" in out
+    assert "identifying fields withheld (name, phone)" in out
     assert "refused on chain: HTTP 403 ConsentRegistryConsentExhausted" in out
     assert "transport bureau" in out and "verified" in out
     assert "gateways stopped" in out

@@ -91,6 +91,18 @@ class Ledger:
                 raise ChainUnavailableError(f"chain read failed: {exc}") from exc
             raise
 
+    def block_number(self) -> int:
+        """Return the latest block number."""
+        return int(self._read(lambda: self.w3.eth.block_number))
+
+    def consortium_logs(self, event_names: Sequence[str], from_block: int, to_block: int) -> list[Any]:
+        """Return the decoded Consortium events of the given names in a block range."""
+        logs: list[Any] = []
+        for name in event_names:
+            event = getattr(self.consortium.events, name)()
+            logs.extend(self._read(partial(event.get_logs, from_block=from_block, to_block=to_block)))
+        return logs
+
     # ------------------------------------------------------------------ consortium reads
 
     def member(self, account: str) -> Member:
@@ -209,6 +221,21 @@ class Ledger:
         """Register a record held by the sender (an active custodian)."""
         subject_address = to_checksum_address(subject) if subject else "0x" + "00" * 20
         return sender.transact(
+            self.access.functions.registerRecord(record_id, subject_address, category, commitment, list(derived_from))
+        )
+
+    def check_register_record(
+        self,
+        sender: TransactionSender,
+        record_id: bytes,
+        subject: str,
+        category: int,
+        commitment: bytes,
+        derived_from: Sequence[bytes] = (),
+    ) -> None:
+        """Dry-run `registerRecord` as the sender; raise ContractRevertError naming the rule it would break."""
+        subject_address = to_checksum_address(subject) if subject else "0x" + "00" * 20
+        sender.call(
             self.access.functions.registerRecord(record_id, subject_address, category, commitment, list(derived_from))
         )
 

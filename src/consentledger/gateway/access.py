@@ -16,11 +16,16 @@ from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
 from consentledger.crypto.vault import open_sealed, record_aad
 from consentledger.errors import IntegrityError, PeerError
 from consentledger.gateway.runtime import Gateway
+from consentledger.policy import identified_access, visible_payload
 from consentledger.signing import sign_request
 
 
 def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent]) -> dict[str, Any]:
-    """Record the access on chain, then return the decrypted, commitment-checked payload."""
+    """Record the access on chain, then return the decrypted, commitment-checked payload.
+
+    Identifying fields of the category are withheld unless every presented consent allows
+    identified access.
+    """
     entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents)
     info = gw.ledger.record(record_id)
     custodian = gw.members.get(info.custodian)
@@ -34,6 +39,7 @@ def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequen
     dek = unwrap(gw.x25519, wrapped, access_context(record_id, entry.seq, gw.org))
     canonical = open_sealed(dek, ciphertext, record_aad(record_id, info.category))
     verify_commitment(salt, canonical, info.commitment)
+    category = gw.ledger.category(info.category)
     return {
         "record": "0x" + record_id.hex(),
         "seq": entry.seq,
@@ -41,7 +47,8 @@ def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequen
         "block": entry.block_number,
         "category": info.category,
         "custodian": info.custodian,
-        "payload": json.loads(canonical),
+        "identified": identified_access(consents),
+        "payload": visible_payload(json.loads(canonical), category.identifying_fields, consents),
     }
 
 

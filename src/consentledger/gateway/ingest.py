@@ -64,6 +64,13 @@ def ingest(
         derived_from=tuple(derived_from),
         idempotency_key=idempotency_key,
     )
+    if idempotency_key is None or gw.store.get_record_by_key(gw.org, idempotency_key) is None:
+        # Refuse now what the chain would refuse later (unknown or dead source, lost role), so no
+        # record is stored that could never be registered.
+        gw.ledger.check_register_record(
+            gw.sender, record_id, record.subject, category_id, record.commitment,
+            [bytes.fromhex(s.removeprefix("0x")) for s in derived_from],
+        )
     stored = gw.store.add_record(
         record, outbox_kind="register_record", outbox_payload=register_record_payload(record), signer=gw.org
     )

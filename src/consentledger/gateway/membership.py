@@ -23,7 +23,7 @@ class MembershipCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Member]] = {}
-        self._next_block = ledger.w3.eth.block_number + 1
+        self._next_block = ledger.block_number() + 1
 
     def get(self, account: str) -> Member:
         """Return the member record of `account` (status NONE if it is no member)."""
@@ -48,14 +48,11 @@ class MembershipCache:
 
     def watch(self) -> int:
         """Drop the entries of members whose standing changed in new blocks; return how many changed."""
-        latest = self._ledger.w3.eth.block_number
+        latest = self._ledger.block_number()
         if latest < self._next_block:
             return 0
-        changed = set()
-        for name in _MEMBERSHIP_EVENTS:
-            event = getattr(self._ledger.consortium.events, name)()
-            for log in event.get_logs(from_block=self._next_block, to_block=latest):
-                changed.add(log["args"]["account"])
+        logs = self._ledger.consortium_logs(_MEMBERSHIP_EVENTS, self._next_block, latest)
+        changed = {log["args"]["account"] for log in logs}
         for account in changed:
             self.invalidate(account)
         self._next_block = latest + 1

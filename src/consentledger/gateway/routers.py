@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.consent import Consent, consent_id
-from consentledger.errors import AuthorizationError, NotFoundError
+from consentledger.errors import AuthorizationError, ChainUnavailableError, NotFoundError
 from consentledger.gateway import access, ingest, release
 from consentledger.gateway.auth import Caller, authenticate, gateway_of, member_with, own_org
 from consentledger.gateway.runtime import Gateway
@@ -37,11 +37,12 @@ def _consent(terms: ConsentTerms) -> Consent:
 
 @router.get("/health", summary="Liveness, this gateway's organisation and chain (unsigned)")
 def health(gw: GatewayDep) -> dict[str, Any]:
-    """Return status, org address and name, chain id and the latest block."""
-    return {
-        "status": "ok", "org": gw.org, "name": gw.settings.name, "chain_id": gw.chain_id,
-        "block": gw.ledger.w3.eth.block_number,
-    }
+    """Return status, org address and name, chain id and the latest block; 503 if the chain is unreachable."""
+    try:
+        block = gw.ledger.w3.eth.block_number
+    except OSError as exc:  # requests' connection errors and timeouts; anything else stays a 500
+        raise ChainUnavailableError(f"chain unreachable: {exc}") from None
+    return {"status": "ok", "org": gw.org, "name": gw.settings.name, "chain_id": gw.chain_id, "block": block}
 
 
 @router.get("/chain/domain", summary="The ledger's EIP-712 domain for signing consents (unsigned)")
@@ -109,7 +110,10 @@ def request_access(
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
 def release_key(
-    record_id: str, seq: int, gw: GatewayDep, caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))]
+    record_id: str,
+    seq: Annotated[int, Path(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")],
+    gw: GatewayDep,
+    caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))],
 ) -> dict[str, Any]:
     """Return the ciphertext and the DEK wrapped for the requester, if the access is on chain."""
     body = parse(KeyRequestIn, caller.body)

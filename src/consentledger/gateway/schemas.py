@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,7 +22,7 @@ class RecordIn(_Body):
     subject: str = AddressField
     category: int = Field(ge=1, le=65535)
     payload: dict[str, Any]
-    derived_from: list[str] = Field(default_factory=list, max_length=32)
+    derived_from: list[Annotated[str, Hex32]] = Field(default_factory=list, max_length=32)
 
 
 class ConsentTerms(_Body):

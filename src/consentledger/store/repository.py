@@ -149,23 +149,25 @@ class Store:
         with self.engine.connect() as conn:
             return [_record_from(row) for row in conn.execute(query)]
 
+    def get_record_by_key(self, custodian: str, idempotency_key: str) -> StoredRecord | None:
+        """Return the record a custodian stored under an idempotency key, if any."""
+        query = select(records).where(
+            records.c.custodian == _address(custodian), records.c.idempotency_key == idempotency_key
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _record_from(row)
+
     def _retried(self, record: StoredRecord) -> StoredRecord | None:
         """Return the record an earlier request with the same idempotency key stored, if any."""
         if record.idempotency_key is None:
             return None
-        query = select(records).where(
-            records.c.custodian == _address(record.custodian),
-            records.c.idempotency_key == record.idempotency_key,
-        )
-        with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        if row.request_hash != record.request_hash:
+        earlier = self.get_record_by_key(record.custodian, record.idempotency_key)
+        if earlier is not None and earlier.request_hash != record.request_hash:
             raise IdempotencyConflictError(
                 f"idempotency key {record.idempotency_key!r} was used for a different request"
             )
-        return _record_from(row)
+        return earlier
 
     # ------------------------------------------------------------------ signed-request nonces
 

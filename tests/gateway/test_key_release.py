@@ -1,0 +1,103 @@
+"""Key release at the custodian: only for an access on chain, only to its requester, only for its X25519 key."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from consentledger.crypto.keyfiles import load_x25519_keyfile
+from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
+from consentledger.crypto.vault import open_sealed, record_aad
+from consentledger.errors import IntegrityError
+from consentledger.localnet import DEV_PASSWORD
+from consentledger.store.tables import records
+
+from .world import DISTRICT_STATS, Consortium, expect, signed
+
+pytestmark = pytest.mark.process
+
+PAYLOAD = {"district": "East", "cases": 12}
+
+
+@pytest.fixture(scope="module")
+def accessed(consortium: Consortium) -> dict[str, Any]:
+    """Transport's answer to its access of a fresh OPEN record (seq 1)."""
+    record = consortium.ingest(PAYLOAD, category=DISTRICT_STATS)
+    return expect(consortium.access(consortium.transport, record), 200)
+
+
+def test_key_for_another_orgs_access_is_refused(consortium: Consortium, accessed: dict[str, Any]) -> None:
+    """Police asking for the key of transport's access answers 403 forbidden."""
+    record, seq, block = accessed["record"], accessed["seq"], accessed["block"]
+    response = signed(consortium.health, consortium.key(consortium.police), "POST", f"/v1/keys/{record}/{seq}",
+                      {"block": block})
+
+    assert "another organisation" in expect(response, 403, "forbidden")["detail"]
+
+
+@pytest.mark.parametrize("shift", [(1, 0), (0, 1), (0, -1)], ids=["later-seq", "later-block", "earlier-block"])
+def test_key_for_an_access_not_on_chain_is_refused(
+    consortium: Consortium, accessed: dict[str, Any], shift: tuple[int, int]
+) -> None:
+    """A (record, seq) with no AccessRecorded entry in the named block answers 403 forbidden."""
+    record, seq, block = accessed["record"], int(accessed["seq"]) + shift[0], int(accessed["block"]) + shift[1]
+    response = signed(consortium.health, consortium.key(consortium.transport), "POST", f"/v1/keys/{record}/{seq}",
+                      {"block": block})
+
+    assert "is recorded in block" in expect(response, 403, "forbidden")["detail"]
+
+
+@pytest.mark.parametrize("seq", [-1, 2**24], ids=["negative", "beyond-uint24"])
+def test_key_request_for_a_seq_outside_uint24_is_refused(
+    consortium: Consortium, accessed: dict[str, Any], seq: int
+) -> None:
+    """A seq that no AccessRecorded entry can carry answers 422 invalid_request (not a 500)."""
+    response = signed(consortium.health, consortium.key(consortium.transport), "POST",
+                      f"/v1/keys/{accessed['record']}/{seq}", {"block": accessed["block"]})
+
+    assert "seq" in expect(response, 422, "invalid_request")["detail"]
+
+
+def test_released_key_opens_only_with_the_requesters_x25519_key(
+    consortium: Consortium, accessed: dict[str, Any]
+) -> None:
+    """The wrapped key unwraps with transport's X25519 key into the DEK of the payload, and fails with police's."""
+    transport, police = consortium.transport, consortium.police
+    record, seq, block = str(accessed["record"]), int(accessed["seq"]), int(accessed["block"])
+    response = signed(consortium.health, consortium.key(transport), "POST", f"/v1/keys/{record}/{seq}",
+                      {"block": block})
+    released = expect(response, 200)
+    record_id = bytes.fromhex(record[2:])
+    wrapped = WrappedKey.from_json(released["wrapped_key"])
+    context = access_context(record_id, seq, transport.address)
+
+    dek = unwrap(load_x25519_keyfile(transport.directory / "x25519.pem", DEV_PASSWORD), wrapped, context)
+
+    plaintext = open_sealed(dek, base64.b64decode(released["ciphertext"]), record_aad(record_id, DISTRICT_STATS))
+    assert json.loads(plaintext) == PAYLOAD
+    with pytest.raises(IntegrityError):
+        unwrap(load_x25519_keyfile(police.directory / "x25519.pem", DEV_PASSWORD), wrapped, context)
+    with pytest.raises(IntegrityError):
+        unwrap(load_x25519_keyfile(police.directory / "x25519.pem", DEV_PASSWORD), wrapped,
+               access_context(record_id, seq, police.address))
+
+
+def test_tampered_ciphertext_fails_integrity_yet_the_access_is_on_chain(consortium: Consortium) -> None:
+    """A flipped byte in the custodian's stored ciphertext makes the access answer 502 without payload."""
+    health = consortium.health
+    record = consortium.ingest({"district": "West", "cases": 1}, category=DISTRICT_STATS)
+    engine = consortium.store(health).engine
+    with engine.begin() as conn:
+        (ciphertext,) = conn.execute(records.select().with_only_columns(records.c.ciphertext)
+                                     .where(records.c.record_id == record)).one()
+        flipped = bytes(ciphertext[:-5]) + bytes([ciphertext[-5] ^ 0x01]) + bytes(ciphertext[-4:])
+        conn.execute(records.update().where(records.c.record_id == record).values(ciphertext=flipped))
+
+    answer = expect(consortium.access(consortium.transport, record), 502, "integrity_error")
+
+    assert "payload" not in answer
+    (entry,) = consortium.accesses(record)
+    assert (entry.seq, entry.requester) == (1, consortium.transport.address)
