@@ -152,3 +152,9 @@ class PeerError(ConsentLedgerError):
     """Raised when the custodian's gateway refuses a key release or cannot be reached."""
 
     http_status, exit_code, code = 502, 17, "custodian_unavailable"
+
+
+class IndexMismatchError(ConsentLedgerError):
+    """Raised when an audit index is empty, or holds another deployment's events than the one named."""
+
+    http_status, exit_code, code = 409, 18, "index_mismatch"

@@ -1,0 +1,228 @@
+"""The rules every indexed access must have met when it was recorded, checked without I/O.
+
+`AccessChecker` is fed the index's accesses in chain order and keeps, per record, the hash chain
+it recomputes and, per consent, the uses it counts, mirroring AccessLedger.requestAccess and
+ConsentRegistry._consume. Positions are (block, log index) pairs, so "before" means earlier in
+the chain, whatever the timestamps say.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from consentledger.audit.events import ZERO_HASH, AccessRow
+from consentledger.chain.history import GENESIS, link
+from consentledger.types import MemberStatus, Sensitivity
+
+Position = tuple[int, int]
+"""(block number, log index): an event's place in the chain."""
+
+
+class DiscrepancyKind(StrEnum):
+    """What is wrong; each value names one rule the contracts enforce (or one index/chain mismatch)."""
+
+    SEQ_GAP = "seq_gap"
+    ENTRY_HASH_MISMATCH = "entry_hash_mismatch"
+    HEAD_MISMATCH = "head_mismatch"
+    UNKNOWN_RECORD = "unknown_record"
+    ACCESS_AFTER_TOMBSTONE = "access_after_tombstone"
+    ACCESS_AFTER_RETENTION = "access_after_retention"
+    MISSING_CONSENT = "missing_consent"
+    UNKNOWN_CONSENT = "unknown_consent"
+    CONSENT_NOT_GRANTED = "consent_not_granted"
+    CONSENT_REVOKED = "consent_revoked"
+    CONSENT_EXPIRED = "consent_expired"
+    CONSENT_EXHAUSTED = "consent_exhausted"
+    WRONG_GRANTEE = "wrong_grantee"
+    WRONG_PURPOSE = "wrong_purpose"
+    WRONG_SCOPE = "wrong_scope"
+    WRONG_SUBJECT = "wrong_subject"
+    MISSING_SOURCE_CONSENT = "missing_source_consent"
+    INACTIVE_REQUESTER = "inactive_requester"
+    RETENTION_OVERDUE = "retention_overdue"
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """One finding: its kind, where it is (record, seq, transaction, block) and a sentence."""
+
+    kind: DiscrepancyKind
+    message: str
+    record: str | None = None
+    seq: int | None = None
+    tx_hash: str | None = None
+    block: int | None = None
+
+    def line(self) -> str:
+        """Return the finding as one line: kind, location, sentence."""
+        where = [f"record={self.record}"] if self.record else []
+        where += [f"seq={self.seq}"] if self.seq is not None else []
+        where += [f"tx={self.tx_hash}"] if self.tx_hash else []
+        where += [f"block={self.block}"] if self.block is not None else []
+        return f"{self.kind.value} {' '.join(where)}: {self.message}"
+
+
+@dataclass(frozen=True)
+class RecordFacts:
+    """What the index holds of a record; `source_subjects` is None unless the record is derived."""
+
+    subject: str
+    category: int
+    retain_until: int
+    tombstoned: Position | None
+    source_subjects: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class ConsentFacts:
+    """A consent's terms and when (if ever) it was granted and revoked."""
+
+    subject: str
+    grantee: str | None
+    category: int | None
+    record: str | None
+    purpose: int | None
+    valid_until: int | None
+    max_uses: int | None
+    granted: Position | None
+    revoked: Position | None
+
+
+@dataclass
+class AccessChecker:
+    """Checks accesses fed in chain order; collects discrepancies and each record's recomputed head."""
+
+    records: Mapping[str, RecordFacts]
+    sensitivities: Mapping[int, Sensitivity]
+    consents: Mapping[str, ConsentFacts]
+    memberships: Mapping[str, Sequence[tuple[Position, int]]]
+    presented: Callable[[AccessRow], list[str] | None]
+    """Resolves the consents behind a derived record's combined consent reference (None: unknown)."""
+    found: list[Discrepancy] = field(default_factory=list)
+    folded: dict[str, bytes] = field(default_factory=dict)
+    accesses: int = 0
+    _last: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    _uses: dict[str, int] = field(default_factory=dict)
+
+    def check(self, row: AccessRow) -> None:
+        """Check one access (the next in chain order) against every rule."""
+        self.accesses += 1
+        self._chain(row)
+        self._membership(row)
+        record = self.records.get(row.record)
+        if record is None:
+            self._flag(DiscrepancyKind.UNKNOWN_RECORD, row, "the accessed record was never registered")
+            return
+        if record.tombstoned is not None and record.tombstoned < _position(row):
+            self._flag(DiscrepancyKind.ACCESS_AFTER_TOMBSTONE, row, f"the record was tombstoned at block "
+                       f"{record.tombstoned[0]}, before this access")
+        if row.timestamp > record.retain_until:
+            self._flag(DiscrepancyKind.ACCESS_AFTER_RETENTION, row, f"the record was retained only until "
+                       f"{_time(record.retain_until)}, the access was at {_time(row.timestamp)}")
+        self._consents(row, record)
+
+    # ------------------------------------------------------------------ (a) the hash chain
+
+    def _chain(self, row: AccessRow) -> None:
+        entry = row.entry()
+        last_seq, last_head = self._last.get(row.record, (0, GENESIS))
+        if row.seq != last_seq + 1:
+            self._flag(DiscrepancyKind.SEQ_GAP, row, f"seq {row.seq} follows seq {last_seq}: "
+                       f"{'an access is missing from the index' if row.seq > last_seq else 'seq repeats'}")
+        elif link(last_head, entry) != entry.head:
+            self._flag(DiscrepancyKind.ENTRY_HASH_MISMATCH, row, "the indexed fields of this access do not hash "
+                       "to the head it emitted (the row was altered)")
+        self._last[row.record] = (row.seq, entry.head)
+        self.folded[row.record] = link(self.folded.get(row.record, GENESIS), entry)
+
+    # ------------------------------------------------------------------ (d) membership
+
+    def _membership(self, row: AccessRow) -> None:
+        changes = self.memberships.get(row.requester, ())
+        index = bisect.bisect_left(changes, (_position(row), -1)) - 1
+        if index < 0:
+            self._flag(DiscrepancyKind.INACTIVE_REQUESTER, row, f"requester {row.requester} was not a member")
+            return
+        (block, _), status = changes[index]
+        if status != MemberStatus.ACTIVE:
+            self._flag(DiscrepancyKind.INACTIVE_REQUESTER, row, f"requester {row.requester} was "
+                       f"{MemberStatus(status).name.lower()} from block {block} on")
+
+    # ------------------------------------------------------------------ (b) consents
+
+    def _consents(self, row: AccessRow, record: RecordFacts) -> None:
+        sensitivity = self.sensitivities.get(record.category, Sensitivity.PROTECTED)
+        if row.consent == ZERO_HASH:
+            if record.source_subjects is not None:
+                self._flag(DiscrepancyKind.MISSING_SOURCE_CONSENT, row, "a derived record was accessed without "
+                           "its sources' subjects' consents")
+            elif sensitivity != Sensitivity.OPEN:
+                self._flag(DiscrepancyKind.MISSING_CONSENT, row, f"category {record.category} is "
+                           f"{sensitivity.name.lower()} but the access names no consent")
+            return
+        ids = [row.consent] if row.consent in self.consents else None
+        if ids is None and record.source_subjects is not None:
+            ids = self.presented(row)
+        if ids is None:
+            self._flag(DiscrepancyKind.UNKNOWN_CONSENT, row, f"consent {row.consent} was never granted")
+            return
+        for consent_id in ids:
+            self._consent(row, record, sensitivity, consent_id)
+        if record.source_subjects is not None:
+            given = {self.consents[c].subject for c in ids if c in self.consents}
+            for subject in dict.fromkeys(record.source_subjects):
+                if subject not in given:
+                    self._flag(DiscrepancyKind.MISSING_SOURCE_CONSENT, row, f"source subject {subject} "
+                               "gave no consent for this access to a derived record")
+
+    def _consent(self, row: AccessRow, record: RecordFacts, sensitivity: Sensitivity, consent_id: str) -> None:
+        terms = self.consents.get(consent_id)
+        if terms is None or terms.granted is None:
+            self._flag(DiscrepancyKind.CONSENT_NOT_GRANTED, row, f"consent {consent_id} was never granted")
+            return
+        here = _position(row)
+        if terms.granted >= here:
+            self._flag(DiscrepancyKind.CONSENT_NOT_GRANTED, row, f"consent {consent_id} was granted at block "
+                       f"{terms.granted[0]}, after this access")
+        if terms.revoked is not None and terms.revoked < here:
+            self._flag(DiscrepancyKind.CONSENT_REVOKED, row, f"consent {consent_id} was revoked at block "
+                       f"{terms.revoked[0]}, before this access")
+        if terms.valid_until is not None and row.timestamp > terms.valid_until:
+            self._flag(DiscrepancyKind.CONSENT_EXPIRED, row, f"consent {consent_id} was valid until "
+                       f"{_time(terms.valid_until)}, the access was at {_time(row.timestamp)}")
+        uses = self._uses[consent_id] = self._uses.get(consent_id, 0) + 1
+        allowed = 1 if sensitivity == Sensitivity.ONE_TIME else (terms.max_uses or 0)
+        if uses > allowed:
+            self._flag(DiscrepancyKind.CONSENT_EXHAUSTED, row, f"this is use {uses} of consent {consent_id}, "
+                       f"which allows {allowed}")
+        if terms.grantee != row.requester:
+            self._flag(DiscrepancyKind.WRONG_GRANTEE, row, f"consent {consent_id} names grantee {terms.grantee}, "
+                       f"not the requester {row.requester}")
+        if terms.purpose != row.purpose:
+            self._flag(DiscrepancyKind.WRONG_PURPOSE, row, f"consent {consent_id} is for purpose {terms.purpose}, "
+                       f"the access for purpose {row.purpose}")
+        if terms.category != record.category or terms.record not in (ZERO_HASH, row.record):
+            self._flag(DiscrepancyKind.WRONG_SCOPE, row, f"consent {consent_id} covers category {terms.category} "
+                       f"record {terms.record}, not this record of category {record.category}")
+        elif sensitivity == Sensitivity.PROTECTED and terms.record != row.record:
+            self._flag(DiscrepancyKind.WRONG_SCOPE, row, f"category {record.category} is protected but consent "
+                       f"{consent_id} does not name this record")
+        subjects = (record.subject,) if record.source_subjects is None else record.source_subjects
+        if terms.subject not in subjects:
+            self._flag(DiscrepancyKind.WRONG_SUBJECT, row, f"consent {consent_id} was given by {terms.subject}, "
+                       f"who is not the record's {'source ' if record.source_subjects else ''}subject")
+
+    def _flag(self, kind: DiscrepancyKind, row: AccessRow, message: str) -> None:
+        self.found.append(Discrepancy(kind, message, row.record, row.seq, row.tx_hash, row.block))
+
+
+def _position(row: AccessRow) -> Position:
+    return (row.block, row.log_index)
+
+
+def _time(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")

@@ -1,0 +1,203 @@
+"""The audit index's tables: chain events of one deployment, shaped for trace and verify queries.
+
+Ids and hashes are 0x-prefixed lower-case hex, addresses checksummed, times unix seconds. Every
+row carries the block it came from, so a chain reorganisation is undone by deleting (or clearing)
+what was indexed from the first changed block on.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+metadata = MetaData()
+
+_Hash = String(66)
+_Address = String(42)
+
+cursor = Table(
+    "idx_cursor",
+    metadata,
+    Column("id", Integer, primary_key=True, comment="always 1: one deployment per index"),
+    Column("chain_id", BigInteger, nullable=False),
+    Column("consortium", _Address, nullable=False),
+    Column("access_ledger", _Address, nullable=False),
+    Column("deploy_block", BigInteger, nullable=False),
+    Column("block_number", BigInteger, comment="last block indexed; NULL before the first range"),
+    Column("block_hash", _Hash),
+    Column("block_timestamp", BigInteger),
+)
+
+blocks = Table(
+    "idx_blocks",
+    metadata,
+    Column("number", BigInteger, primary_key=True),
+    Column("hash", _Hash, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("has_events", Boolean, nullable=False, comment="kept for good; others only near the cursor"),
+)
+
+events = Table(
+    "idx_events",
+    metadata,
+    Column("block", BigInteger, primary_key=True),
+    Column("log_index", Integer, primary_key=True),
+    Column("tx_hash", _Hash, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("contract", _Address, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("args", JSON, nullable=False),
+    comment="every decoded event except AccessRecorded (kept in idx_accesses)",
+)
+
+members = Table(
+    "idx_members",
+    metadata,
+    Column("address", _Address, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("roles", Integer, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("x25519", _Hash, nullable=False),
+    Column("gateway", String(500), nullable=False),
+    Column("admitted_block", BigInteger, nullable=False),
+    Column("updated_block", BigInteger, nullable=False),
+)
+
+membership_changes = Table(
+    "idx_membership_changes",
+    metadata,
+    Column("block", BigInteger, primary_key=True),
+    Column("log_index", Integer, primary_key=True),
+    Column("account", _Address, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("tx_hash", _Hash, nullable=False),
+    Index("ix_idx_membership_changes_account", "account", "block", "log_index"),
+)
+
+categories = Table(
+    "idx_categories",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("sensitivity", Integer, nullable=False),
+    Column("retention", BigInteger, nullable=False),
+    Column("min_aggregate_subjects", Integer, nullable=False),
+    Column("allowed_purposes", JSON, nullable=False, comment="purpose ids"),
+    Column("fields", JSON, nullable=False),
+    Column("identifying_fields", JSON, nullable=False),
+    Column("added_block", BigInteger, nullable=False),
+    Column("updated_block", BigInteger, nullable=False),
+)
+
+purposes = Table(
+    "idx_purposes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("sunset", BigInteger, nullable=False, comment="0: none"),
+    Column("added_block", BigInteger, nullable=False),
+    Column("updated_block", BigInteger, nullable=False),
+)
+
+records = Table(
+    "idx_records",
+    metadata,
+    Column("id", _Hash, primary_key=True),
+    Column("custodian", _Address, nullable=False),
+    Column("subject", _Address, nullable=False),
+    Column("category", Integer, nullable=False),
+    Column("commitment", _Hash, nullable=False),
+    Column("retain_until", BigInteger, nullable=False),
+    Column("derived_from", JSON, nullable=False, comment="record ids as registered (not expanded)"),
+    Column("registered_block", BigInteger, nullable=False),
+    Column("registered_tx", _Hash, nullable=False),
+    Column("registered_at", BigInteger, nullable=False),
+    Column("tombstone", Integer, comment="TombstoneReason; NULL while live"),
+    Column("tombstoned_at", BigInteger),
+    Column("tombstoned_block", BigInteger),
+    Column("tombstoned_log_index", Integer),
+    Column("tombstoned_tx", _Hash),
+    Index("ix_idx_records_subject", "subject"),
+    Index("ix_idx_records_custodian", "custodian"),
+    Index("ix_idx_records_registered_block", "registered_block"),
+)
+
+record_sources = Table(
+    "idx_record_sources",
+    metadata,
+    Column("record", _Hash, primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("source", _Hash, nullable=False, comment="an original (non-derived) source, as the contract keeps it"),
+    Column("block", BigInteger, nullable=False),
+    Index("ix_idx_record_sources_source", "source"),
+)
+
+consents = Table(
+    "idx_consents",
+    metadata,
+    Column("id", _Hash, primary_key=True),
+    Column("subject", _Address, nullable=False),
+    Column("grantee", _Address, comment="NULL: revoked before it was ever granted"),
+    Column("category", Integer),
+    Column("record", _Hash, comment="0x00…00: every record of the category"),
+    Column("purpose", Integer),
+    Column("valid_until", BigInteger),
+    Column("max_uses", BigInteger),
+    Column("identified", Boolean),
+    Column("nonce", String(20), comment="uint64 in decimal"),
+    Column("granted_block", BigInteger),
+    Column("granted_log_index", Integer),
+    Column("granted_tx", _Hash),
+    Column("granted_at", BigInteger),
+    Column("revoked_block", BigInteger),
+    Column("revoked_log_index", Integer),
+    Column("revoked_tx", _Hash),
+    Column("revoked_at", BigInteger),
+    Index("ix_idx_consents_subject", "subject"),
+    Index("ix_idx_consents_grantee", "grantee"),
+)
+
+accesses = Table(
+    "idx_accesses",
+    metadata,
+    Column("record", _Hash, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("requester", _Address, nullable=False),
+    Column("purpose", Integer, nullable=False),
+    Column("consent", _Hash, nullable=False, comment="0x00…00: OPEN category without consent"),
+    Column("head", _Hash, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("block", BigInteger, nullable=False),
+    Column("tx_hash", _Hash, nullable=False),
+    Column("log_index", Integer, nullable=False),
+    Index("ix_idx_accesses_block", "block", "log_index"),
+    Index("ix_idx_accesses_requester", "requester", "timestamp"),
+    Index("ix_idx_accesses_purpose", "purpose", "timestamp"),
+    Index("ix_idx_accesses_timestamp", "timestamp"),
+    Index("ix_idx_accesses_consent", "consent"),
+)
+
+BLOCK_COLUMNS = {
+    events: "block",
+    membership_changes: "block",
+    record_sources: "block",
+    accesses: "block",
+    blocks: "number",
+}
+"""Tables whose rows are simply deleted when a reorg removes their block."""
+
+
+def create_index_schema(engine: Engine) -> None:
+    """Create every index table that does not exist yet (safe to call on every run)."""
+    metadata.create_all(engine)

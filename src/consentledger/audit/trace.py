@@ -1,0 +1,145 @@
+"""Who accessed which record, when, for what and under which consent: queries over the index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from eth_utils import to_checksum_address
+from sqlalchemy import Engine, Select, or_, select
+
+from consentledger.audit import tables as t
+from consentledger.audit.events import ZERO_HASH
+from consentledger.errors import ConfigurationError
+
+
+@dataclass(frozen=True)
+class TraceLine:
+    """One access from the index, with the names the catalog and the members give its ids."""
+
+    seq: int
+    time: datetime
+    record: str
+    subject: str | None
+    category: int | None
+    category_name: str | None
+    custodian: str | None
+    custodian_name: str | None
+    requester: str
+    requester_name: str | None
+    purpose: int
+    purpose_name: str | None
+    consent: str | None
+    tx_hash: str
+    block: int
+    log_index: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the line as JSON-ready data (time as ISO-8601 UTC and as unix seconds)."""
+        return {
+            "seq": self.seq, "time": self.time.isoformat(timespec="seconds"), "timestamp": int(self.time.timestamp()),
+            "record": self.record, "subject": self.subject, "category": self.category,
+            "category_name": self.category_name, "custodian": self.custodian, "custodian_name": self.custodian_name,
+            "requester": self.requester, "requester_name": self.requester_name, "purpose": self.purpose,
+            "purpose_name": self.purpose_name, "consent": self.consent, "tx_hash": self.tx_hash,
+            "block": self.block, "log_index": self.log_index,
+        }
+
+
+def trace(
+    engine: Engine,
+    *,
+    subject: str | None = None,
+    record: str | None = None,
+    org: str | None = None,
+    purpose: int | str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[TraceLine]:
+    """Return the indexed accesses matching every given filter, oldest first.
+
+    `subject` matches records of that data subject, including derived records one of whose
+    original sources is theirs. `org` matches the requester or the record's custodian. `purpose`
+    is an id or a purpose name. `since` (inclusive) and `until` (exclusive) are unix times.
+    """
+    query = _query()
+    a, r = t.accesses.c, t.records.c
+    if subject is not None:
+        who = _address(subject, "subject")
+        source = t.records.alias("source")
+        derived_for_subject = (
+            select(t.record_sources.c.record)
+            .join(source, source.c.id == t.record_sources.c.source)
+            .where(source.c.subject == who)
+        )
+        query = query.where(or_(r.subject == who, a.record.in_(derived_for_subject)))
+    if record is not None:
+        query = query.where(a.record == _record_id(record))
+    if org is not None:
+        who = _address(org, "org")
+        query = query.where(or_(a.requester == who, r.custodian == who))
+    if purpose is not None:
+        if isinstance(purpose, str) and not purpose.isdigit():
+            query = query.where(t.purposes.c.name == purpose)
+        else:
+            query = query.where(a.purpose == int(purpose))
+    if since is not None:
+        query = query.where(a.timestamp >= since)
+    if until is not None:
+        query = query.where(a.timestamp < until)
+    query = query.order_by(a.block, a.log_index).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        TraceLine(
+            seq=row["seq"], time=datetime.fromtimestamp(row["timestamp"], UTC), record=row["record"],
+            subject=row["subject"], category=row["category"], category_name=row["category_name"],
+            custodian=row["custodian"], custodian_name=row["custodian_name"], requester=row["requester"],
+            requester_name=row["requester_name"], purpose=row["purpose"], purpose_name=row["purpose_name"],
+            consent=None if row["consent"] == ZERO_HASH else row["consent"], tx_hash=row["tx_hash"],
+            block=row["block"], log_index=row["log_index"],
+        )
+        for row in rows
+    ]
+
+
+def _query() -> Select[Any]:
+    a, r = t.accesses, t.records
+    requester, custodian = t.members.alias("requester_member"), t.members.alias("custodian_member")
+    return (
+        select(
+            a.c.seq, a.c.timestamp, a.c.record, a.c.requester, a.c.purpose, a.c.consent, a.c.tx_hash, a.c.block,
+            a.c.log_index, r.c.subject, r.c.category, r.c.custodian,
+            t.categories.c.name.label("category_name"), t.purposes.c.name.label("purpose_name"),
+            requester.c.name.label("requester_name"), custodian.c.name.label("custodian_name"),
+        )
+        .select_from(a)
+        .outerjoin(r, r.c.id == a.c.record)
+        .outerjoin(t.categories, t.categories.c.id == r.c.category)
+        .outerjoin(t.purposes, t.purposes.c.id == a.c.purpose)
+        .outerjoin(requester, requester.c.address == a.c.requester)
+        .outerjoin(custodian, custodian.c.address == r.c.custodian)
+    )
+
+
+def _address(text: str, what: str) -> str:
+    try:
+        return str(to_checksum_address(text))
+    except ValueError:
+        raise ConfigurationError(f"{what} {text!r} is not an address") from None
+
+
+def _record_id(text: str) -> str:
+    value = text.lower()
+    value = value if value.startswith("0x") else "0x" + value
+    try:
+        if len(bytes.fromhex(value[2:])) == 32:
+            return value
+    except ValueError:
+        pass
+    raise ConfigurationError(f"record id {text!r} is not 32 bytes of hex")

@@ -1,0 +1,202 @@
+"""Verify the indexed chain of responsibility against the chain and against the ledger's rules.
+
+Four things are checked, as of the index's cursor block: (a) every record's hash chain, recomputed
+from the indexed accesses, ends at the head the chain holds; (b) every access's consent was valid
+at its position in the chain; (c) no record is past its retention without a tombstone; (d) no
+member accessed anything while suspended or revoked.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from eth_abi import decode
+from eth_utils import function_abi_to_4byte_selector, keccak
+from eth_utils.abi import collapse_if_tuple
+from sqlalchemy import Connection, Engine, func, select
+
+from consentledger.audit import tables as t
+from consentledger.audit.checks import (
+    AccessChecker,
+    ConsentFacts,
+    Discrepancy,
+    DiscrepancyKind,
+    Position,
+    RecordFacts,
+)
+from consentledger.audit.events import AccessRow
+from consentledger.audit.indexer import read_cursor
+from consentledger.audit.source import ChainSource
+from consentledger.chain.history import GENESIS
+from consentledger.consent import Consent, consent_id
+from consentledger.types import Sensitivity
+
+if TYPE_CHECKING:
+    from consentledger.chain.ledger import Ledger
+
+_STREAM_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Every discrepancy found, and how much was checked, as of `block`."""
+
+    discrepancies: tuple[Discrepancy, ...]
+    block: int | None
+    records: int
+    accesses: int
+    consents: int
+    members: int
+    heads_checked: int
+
+    @property
+    def ok(self) -> bool:
+        """Return whether nothing was found."""
+        return not self.discrepancies
+
+    def counts(self) -> dict[str, int]:
+        """Return how many discrepancies of each kind were found."""
+        return dict(Counter(d.kind.value for d in self.discrepancies))
+
+    def summary(self) -> str:
+        """Return a one-line summary of what was checked and found."""
+        checked = (
+            f"{self.records} records ({self.heads_checked} heads matched against the chain), "
+            f"{self.accesses} accesses, {self.consents} consents, {self.members} members "
+            f"up to block {self.block}"
+        )
+        if self.ok:
+            return f"verified {checked}: no discrepancies"
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(self.counts().items()))
+        return f"checked {checked}: {len(self.discrepancies)} discrepancies ({kinds})"
+
+
+def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
+    """Check the index (as of its cursor) against the chain and the rules; return every discrepancy."""
+    source = ChainSource(ledger)
+    with engine.connect() as conn:
+        cursor = read_cursor(conn)
+        if cursor.block is None:
+            return VerifyReport((), None, 0, 0, 0, 0, 0)
+        records = _records(conn)
+        consents = _consents(conn)
+        sensitivities = {
+            row.id: Sensitivity(row.sensitivity)
+            for row in conn.execute(select(t.categories.c.id, t.categories.c.sensitivity))
+        }
+        members = conn.execute(select(func.count()).select_from(t.members)).scalar_one()
+        checker = AccessChecker(
+            records=records, sensitivities=sensitivities, consents=consents, memberships=_memberships(conn),
+            presented=_ConsentResolver(ledger, source),
+        )
+        stream = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(
+            select(t.accesses).order_by(t.accesses.c.block, t.accesses.c.log_index)
+        )
+        for row in stream.mappings():
+            checker.check(AccessRow(**row))
+    found = list(checker.found)
+    heads = source.heads(sorted(records), cursor.block)
+    for record_id, on_chain in heads.items():
+        recomputed = "0x" + checker.folded.get(record_id, GENESIS).hex()
+        if recomputed != on_chain:
+            found.append(Discrepancy(
+                DiscrepancyKind.HEAD_MISMATCH,
+                f"the indexed accesses hash to {recomputed}, the chain holds head {on_chain} at block {cursor.block}",
+                record=record_id, block=cursor.block,
+            ))
+    now = cursor.timestamp or 0
+    for record_id, facts in records.items():
+        if facts.tombstoned is None and now > facts.retain_until:
+            found.append(Discrepancy(
+                DiscrepancyKind.RETENTION_OVERDUE,
+                f"retained until {facts.retain_until}, {now - facts.retain_until} s before block {cursor.block}, "
+                "and still not tombstoned",
+                record=record_id, block=cursor.block,
+            ))
+    return VerifyReport(
+        discrepancies=tuple(found), block=cursor.block, records=len(records), accesses=checker.accesses,
+        consents=len(consents), members=members, heads_checked=len(heads),
+    )
+
+
+class _ConsentResolver:
+    """Finds the consents a derived-record access presented, from its transaction's calldata.
+
+    AccessRecorded carries only keccak256 of their ids when there are several; requestAccess's
+    calldata holds their terms, whose EIP-712 ids must hash to that reference.
+    """
+
+    def __init__(self, ledger: Ledger, source: ChainSource) -> None:
+        self.ledger = ledger
+        self.source = source
+        functions: list[Any] = [f for f in ledger.access.abi if f.get("type") == "function"]
+        abi = next(f for f in functions if f["name"] == "requestAccess")
+        self.selector = bytes(function_abi_to_4byte_selector(abi))
+        self.types = [collapse_if_tuple(dict(i)) for i in abi["inputs"]]
+
+    def __call__(self, row: AccessRow) -> list[str] | None:
+        data = self.source.transaction_input(row.tx_hash)
+        if data is None or data[:4] != self.selector:
+            return None  # sent through another contract: its calldata is not requestAccess's
+        record, _, terms = decode(self.types, data[4:])
+        if "0x" + bytes(record).hex() != row.record or not terms:
+            return None
+        domain = self.ledger.domain()
+        ids = [consent_id(_consent(term), domain) for term in terms]
+        reference = ids[0] if len(ids) == 1 else keccak(b"".join(ids))
+        return ["0x" + i.hex() for i in ids] if "0x" + reference.hex() == row.consent else None
+
+
+def _consent(term: tuple[Any, ...]) -> Consent:
+    subject, grantee, category, record, purpose, valid_until, max_uses, identified, nonce = term
+    return Consent(
+        subject=subject, grantee=grantee, category=category, record=bytes(record), purpose=purpose,
+        valid_until=valid_until, max_uses=max_uses, identified=identified, nonce=nonce,
+    )
+
+
+def _records(conn: Connection) -> dict[str, RecordFacts]:
+    r, s = t.records.c, t.record_sources.c
+    source = t.records.alias("source")
+    subjects: dict[str, list[str]] = defaultdict(list)
+    for record, subject in conn.execute(
+        select(s.record, source.c.subject).join(source, source.c.id == s.source).order_by(s.record, s.position)
+    ):
+        subjects[record].append(subject)
+    return {
+        row.id: RecordFacts(
+            subject=row.subject, category=row.category, retain_until=row.retain_until,
+            tombstoned=_pos(row.tombstoned_block, row.tombstoned_log_index),
+            source_subjects=tuple(subjects[row.id]) if row.derived_from else None,
+        )
+        for row in conn.execute(
+            select(r.id, r.subject, r.category, r.retain_until, r.tombstoned_block, r.tombstoned_log_index,
+                   r.derived_from)
+        )
+    }
+
+
+def _consents(conn: Connection) -> dict[str, ConsentFacts]:
+    return {
+        row.id: ConsentFacts(
+            subject=row.subject, grantee=row.grantee, category=row.category, record=row.record, purpose=row.purpose,
+            valid_until=row.valid_until, max_uses=row.max_uses,
+            granted=_pos(row.granted_block, row.granted_log_index),
+            revoked=_pos(row.revoked_block, row.revoked_log_index),
+        )
+        for row in conn.execute(select(t.consents))
+    }
+
+
+def _memberships(conn: Connection) -> dict[str, list[tuple[Position, int]]]:
+    m = t.membership_changes.c
+    timeline: dict[str, list[tuple[Position, int]]] = defaultdict(list)
+    for row in conn.execute(select(m.account, m.block, m.log_index, m.status).order_by(m.block, m.log_index)):
+        timeline[row.account].append(((row.block, row.log_index), row.status))
+    return dict(timeline)
+
+
+def _pos(block: int | None, log_index: int | None) -> Position | None:
+    return None if block is None else (block, log_index or 0)

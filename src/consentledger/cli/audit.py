@@ -1,0 +1,162 @@
+"""`consentledger index` and `consentledger audit`: index chain events, trace accesses, verify them."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from consentledger.cli.common import (
+    DEFAULT_MANIFEST,
+    DEFAULT_RPC,
+    ManifestOption,
+    RpcOption,
+    console,
+    open_ledger,
+    parse_time,
+)
+from consentledger.cli.consent import print_json
+from consentledger.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from consentledger.audit import SyncResult, TraceLine
+    from consentledger.chain.ledger import Ledger
+
+app = typer.Typer(help="Audit: trace who accessed what, verify the chain of responsibility.", no_args_is_help=True)
+
+DbOption = Annotated[
+    str,
+    typer.Option(
+        "--db", envvar="CONSENTLEDGER_AUDIT_DB", help="Audit index database: sqlite:///file or postgresql://..."
+    ),
+]
+DEFAULT_DB = "sqlite:///audit.db"
+_CSV_FIELDS = (
+    "seq", "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
+    "requester", "requester_name", "purpose", "purpose_name", "consent", "tx_hash", "block", "log_index",
+)
+
+
+def sync(rpc: str, manifest: Path, db: str, *, transient: bool) -> tuple[Engine, Ledger, SyncResult]:
+    """Open the chain and the index, bring the index up to the latest block, showing a progress bar."""
+    from consentledger.audit import Indexer, SyncProgress
+    from consentledger.store.db import make_engine
+
+    ledger = open_ledger(rpc, manifest)
+    engine = make_engine(db)
+    indexer = Indexer(engine, ledger)
+    bar = Progress(
+        TextColumn("indexing blocks"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=transient,
+    )
+    with bar:
+        task = bar.add_task("index", total=None)
+
+        def show(progress: SyncProgress) -> None:
+            bar.update(task, total=progress.total, completed=progress.done)
+
+        result = indexer.sync(progress=show)
+    return engine, ledger, result
+
+
+def index(
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Index the deployment's events into the audit database (resumes where the last run stopped)."""
+    _, _, result = sync(rpc, manifest, db, transient=False)
+    console.print(result.describe())
+
+
+@app.command("trace")
+def trace_command(
+    subject: Annotated[str | None, typer.Option(help="Data subject address (derived records included).")] = None,
+    record: Annotated[str | None, typer.Option(help="Record id (0x + 64 hex).")] = None,
+    org: Annotated[str | None, typer.Option(help="Organisation address: as requester or as custodian.")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Purpose id or name.")] = None,
+    since: Annotated[str | None, typer.Option(help="From this time on (ISO-8601, UTC if no zone).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (ISO-8601, UTC if no zone).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many accesses.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
+    no_sync: Annotated[bool, typer.Option("--no-sync", help="Query the index as it is, without the chain.")] = False,
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """List accesses (oldest first) matching every filter given, after bringing the index up to date."""
+    from consentledger.audit import create_index_schema, trace
+    from consentledger.store.db import make_engine
+
+    if json_output and csv_output:
+        raise ConfigurationError("choose one of --json and --csv")
+    if no_sync:
+        engine = make_engine(db)
+        create_index_schema(engine)
+    else:
+        engine, _, _ = sync(rpc, manifest, db, transient=True)
+    lines = trace(
+        engine, subject=subject, record=record, org=org, purpose=purpose,
+        since=parse_time(since) if since else None, until=parse_time(until) if until else None, limit=limit,
+    )
+    if json_output:
+        print_json([line.to_json() for line in lines])
+    elif csv_output:
+        writer = csv.DictWriter(sys.stdout, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(line.to_json() for line in lines)
+    else:
+        _print_table(lines)
+
+
+@app.command("verify")
+def verify_command(
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Check hash chains against on-chain heads, consents, retention and membership; exit 1 on any finding.
+
+    Each discrepancy is printed on its own line (kind, record, seq, tx, block: sentence).
+    """
+    from consentledger.audit import verify
+
+    engine, ledger, _ = sync(rpc, manifest, db, transient=True)
+    report = verify(engine, ledger)
+    if not report.ok:
+        for discrepancy in report.discrepancies:
+            typer.echo(discrepancy.line())
+        typer.echo(report.summary(), err=True)
+        raise typer.Exit(1)
+    typer.echo(report.summary())
+
+
+def _print_table(lines: list[TraceLine]) -> None:
+    table = Table("time", "record", "seq", "category", "custodian", "requester", "purpose", "consent", "tx", "block")
+    for line in lines:
+        table.add_row(
+            line.time.strftime("%Y-%m-%d %H:%M:%S"), _short(line.record), str(line.seq),
+            _named(line.category_name, line.category), _named(line.custodian_name, line.custodian),
+            _named(line.requester_name, line.requester), _named(line.purpose_name, line.purpose),
+            _short(line.consent) if line.consent else "-", _short(line.tx_hash), str(line.block),
+        )
+    console.print(table)
+    console.print(f"{len(lines)} accesses")
+
+
+def _named(name: str | None, value: object) -> str:
+    shown = _short(value) if isinstance(value, str) else str(value if value is not None else "-")
+    return f"{name} ({shown})" if name else shown
+
+
+def _short(value: str) -> str:
+    return value[:8] + "…" + value[-4:] if len(value) > 16 else value

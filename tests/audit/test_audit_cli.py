@@ -1,0 +1,92 @@
+"""The auditor's commands as a user runs them: index, trace (table, JSON, CSV) and verify's exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, update
+
+from consentledger import audit
+from consentledger.audit import tables as t
+from consentledger.store import make_engine
+
+from .world import RESEARCH, World, hexid
+
+pytestmark = pytest.mark.process
+
+CLI = str(Path(sys.executable).parent / "consentledger")
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the console script in `cwd` (which holds deployment.json); return its completed process."""
+    env = {**os.environ, "CONSENTLEDGER_MANIFEST": str(cwd / "deployment.json")}
+    env.pop("CONSENTLEDGER_AUDIT_DB", None)
+    return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def workdir(world: World, tmp_path: Path) -> Path:
+    """A directory holding the world's deployment manifest."""
+    world.deployment.save(tmp_path / "deployment.json")
+    return tmp_path
+
+
+def test_index_then_trace_as_table_json_and_csv(world: World, workdir: Path) -> None:
+    """`index` fills audit.db; `audit trace` prints a table, parseable JSON, or parseable CSV."""
+    rpc = ("--rpc", world.rpc_url)
+    indexed = run_cli("index", *rpc, cwd=workdir)
+    assert indexed.returncode == 0, indexed.stderr
+    assert f"indexed blocks {world.deployment.deploy_block}.." in indexed.stdout
+    assert (workdir / "audit.db").exists()
+
+    table = run_cli("audit", "trace", "--subject", world.alice.address, *rpc, cwd=workdir)
+    assert table.returncode == 0, table.stderr
+    assert "transport bureau" in table.stdout and "5 accesses" in table.stdout
+
+    as_json = run_cli("audit", "trace", "--subject", world.alice.address, "--json", *rpc, cwd=workdir)
+    assert as_json.returncode == 0, as_json.stderr
+    lines = json.loads(as_json.stdout)
+    assert len(lines) == 5 and lines[0]["requester_name"] == "transport bureau"
+
+    as_csv = run_cli("audit", "trace", "--org", world.police.address, "--purpose", "research", "--csv",
+                     "--no-sync", cwd=workdir)
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert rows and {r["requester"] for r in rows} == {world.police.address}
+    assert {r["purpose"] for r in rows} == {str(RESEARCH)}
+
+
+def test_verify_exits_0_with_a_one_line_summary(world: World, workdir: Path) -> None:
+    """A faithful index verifies: exit 0 and one summary line."""
+    result = run_cli("audit", "verify", "--rpc", world.rpc_url, "--db", f"sqlite:///{workdir / 'v.db'}", cwd=workdir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("verified ")
+
+
+def test_verify_exits_1_listing_one_line_per_discrepancy(world: World, workdir: Path) -> None:
+    """A tampered index makes verify exit 1, printing each discrepancy on its own line."""
+    db = f"sqlite:///{workdir / 'tampered.db'}"
+    engine = make_engine(db)
+    audit.Indexer(engine, world.ledger()).sync()
+    lab, contact = hexid(world.records["lab-alice"]), hexid(world.records["contact-alice"])
+    with engine.begin() as conn:
+        conn.execute(delete(t.accesses).where(t.accesses.c.record == lab, t.accesses.c.seq == 2))
+        conn.execute(update(t.accesses).where(t.accesses.c.record == contact).values(purpose=RESEARCH))
+    expected = audit.verify(engine, world.ledger())
+    engine.dispose()
+
+    result = run_cli("audit", "verify", "--rpc", world.rpc_url, "--db", db, cwd=workdir)
+    assert result.returncode == 1, result.stdout + result.stderr
+    printed = result.stdout.splitlines()
+    assert printed == [d.line() for d in expected.discrepancies]
+    assert {line.split(" ")[0] for line in printed} == {
+        "seq_gap", "head_mismatch", "entry_hash_mismatch", "wrong_purpose",
+    }
+    assert "discrepancies" in result.stderr

@@ -1,0 +1,130 @@
+"""Verify passes a faithful index and names every planted discrepancy: kind, record, seq and transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, delete, insert, select, update
+
+from consentledger import audit
+from consentledger.audit import tables as t
+from consentledger.audit.checks import DiscrepancyKind as Kind
+from consentledger.types import MemberStatus, TombstoneReason
+
+from .world import FLEETING, FLEETING_RETENTION, RESEARCH, World, hexid
+
+pytestmark = pytest.mark.process
+
+
+@pytest.fixture
+def indexed(world: World, sqlite_engine: Engine) -> Engine:
+    """The world indexed into a SQLite file, ready to be tampered with."""
+    audit.Indexer(sqlite_engine, world.ledger()).sync()
+    return sqlite_engine
+
+
+def findings(report: audit.VerifyReport) -> set[tuple[Kind, str | None, int | None]]:
+    """Return (kind, record, seq) of every discrepancy."""
+    return {(d.kind, d.record, d.seq) for d in report.discrepancies}
+
+
+def access(engine: Engine, record: str, seq: int) -> dict[str, object]:
+    """Return one indexed access row."""
+    with engine.connect() as conn:
+        row = conn.execute(select(t.accesses).where(t.accesses.c.record == record, t.accesses.c.seq == seq))
+        return dict(row.mappings().one())
+
+
+def test_a_faithful_index_verifies_on_both_backends(world: World, engine: Engine) -> None:
+    """Heads, consents (derived ones resolved from calldata), retention and membership all check out."""
+    audit.Indexer(engine, world.ledger()).sync()
+    report = audit.verify(engine, world.ledger())
+    assert report.ok, [d.line() for d in report.discrepancies]
+    assert report.accesses == len(world.entries())
+    assert report.records == report.heads_checked == len(world.records)
+    assert report.members == 5 and report.consents == len(world.consents)
+    assert report.summary().startswith(f"verified {len(world.records)} records")
+
+
+def test_a_deleted_access_row_shows_as_a_gap_and_a_head_mismatch(world: World, indexed: Engine) -> None:
+    """Removing access 2 of a record breaks the seq run at 3 and the recomputed head."""
+    lab = hexid(world.records["lab-alice"])
+    with indexed.begin() as conn:
+        conn.execute(delete(t.accesses).where(t.accesses.c.record == lab, t.accesses.c.seq == 2))
+    report = audit.verify(indexed, world.ledger())
+    assert findings(report) == {(Kind.SEQ_GAP, lab, 3), (Kind.HEAD_MISMATCH, lab, None)}
+    gap = next(d for d in report.discrepancies if d.kind is Kind.SEQ_GAP)
+    assert gap.tx_hash == access(indexed, lab, 3)["tx_hash"]
+    assert gap.line().startswith(f"seq_gap record={lab} seq=3 tx=0x") and "missing" in gap.line()
+
+
+def test_an_altered_purpose_breaks_the_entry_hash_and_the_consent(world: World, indexed: Engine) -> None:
+    """A purpose rewritten in the index no longer hashes to the emitted head nor matches the consent."""
+    lab = hexid(world.records["lab-alice"])
+    with indexed.begin() as conn:
+        conn.execute(
+            update(t.accesses).where(t.accesses.c.record == lab, t.accesses.c.seq == 1).values(purpose=RESEARCH)
+        )
+    report = audit.verify(indexed, world.ledger())
+    assert findings(report) == {
+        (Kind.ENTRY_HASH_MISMATCH, lab, 1), (Kind.WRONG_PURPOSE, lab, 1), (Kind.HEAD_MISMATCH, lab, None),
+    }
+    wrong = next(d for d in report.discrepancies if d.kind is Kind.WRONG_PURPOSE)
+    assert f"is for purpose 1, the access for purpose {RESEARCH}" in wrong.message
+
+
+def test_a_consent_revoked_before_an_access_is_caught(world: World, indexed: Engine) -> None:
+    """A consent row that says it was revoked right after its grant invalidates the access that followed."""
+    consent = world.consent_id("contact")
+    with indexed.begin() as conn:
+        granted = conn.execute(select(t.consents).where(t.consents.c.id == consent)).mappings().one()
+        conn.execute(
+            update(t.consents).where(t.consents.c.id == consent)
+            .values(revoked_block=granted["granted_block"], revoked_log_index=granted["granted_log_index"] + 1)
+        )
+    report = audit.verify(indexed, world.ledger())
+    contact = hexid(world.records["contact-alice"])
+    assert findings(report) == {(Kind.CONSENT_REVOKED, contact, 1)}
+    assert f"consent {consent} was revoked at block {granted['granted_block']}" in report.discrepancies[0].message
+
+
+def test_an_access_by_a_suspended_requester_is_caught(world: World, indexed: Engine) -> None:
+    """A suspension recorded before police's first access makes that access (only) a finding."""
+    stats = hexid(world.records["stats-bob"])
+    first = access(indexed, stats, 1)
+    assert first["requester"] == world.police.address
+    with indexed.begin() as conn:
+        conn.execute(insert(t.membership_changes).values(
+            block=int(str(first["block"])) - 1, log_index=10_000, account=world.police.address,
+            status=MemberStatus.SUSPENDED, timestamp=first["timestamp"], tx_hash="0x" + "ab" * 32,
+        ))
+    report = audit.verify(indexed, world.ledger())
+    assert findings(report) == {(Kind.INACTIVE_REQUESTER, stats, 1)}
+    assert "was suspended from block" in report.discrepancies[0].message
+
+
+@pytest.fixture
+def fleeting(world: World) -> Iterator[str]:
+    """A record whose category keeps it two seconds; tombstoned afterwards so the world stays clean."""
+    record = world.register("fleeting", world.bob, FLEETING)
+    try:
+        yield record
+    finally:
+        if world.ledger().record(world.records["fleeting"]).tombstone is TombstoneReason.NONE:
+            world.tombstone("fleeting")
+
+
+def test_a_record_past_retention_without_tombstone_is_caught(
+    world: World, fleeting: str, sqlite_engine: Engine
+) -> None:
+    """Once the chain clock passes retain-until, an untombstoned record is overdue; the tombstone clears it."""
+    world.advance(FLEETING_RETENTION + 3)
+    indexer = audit.Indexer(sqlite_engine, world.ledger())
+    indexer.sync()
+    report = audit.verify(sqlite_engine, world.ledger())
+    assert findings(report) == {(Kind.RETENTION_OVERDUE, fleeting, None)}
+    assert "still not tombstoned" in report.discrepancies[0].line()
+    world.tombstone("fleeting")
+    indexer.sync()
+    assert audit.verify(sqlite_engine, world.ledger()).ok
