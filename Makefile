@@ -7,9 +7,13 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.bootstrapped
 NODE_STAMP := node_modules/.bootstrapped
 
-.PHONY: bootstrap demo test lint gas clean
+.PHONY: bootstrap chromium demo test lint gas clean
 
-bootstrap: $(PY_STAMP) $(NODE_STAMP)
+bootstrap: $(PY_STAMP) $(NODE_STAMP) chromium
+
+# The audit page's browser test drives Debian's chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 $(PY_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
