@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -180,6 +181,42 @@ class GatewayClient:
             "consents": [consent.to_json() for consent in consents],
         }
         return self._json(self.send_signed("POST", "/v1/access", body))
+
+    # -- audit ----------------------------------------------------------------------------------
+
+    def audit_accesses(
+        self,
+        *,
+        subject: str | None = None,
+        record: str | bytes | None = None,
+        org: str | None = None,
+        purpose: int | str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
+        """Return one page `{items, limit, offset, next_offset, block}` of accesses (the caller is an auditor).
+
+        Each item is a trace line (seq, time, record, subject, requester, purpose, consent, tx_hash,
+        block, ...); filters left None match anything; `since` and `until` are unix seconds.
+        """
+        filters = {
+            "subject": parse_address(subject, "subject") if subject is not None else None,
+            "record": record_hex(parse_record_id(record)) if record is not None else None,
+            "org": parse_address(org, "org") if org is not None else None,
+            "purpose": purpose, "since": since, "until": until, "limit": limit, "offset": offset,
+        }
+        query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
+        return self._json(self.send_signed("GET", f"/v1/audit/accesses?{query}"))
+
+    def audit_verify(self) -> dict[str, Any]:
+        """Return the gateway's verification report: `{ok, block, counts, discrepancies, ...}` (auditors)."""
+        return self._json(self.send_signed("GET", "/v1/audit/verify"))
+
+    def my_history(self) -> dict[str, Any]:
+        """Return `{subject, block, items, records}`: every access to this account's records, with heads."""
+        return self._json(self.send_signed("GET", "/v1/subjects/me/history"))
 
     # -- the signed transport -------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from consentledger.errors import ConsentLedgerError, ContractRevertError
+from consentledger.gateway import audit_routes
 from consentledger.gateway.routers import router
 from consentledger.gateway.runtime import Gateway
 from consentledger.signing import SIGNED_HEADERS
@@ -29,7 +30,7 @@ DESCRIPTION = (
 
 
 def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
-    """Return the app serving `gateway`; with `upkeep` the relay and membership watcher run alongside."""
+    """Return the app serving `gateway`; with `upkeep` the relay, membership watcher and indexer run alongside."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,6 +45,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
                   version="1", lifespan=lifespan)
     app.state.gateway = gateway
     app.include_router(router)
+    app.include_router(audit_routes.router)
 
     @app.exception_handler(ConsentLedgerError)
     async def our_error(request: Request, exc: ConsentLedgerError) -> JSONResponse:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from consentledger.audit import Indexer
 from consentledger.chain.connect import connect
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.manifest import Deployment
@@ -23,6 +26,9 @@ from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
 
 log = logging.getLogger(__name__)
+
+INDEXER_LOCK = "consentledger-indexer"
+"""The leader lock under which one replica at a time writes the shared audit index (PostgreSQL)."""
 
 
 @dataclass
@@ -39,7 +45,9 @@ class Gateway:
     kek: bytes
     x25519: X25519PrivateKey
     peers: httpx.Client
+    indexer: Indexer
     _relay_lock: threading.Lock = field(default_factory=threading.Lock)
+    _index_lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
 
@@ -55,7 +63,10 @@ class Gateway:
 
     @classmethod
     def open(cls, settings: Settings) -> Gateway:
-        """Load keys (password from the configured env var), connect, verify the deployment, open the store."""
+        """Load keys (password from the configured env var), connect, verify the deployment, open the store.
+
+        The audit index lives in the store's database (its own `idx_` tables), created here if missing.
+        """
         password = password_from_env(settings.password_env)
         account = load_account(settings.signer_keystore, password)
         kek_id, kek = load_kek_file(settings.kek_keyfile, password)
@@ -77,6 +88,7 @@ class Gateway:
             kek=kek,
             x25519=x25519,
             peers=httpx.Client(timeout=settings.peer_timeout, trust_env=False),
+            indexer=Indexer(engine, ledger),
         )
 
     def relay_now(self) -> None:
@@ -85,8 +97,31 @@ class Gateway:
             if leader:
                 self.relay.run_once()
 
+    @contextmanager
+    def index_held(self) -> Iterator[bool]:
+        """Bring the audit index up to the latest block, then keep it still until the block ends.
+
+        Yields whether this process synced it. Between replicas on PostgreSQL another one may hold
+        the indexer's leader lock: then it is syncing right now and the index is read as it stands.
+        """
+        with self._index_lock, self.store.leader_lock(INDEXER_LOCK) as leader:
+            if leader:
+                self.indexer.sync()
+            yield leader
+
+    def index_now(self) -> None:
+        """Sync the audit index unless a request is reading or syncing it right now (then it is fresh)."""
+        if not self._index_lock.acquire(blocking=False):
+            return
+        try:
+            with self.store.leader_lock(INDEXER_LOCK) as leader:
+                if leader:
+                    self.indexer.sync()
+        finally:
+            self._index_lock.release()
+
     def start_upkeep(self) -> None:
-        """Finish chain writes left from before (first), then keep relaying and watching membership."""
+        """Finish chain writes left from before (first), then keep relaying, watching membership, indexing."""
         self.relay_now()
         self._upkeep = threading.Thread(target=self._upkeep_loop, name="gateway-upkeep", daemon=True)
         self._upkeep.start()
@@ -104,6 +139,7 @@ class Gateway:
                 self.relay_now()
                 self.members.watch()
                 self.store.purge_nonces(datetime.now(UTC))
+                self.index_now()
             except ConsentLedgerError as exc:  # chain or store down: try again next round
                 log.warning("gateway upkeep: %s", exc)
             except Exception:  # never let the upkeep thread die silently

@@ -1,0 +1,55 @@
+"""The audit endpoints every gateway serves: access listings and verification for auditors, histories for subjects."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from consentledger.gateway import auditing
+from consentledger.gateway.auth import Caller, authenticate, gateway_of, member_with
+from consentledger.gateway.runtime import Gateway
+from consentledger.types import Role
+
+router = APIRouter(prefix="/v1")
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+Auditor = Annotated[Caller, Depends(member_with(Role.AUDITOR))]
+
+MAX_PAGE = 1000
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_RECORD = r"^(0x)?[0-9a-fA-F]{64}$"
+_PURPOSE = r"^([0-9]{1,3}|[A-Za-z][A-Za-z0-9_.-]{0,63})$"
+_UNIX = Query(ge=0, lt=2**40, description="Unix seconds")
+
+
+@router.get("/audit/accesses", summary="Accesses recorded on chain, filtered and paged (auditors)")
+def audit_accesses(
+    gw: GatewayDep,
+    caller: Auditor,
+    subject: Annotated[str | None, Query(pattern=_ADDRESS, description="Records of this data subject")] = None,
+    record: Annotated[str | None, Query(pattern=_RECORD)] = None,
+    org: Annotated[str | None, Query(pattern=_ADDRESS, description="Requester or custodian")] = None,
+    purpose: Annotated[str | None, Query(pattern=_PURPOSE, description="Purpose id or name")] = None,
+    since: Annotated[int | None, _UNIX] = None,
+    until: Annotated[int | None, _UNIX] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Return `{items, limit, offset, next_offset, block}`: matching accesses oldest first, as of `block`."""
+    filters = auditing.AccessFilters(subject, record, org, purpose, since, until)
+    return auditing.accesses_page(gw, filters, limit=limit, offset=offset)
+
+
+@router.get("/audit/verify", summary="Verify the chain of responsibility against the chain (auditors)")
+def audit_verify(gw: GatewayDep, caller: Auditor) -> dict[str, Any]:
+    """Return the verification report: `ok`, what was checked, counts by kind and every discrepancy."""
+    return auditing.verify_report(gw)
+
+
+@router.get("/subjects/me/history", summary="Every access to the signing data subject's records")
+def my_history(gw: GatewayDep, caller: Annotated[Caller, Depends(authenticate)]) -> dict[str, Any]:
+    """Return the signer's history: each access (tx hash, block) and each record's on-chain head.
+
+    The subject is always the request's signer, never a parameter, so nobody sees another's history.
+    """
+    return auditing.subject_history(gw, caller.address)

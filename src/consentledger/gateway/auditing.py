@@ -1,0 +1,89 @@
+"""What a gateway tells auditors and data subjects, read from the audit index it keeps beside its store.
+
+Every answer first brings the index up to the chain's latest block and reads it while no sync
+writes, so a page, a report or a history is one consistent view as of the index's cursor block.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from consentledger.audit import VerifyReport, trace, verify
+from consentledger.gateway.runtime import Gateway
+
+
+@dataclass(frozen=True)
+class AccessFilters:
+    """The filters of an access listing (see `consentledger.audit.trace`); None means any."""
+
+    subject: str | None = None
+    record: str | None = None
+    org: str | None = None
+    purpose: int | str | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+def accesses_page(gw: Gateway, filters: AccessFilters, *, limit: int, offset: int) -> dict[str, Any]:
+    """Return one page of matching accesses, oldest first, with the offset of the next page (None: last)."""
+    with gw.index_held():
+        block = gw.indexer.cursor().block
+        # One line more than asked tells whether another page follows, without counting them all.
+        lines = trace(gw.store.engine, **asdict(filters), limit=limit + 1, offset=offset)
+    more = len(lines) > limit
+    return {
+        "items": [line.to_json() for line in lines[:limit]],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+        "block": block,
+    }
+
+
+def verify_report(gw: Gateway) -> dict[str, Any]:
+    """Return the verification of the whole index against the chain and the ledger's rules, as JSON."""
+    with gw.index_held():
+        report = verify(gw.store.engine, gw.ledger)
+    return report_json(report)
+
+
+def report_json(report: VerifyReport) -> dict[str, Any]:
+    """Return a VerifyReport as JSON-ready data: ok, what was checked, counts by kind, each discrepancy."""
+    return {
+        "ok": report.ok,
+        "block": report.block,
+        "summary": report.summary(),
+        "records": report.records,
+        "accesses": report.accesses,
+        "consents": report.consents,
+        "members": report.members,
+        "heads_checked": report.heads_checked,
+        "counts": report.counts(),
+        "discrepancies": [
+            {"kind": d.kind.value, "record": d.record, "seq": d.seq, "tx": d.tx_hash, "block": d.block,
+             "detail": d.message}
+            for d in report.discrepancies
+        ],
+    }
+
+
+def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
+    """Return every access to `subject`'s records (derived ones included) and each record's on-chain head.
+
+    Heads are read at the index's cursor block, the block the listed accesses run up to, so folding
+    a record's accesses with `chain.history.link` gives exactly its head.
+    """
+    with gw.index_held():
+        block = gw.indexer.cursor().block
+        lines = trace(gw.store.engine, subject=subject)
+        counts = Counter(line.record for line in lines)
+        records = list(counts)
+        heads = gw.indexer.source.heads(records, block) if records and block is not None else {}
+    return {
+        "subject": subject,
+        "block": block,
+        "items": [line.to_json() for line in lines],
+        "records": [{"record": r, "head": heads[r], "accesses": counts[r]} for r in records],
+    }
