@@ -75,7 +75,10 @@ def trace(
             .join(source, source.c.id == t.record_sources.c.source)
             .where(source.c.subject == who)
         )
-        query = query.where(or_(r.subject == who, a.record.in_(derived_for_subject)))
+        # One IN over both sets, not `r.subject == who OR …`: an OR across the join makes SQLite scan
+        # every access; an IN on idx_accesses' leading key column finds the subject's rows by key.
+        theirs = select(r.id).where(r.subject == who).union(derived_for_subject)
+        query = query.where(a.record.in_(theirs))
     if record is not None:
         query = query.where(a.record == _record_id(record))
     if org is not None:
