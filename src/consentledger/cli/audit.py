@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -138,6 +140,44 @@ def verify_command(
         typer.echo(report.summary(), err=True)
         raise typer.Exit(1)
     typer.echo(report.summary())
+
+
+@app.command("report")
+def report_command(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path("report.html"),
+    since: Annotated[str | None, typer.Option(help="From this time on (ISO-8601, UTC if no zone).")] = None,
+    until: Annotated[str | None, typer.Option(help="Before this time (ISO-8601, UTC if no zone).")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Only this data subject's records (derived ones included): 'Your data' page.")
+    ] = None,
+    pdf: Annotated[bool, typer.Option("--pdf", help="Also print the page to OUT.pdf with headless Chromium.")] = False,
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Write a self-contained HTML audit page: data-flow graph, verification result, filterable access timeline.
+
+    Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
+    """
+    from consentledger.audit import trace, verify
+    from consentledger.audit.render import print_pdf, render_audit_page, summary
+
+    start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
+    engine, ledger, _ = sync(rpc, manifest, db, transient=True)
+    lines = trace(engine, subject=subject, since=start, until=end)
+    report = verify(engine, ledger)
+    title = f"Your data ({subject}): who accessed it, when and why" if subject else "Audit report: who accessed what"
+    page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)))
+    out.write_text(page, encoding="utf-8")
+    os.chmod(out, 0o644)
+    typer.echo(str(out))
+    if pdf:
+        typer.echo(str(print_pdf(out, out.with_suffix(".pdf"))))
+    typer.echo(summary(lines, report))
+
+
+def _moment(unix: int | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if unix is not None else None
 
 
 def _print_table(lines: list[TraceLine]) -> None:

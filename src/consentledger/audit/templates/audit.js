@@ -1,0 +1,35 @@
+"use strict";
+(function () {
+  var table = document.getElementById("accesses");
+  if (!table) { return; }
+  var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  var edges = Array.prototype.slice.call(document.querySelectorAll("svg.flow .edge"));
+  var requester = document.getElementById("filter-requester");
+  var purpose = document.getElementById("filter-purpose");
+  var record = document.getElementById("filter-record");
+  var shown = document.getElementById("shown");
+
+  function matches(data, who, why) {
+    return (!who || data.searchRequester.indexOf(who) !== -1) && (!why || data.purpose === why);
+  }
+
+  function apply() {
+    var who = requester.value.trim().toLowerCase();
+    var why = purpose.value;
+    var what = record.value.trim().toLowerCase();
+    var visible = 0;
+    rows.forEach(function (row) {
+      var keep = matches(row.dataset, who, why) && (!what || row.dataset.searchRecord.indexOf(what) !== -1);
+      row.hidden = !keep;
+      if (keep) { visible += 1; }
+    });
+    edges.forEach(function (edge) {
+      edge.classList.toggle("dim", !matches(edge.dataset, who, why));
+    });
+    shown.textContent = visible + " of " + rows.length + " accesses shown";
+  }
+
+  [requester, record].forEach(function (input) { input.addEventListener("input", apply); });
+  purpose.addEventListener("change", apply);
+  apply();
+})();
