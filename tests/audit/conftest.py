@@ -6,43 +6,23 @@ as in tests/store.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from consentledger.chain.node import LocalNode
 from consentledger.store import make_engine
+from pg_schema import postgres_schema_engine
 
 from .world import World, build_world
-
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-"""The PostgreSQL every development machine and CI runs (trust auth)."""
 
 
 @pytest.fixture(scope="module")
 def world(ganache: LocalNode) -> World:
     """A fresh deployment on the session ganache, populated with every kind of event."""
     return build_world(ganache.rpc_url)
-
-
-def postgres_schema_engine() -> tuple[Engine, Callable[[], None]]:
-    """Return an engine confined to a new, uniquely named schema and a function that drops it."""
-    schema = f"cl_audit_{uuid.uuid4().hex}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-
-    def drop() -> None:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return engine, drop
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,7 +33,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield sqlite
         sqlite.dispose()
         return
-    postgres, drop = postgres_schema_engine()
+    postgres, drop = postgres_schema_engine("cl_audit")
     try:
         yield postgres
     finally:

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from consentledger.store import Store, StoredRecord, create_schema, make_engine
 from consentledger.types import Address
-
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-"""The PostgreSQL every development machine and CI runs (trust auth)."""
+from pg_schema import postgres_schema_engine
 
 CUSTODIAN = Address(Account.from_key(b"\x01" * 32).address)
 SUBJECT = Address(Account.from_key(b"\x02" * 32).address)
-
-
-def postgres_schema_engine() -> tuple[Engine, Callable[[], None]]:
-    """Return an engine confined to a new, uniquely named schema and a function that drops it."""
-    schema = f"cl_test_{uuid.uuid4().hex}"
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"})
-
-    def drop() -> None:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    return engine, drop
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,7 +27,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield sqlite
         sqlite.dispose()
         return
-    postgres, drop = postgres_schema_engine()
+    postgres, drop = postgres_schema_engine("cl_test")
     create_schema(postgres)
     try:
         yield postgres

@@ -8,8 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from consentledger.store import Store
-
-from .conftest import postgres_schema_engine
+from pg_schema import postgres_schema_engine
 
 
 def test_leader_lock_is_exclusive_across_engines(store: Store) -> None:
