@@ -218,6 +218,14 @@ class GatewayClient:
         """Return `{subject, block, items, records}`: every access to this account's records, with heads."""
         return self._json(self.send_signed("GET", "/v1/subjects/me/history"))
 
+    def open_audit_page(self, view: str | None = None) -> dict[str, Any]:
+        """Return `{url, view, viewer, expires_at}`: a one-time link to the gateway's audit page.
+
+        `view` is "audit" (every access; the caller is an auditor) or "subject" (the caller's own
+        records); None lets the gateway choose by the caller's roles. The link opens once, in one browser.
+        """
+        return self._json(self.send_signed("POST", "/v1/audit/session", {} if view is None else {"view": view}))
+
     # -- the signed transport -------------------------------------------------------------------
 
     def send_signed(

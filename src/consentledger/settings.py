@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     membership_ttl: float = Field(5.0, ge=0, description="Seconds a member's on-chain standing is cached.")
     relay_interval: float = Field(0.5, gt=0, description="Seconds between outbox relay passes.")
     peer_timeout: float = Field(30.0, gt=0, description="Seconds to wait for another gateway.")
+    page_session_ttl: int = Field(900, gt=0, le=86400, description="Seconds an audit page session lasts.")
 
     @classmethod
     def settings_customise_sources(

@@ -3,64 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
 
-from consentledger import governance
 from consentledger.audit.tables import accesses
 from consentledger.chain.history import fold
 from consentledger.client import GatewayClient
 from consentledger.errors import GatewayError
-from consentledger.types import AccessEntry, Role
+from consentledger.types import AccessEntry
 
-from .world import CONTACT_TRACE, DISTRICT_STATS, EPIDEMIC_CONTROL, LAB_RESULT, Consortium, expect, signed
+from .conftest import Audited
+from .world import DISTRICT_STATS, EPIDEMIC_CONTROL, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
-
-
-@dataclass(frozen=True)
-class Audited:
-    """Accesses made for this module: alice's lab record (twice, by transport) and open stats (by police),
-    bob's contact trace (once, by police); an auditor member holding only the AUDITOR role."""
-
-    auditor: LocalAccount
-    alice: LocalAccount
-    bob: LocalAccount
-    lab: str
-    stats: str
-    contact: str
-
-
-@pytest.fixture(scope="module")
-def audited(consortium: Consortium) -> Audited:
-    """The accesses above, made over HTTP, and a fresh auditor admitted by governance (it sends no transactions)."""
-    alice, bob, auditor = Account.create(), Account.create(), Account.create()
-    consortium.govern(governance.admit_member(auditor.address, Role.AUDITOR, "audit office"))
-    lab = consortium.ingest({"test": "pcr", "result": "positive"}, category=LAB_RESULT, subject=alice.address)
-    stats = consortium.ingest({"district": "East", "cases": 4}, category=DISTRICT_STATS, subject=alice.address)
-    contact = consortium.ingest({"name": "Bo", "phone": "555-0142", "district": "East"}, category=CONTACT_TRACE,
-                                subject=bob.address)
-    lab_consent = consortium.grant(alice, consortium.transport, LAB_RESULT, record=bytes.fromhex(lab[2:]),
-                                   max_uses=5)
-    contact_consent = consortium.grant(bob, consortium.police, CONTACT_TRACE, identified=True)
-    expect(consortium.access(consortium.transport, lab, [lab_consent]), 200)
-    expect(consortium.access(consortium.police, stats), 200)
-    expect(consortium.access(consortium.transport, lab, [lab_consent]), 200)
-    expect(consortium.access(consortium.police, contact, [contact_consent]), 200)
-    return Audited(auditor, alice, bob, lab, stats, contact)
-
-
-@pytest.fixture
-def auditor(consortium: Consortium, audited: Audited) -> Iterator[GatewayClient]:
-    """The auditor's client of health's gateway."""
-    with GatewayClient(consortium.health.url, audited.auditor) as client:
-        yield client
 
 
 def on_chain(consortium: Consortium, *records: str) -> list[tuple[str, int, str, int]]:

@@ -86,10 +86,7 @@ def render_audit_page(
     renders filtered pages; without it (a file) nothing links anywhere.
     """
     style, script = _asset("audit.css"), _asset("audit.js")
-    csp = (
-        f"default-src 'none'; style-src '{_sha256(style)}'; script-src '{_sha256(script)}'; "
-        "base-uri " + ("'none'" if base_href is None else "'self'") + "; form-action 'none'"
-    )
+    csp = content_security_policy(served=base_href is not None)
     base = f'<base href="{_e(base_href)}">' if base_href is not None else ""
     links = base_href is not None
     return "\n".join([
@@ -118,6 +115,18 @@ def render_audit_page(
         "</html>",
         "",
     ])
+
+
+def content_security_policy(*, served: bool) -> str:
+    """Return the page's Content-Security-Policy: only its own style and script (by hash), nothing fetched.
+
+    A `served` page (with a `<base>`) may resolve links against its own origin; a file may not.
+    """
+    style, script = _asset("audit.css"), _asset("audit.js")
+    return (
+        f"default-src 'none'; style-src '{_sha256(style)}'; script-src '{_sha256(script)}'; "
+        "base-uri " + ("'self'" if served else "'none'") + "; form-action 'none'"
+    )
 
 
 def flow_svg(lines: Sequence[TraceLine]) -> str:

@@ -17,13 +17,25 @@ from rich.table import Table
 from consentledger.cli.common import (
     DEFAULT_MANIFEST,
     DEFAULT_RPC,
+    DevAccountOption,
+    KeystoreOption,
     ManifestOption,
+    PasswordEnvOption,
     RpcOption,
     console,
     open_ledger,
     parse_time,
+    signer,
 )
-from consentledger.cli.consent import print_json
+from consentledger.cli.consent import (
+    SUBJECT_PASSWORD_ENV,
+    GatewayOption,
+    SubjectDevAccountOption,
+    SubjectKeystoreOption,
+    SubjectPasswordEnvOption,
+    print_json,
+    subject_signer,
+)
 from consentledger.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -174,6 +186,43 @@ def report_command(
     if pdf:
         typer.echo(str(print_pdf(out, out.with_suffix(".pdf"))))
     typer.echo(summary(lines, report))
+
+
+@app.command("open")
+def open_command(
+    gateway: GatewayOption,
+    view: Annotated[
+        str | None,
+        typer.Option(help="audit (every access; needs the AUDITOR role) or subject (your own records). "
+                          "Default: audit for an auditor, else subject."),
+    ] = None,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+    subject_keystore: SubjectKeystoreOption = None,
+    subject_password_env: SubjectPasswordEnvOption = SUBJECT_PASSWORD_ENV,
+    subject_dev_account: SubjectDevAccountOption = None,
+) -> None:
+    """Ask a gateway for a short-lived audit page and print its one-time URL (open it in a browser).
+
+    Sign as an auditor organisation (--keystore / --dev-account) or as a data subject
+    (--subject-keystore / --subject-dev-account). Prints the URL, then when it expires (stderr).
+    """
+    from consentledger.client import GatewayClient
+
+    if view not in (None, "audit", "subject"):
+        raise ConfigurationError(f"bad --view {view!r}: use audit or subject")
+    as_subject = subject_keystore is not None or subject_dev_account is not None
+    as_org = keystore is not None or dev_account is not None
+    if as_subject == as_org:
+        raise ConfigurationError("sign as an organisation (--keystore/--dev-account) or as a subject "
+                                 "(--subject-keystore/--subject-dev-account), not both or neither")
+    account = (subject_signer(subject_keystore, subject_password_env, subject_dev_account) if as_subject
+               else signer(keystore, password_env, dev_account))
+    with GatewayClient(gateway, account) as client:
+        opened = client.open_audit_page(view)
+    typer.echo(opened["url"])
+    typer.echo(f"{opened['view']} view for {opened['viewer']}; opens once, until {opened['expires_at']}", err=True)
 
 
 def _moment(unix: int | None) -> datetime | None:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from consentledger.errors import ConsentLedgerError, ContractRevertError
-from consentledger.gateway import audit_routes
+from consentledger.gateway import audit_page, audit_routes
 from consentledger.gateway.routers import router
 from consentledger.gateway.runtime import Gateway
 from consentledger.signing import SIGNED_HEADERS
@@ -46,6 +46,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.include_router(router)
     app.include_router(audit_routes.router)
+    app.include_router(audit_page.router)
 
     @app.exception_handler(ConsentLedgerError)
     async def our_error(request: Request, exc: ConsentLedgerError) -> JSONResponse:

@@ -16,22 +16,22 @@ GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 Auditor = Annotated[Caller, Depends(member_with(Role.AUDITOR))]
 
 MAX_PAGE = 1000
-_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
-_RECORD = r"^(0x)?[0-9a-fA-F]{64}$"
-_PURPOSE = r"^([0-9]{1,3}|[A-Za-z][A-Za-z0-9_.-]{0,63})$"
-_UNIX = Query(ge=0, lt=2**40, description="Unix seconds")
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+RECORD_PATTERN = r"^(0x)?[0-9a-fA-F]{64}$"
+PURPOSE_PATTERN = r"^([0-9]{1,3}|[A-Za-z][A-Za-z0-9_.-]{0,63})$"
+UNIX_QUERY = Query(ge=0, lt=2**40, description="Unix seconds")
 
 
 @router.get("/audit/accesses", summary="Accesses recorded on chain, filtered and paged (auditors)")
 def audit_accesses(
     gw: GatewayDep,
     caller: Auditor,
-    subject: Annotated[str | None, Query(pattern=_ADDRESS, description="Records of this data subject")] = None,
-    record: Annotated[str | None, Query(pattern=_RECORD)] = None,
-    org: Annotated[str | None, Query(pattern=_ADDRESS, description="Requester or custodian")] = None,
-    purpose: Annotated[str | None, Query(pattern=_PURPOSE, description="Purpose id or name")] = None,
-    since: Annotated[int | None, _UNIX] = None,
-    until: Annotated[int | None, _UNIX] = None,
+    subject: Annotated[str | None, Query(pattern=ADDRESS_PATTERN, description="Records of this data subject")] = None,
+    record: Annotated[str | None, Query(pattern=RECORD_PATTERN)] = None,
+    org: Annotated[str | None, Query(pattern=ADDRESS_PATTERN, description="Requester or custodian")] = None,
+    purpose: Annotated[str | None, Query(pattern=PURPOSE_PATTERN, description="Purpose id or name")] = None,
+    since: Annotated[int | None, UNIX_QUERY] = None,
+    until: Annotated[int | None, UNIX_QUERY] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:

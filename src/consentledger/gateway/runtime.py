@@ -24,6 +24,7 @@ from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
+from consentledger.store.sessions import PageSessions
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ class Gateway:
                 self.relay_now()
                 self.members.watch()
                 self.store.purge_nonces(datetime.now(UTC))
+                PageSessions(self.store.engine).purge()
                 self.index_now()
             except ConsentLedgerError as exc:  # chain or store down: try again next round
                 log.warning("gateway upkeep: %s", exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -70,3 +70,9 @@ def parse(model: type[M], body: bytes) -> M:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         raise PayloadValidationError(problems) from None
+
+
+class PageSessionIn(_Body):
+    """POST /v1/audit/session: which view of the audit page (None: the auditor's if the signer is one)."""
+
+    view: Literal["audit", "subject"] | None = None

@@ -1,4 +1,4 @@
-"""The gateway's tables: stored records, seen request nonces and the chain-write outbox."""
+"""The gateway's tables: stored records, seen request nonces, the chain-write outbox and audit-page sessions."""
 
 from __future__ import annotations
 
@@ -96,3 +96,15 @@ outbox = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 Index("ix_outbox_status", outbox.c.status)
+
+page_sessions = Table(
+    "page_sessions",
+    metadata,
+    Column("link_hash", String(64), primary_key=True, comment="SHA-256 of the one-time link token"),
+    Column("cookie_hash", String(64), nullable=True, unique=True, comment="SHA-256 of the browser session token"),
+    Column("viewer", String(42), nullable=False, comment="who signed the request for the page"),
+    Column("view", String(16), nullable=False, comment="audit (an auditor's) | subject (one's own records)"),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_page_sessions_expires_at", page_sessions.c.expires_at)
