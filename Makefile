@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.bootstrapped
 NODE_STAMP := node_modules/.bootstrapped
 
-.PHONY: bootstrap chromium demo test lint gas clean
+.PHONY: bootstrap chromium demo demo-serve test lint gas clean
 
 bootstrap: $(PY_STAMP) $(NODE_STAMP) chromium
 
@@ -26,6 +26,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 demo: bootstrap
 	$(PY) scripts/demo.py
+
+# The same story, then the chain and both gateways keep running (Ctrl-C stops them): `source .demo/env`
+# in another shell and try the README's examples.
+demo-serve: bootstrap
+	$(PY) scripts/demo.py --serve
 
 test: lint
 	$(VENV)/bin/pytest

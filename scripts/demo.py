@@ -6,22 +6,31 @@ and admits a health bureau (custodian) and a transport bureau (requester), each 
 gateway. The health bureau collects records through its gateway (a field off the positive list is
 refused); the data subject signs a one-time consent; the transport bureau's gateway records the
 access on chain, fetches the key from the health bureau's gateway and decrypts; a second access is
-refused; the subject's record history is printed with its hash chain verified.
+refused; the audit index is built from the chain and the audit trace printed and verified.
+
+With `--serve` everything keeps running after the story (until Ctrl-C) and `.demo/env` holds the
+variables the README's copy-paste examples use (`source .demo/env`).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from types import FrameType
 
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
 
 from consentledger import governance
+from consentledger.audit import Indexer, trace, verify
 from consentledger.chain.accounts import dev_account, dev_accounts
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
@@ -31,14 +40,17 @@ from consentledger.chain.node import ChainKind, start_node
 from consentledger.chain.sender import TransactionSender
 from consentledger.client import GatewayClient
 from consentledger.consent import Consent
+from consentledger.crypto.keys import new_keystore
 from consentledger.errors import GatewayError
-from consentledger.localnet import Agency, admit, create_agency
+from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency, admit, create_agency
+from consentledger.store import make_engine
 from consentledger.types import Role, Sensitivity
 
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 130)
 EPIDEMIC_CONTROL = 1
 CONTACT_TRACE = 1
-HEALTH_DEV_ACCOUNT, TRANSPORT_DEV_ACCOUNT = 5, 6
+AUDITOR_DEV_ACCOUNT, HEALTH_DEV_ACCOUNT, TRANSPORT_DEV_ACCOUNT = 3, 5, 6
+SUBJECT_PASSWORD = "the data subject's own passphrase"
 
 
 def step(text: str) -> None:
@@ -56,8 +68,11 @@ def govern(ledger: Ledger, proposer: TransactionSender, approver: TransactionSen
     console.print(f"    proposal {proposal_id} approved 2 of 3 and executed: {described}")
 
 
-def run_story(rpc_url: str, workdir: Path) -> int:
-    """Run the story against a chain whose dev accounts 0-6 are funded; return an exit code."""
+def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
+    """Run the story against a chain whose dev accounts 0-6 are funded; return an exit code.
+
+    With `serve` the gateways keep running after the story until SIGINT or SIGTERM.
+    """
     w3 = connect(rpc_url)
     ministry_a, ministry_b, ministry_c = dev_accounts(3)
     step("deploying Consortium + AccessLedger (2-of-3 admins)")
@@ -75,7 +90,7 @@ def run_story(rpc_url: str, workdir: Path) -> int:
         CONTACT_TRACE, "contact-trace", Sensitivity.ONE_TIME, 30 * 86400,
         ["name", "phone", "district", "visited_at"], ["name", "phone"], [EPIDEMIC_CONTROL]))
 
-    step("two agencies get keys and configs (`consentledger agency init`); governance admits them")
+    step("two agencies get keys and configs (`consentledger agency init`); governance admits them and an auditor")
     health = create_agency(workdir, "health bureau", dev_index=HEALTH_DEV_ACCOUNT, rpc_url=rpc_url, manifest=manifest)
     transport = create_agency(workdir, "transport bureau", dev_index=TRANSPORT_DEV_ACCOUNT, rpc_url=rpc_url,
                               manifest=manifest)
@@ -83,20 +98,29 @@ def run_story(rpc_url: str, workdir: Path) -> int:
         admit(ledger, a, [b], agency, roles)
         console.print(f"    admitted {agency.name} {agency.address} gateway {agency.url} "
                       f"x25519 {agency.created.x25519_public.hex()[:16]}…")
+    auditor = dev_account(AUDITOR_DEV_ACCOUNT)
+    govern(ledger, a, b, governance.admit_member(auditor.address, Role.AUDITOR, "audit office"))
 
     step("starting both gateways as real processes (`consentledger gateway serve`)")
     agencies: list[Agency] = [health, transport]
     try:
         for agency in agencies:
             agency.start()
-        return _share(ledger, health, transport)
+        code, record, subject = _share(ledger, health, transport)
+        if code == 0:
+            code = _audit(ledger, workdir, subject.address)
+        _write_env(workdir, rpc_url, manifest, health, transport, record, subject)
+        if code == 0 and serve:
+            _serve_until_stopped(workdir)
+        return code
     finally:
         for agency in agencies:
             agency.stop()
         step("gateways stopped")
 
 
-def _share(ledger: Ledger, health: Agency, transport: Agency) -> int:
+def _share(ledger: Ledger, health: Agency, transport: Agency) -> tuple[int, str, LocalAccount]:
+    """Collect, consent, access, refuse; return (exit code, the record's id, the data subject)."""
     subject = Account.create()
     names = {health.address: health.name, transport.address: transport.name, subject.address: "data subject"}
     with GatewayClient(health.url, dev_account(HEALTH_DEV_ACCOUNT)) as health_gw, \
@@ -136,7 +160,7 @@ def _share(ledger: Ledger, health: Agency, transport: Agency) -> int:
             console.print(f"    [yellow]refused on chain:[/] HTTP {refused.status} {rule} (a new grant is needed)")
         else:
             console.print("[red]the second access was not refused[/]")
-            return 1
+            return 1, record, subject
 
     step("the data subject's record history (from the chain, checkable by anyone)")
     record_id = bytes.fromhex(record[2:])
@@ -155,7 +179,71 @@ def _share(ledger: Ledger, health: Agency, transport: Agency) -> int:
     verdict = "[green]verified[/]" if check.ok else f"[red]BROKEN[/] {check.problems}"
     console.print(f"    hash chain recomputed from events: 0x{check.recomputed.hex()[:16]}… "
                   f"on chain: 0x{check.on_chain.hex()[:16]}… {verdict}")
-    return 0 if check.ok else 1
+    return (0 if check.ok else 1), record, subject
+
+
+def _audit(ledger: Ledger, workdir: Path, subject: str) -> int:
+    """Index the chain into `workdir/audit.db`, print the subject's audit trace and verify everything."""
+    step("the audit trace (`consentledger audit trace --subject …`, from an index of the chain's events)")
+    engine = make_engine(f"sqlite:///{workdir / 'audit.db'}")
+    console.print(f"    {Indexer(engine, ledger).sync().describe()}")
+    table = Table("seq", "time (UTC)", "record", "custodian", "requester", "purpose", "consent", "tx", "block")
+    for line in trace(engine, subject=subject):
+        table.add_row(
+            str(line.seq), line.time.strftime("%Y-%m-%d %H:%M:%S"), line.record[:12] + "…",
+            line.custodian_name or str(line.custodian), line.requester_name or line.requester,
+            line.purpose_name or str(line.purpose), (line.consent or "-")[:12] + "…", line.tx_hash[:12] + "…",
+            str(line.block),
+        )
+    console.print(table)
+    report = verify(engine, ledger)
+    engine.dispose()
+    console.print(f"    `consentledger audit verify`: {'[green]' if report.ok else '[red]'}{report.summary()}[/]")
+    for discrepancy in report.discrepancies:
+        console.print(f"    [red]{discrepancy.line()}[/]")
+    return 0 if report.ok else 1
+
+
+def _write_env(workdir: Path, rpc_url: str, manifest: Path, health: Agency, transport: Agency, record: str,
+               subject: LocalAccount) -> None:
+    """Write the subject's keystore and `workdir/env`, the variables the README's examples use."""
+    keystore = workdir / "subject.json"
+    new_keystore(keystore, SUBJECT_PASSWORD, account=subject, overwrite=True)
+    variables = {
+        "CONSENTLEDGER_RPC": rpc_url,
+        "CONSENTLEDGER_MANIFEST": str(manifest),
+        "CONSENTLEDGER_AUDIT_DB": f"sqlite:///{workdir / 'audit.db'}",
+        PASSWORD_ENV: DEV_PASSWORD,
+        "CONSENTLEDGER_SUBJECT_PASSWORD": SUBJECT_PASSWORD,
+        "HEALTH": health.url,
+        "TRANSPORT": transport.url,
+        "HEALTH_DEV_ACCOUNT": str(HEALTH_DEV_ACCOUNT),
+        "TRANSPORT_DEV_ACCOUNT": str(TRANSPORT_DEV_ACCOUNT),
+        "AUDITOR_DEV_ACCOUNT": str(AUDITOR_DEV_ACCOUNT),
+        "SUBJECT": subject.address,
+        "SUBJECT_KEYSTORE": str(keystore),
+        "RECORD": record,
+        "TRANSPORT_ADDRESS": transport.address,
+        "HEALTH_ADDRESS": health.address,
+    }
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
+    (workdir / "env").write_text("# written by scripts/demo.py: `source` it to try the README's examples\n"
+                                 + "\n".join(lines) + "\n")
+
+
+def _serve_until_stopped(workdir: Path) -> None:
+    """Keep the chain and the gateways up until SIGINT or SIGTERM, saying how to use them."""
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    step(f"serving: chain and both gateways keep running; in another shell `source {workdir / 'env'}` and try "
+         "the README's examples (Ctrl-C here stops everything)")
+    console.print("    e.g. .venv/bin/consentledger audit trace --subject $SUBJECT")
+    stop.wait()
 
 
 def main() -> int:
@@ -164,15 +252,16 @@ def main() -> int:
     parser.add_argument("--chain", choices=[k.value for k in ChainKind], default=ChainKind.GANACHE.value)
     parser.add_argument("--rpc", help="use this running chain (its dev accounts 0-6 must be funded)")
     parser.add_argument("--workdir", type=Path, default=Path(".demo"), help="where agencies keep keys and stores")
+    parser.add_argument("--serve", action="store_true", help="keep the chain and gateways running after the story")
     args = parser.parse_args()
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     if args.rpc:
-        return run_story(args.rpc, args.workdir.resolve())
+        return run_story(args.rpc, args.workdir.resolve(), serve=args.serve)
     step(f"starting a local {args.chain} chain")
     with start_node(ChainKind(args.chain)) as node:
         console.print(f"    {node.rpc_url} (chain id {node.chain_id})")
-        code = run_story(node.rpc_url, args.workdir.resolve())
+        code = run_story(node.rpc_url, args.workdir.resolve(), serve=args.serve)
     step("chain stopped")
     return code
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from consentledger.chain.node import LocalNode
@@ -13,26 +19,84 @@ from consentledger.chain.node import LocalNode
 pytestmark = pytest.mark.process
 
 DEMO = Path(__file__).resolve().parents[1] / "scripts" / "demo.py"
+CLI = str(Path(sys.executable).parent / "consentledger")
 
 
-def test_demo_story_on_the_shared_ganache(ganache: LocalNode, tmp_path: Path) -> None:
-    """Two gateway processes: ingest, a refused field, consent, one decrypted access, one refusal, history."""
-    result = subprocess.run(
-        [sys.executable, str(DEMO), "--rpc", ganache.rpc_url, "--workdir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=300,
+def test_demo_story_on_the_shared_ganache_then_the_readme_commands(ganache: LocalNode, tmp_path: Path) -> None:
+    """The story (ingest, refused field, consent, one access, one refusal, audit trace verified), then, while it
+    serves, the README's audit commands as a new user runs them from `.demo/env`; SIGTERM stops it cleanly."""
+    workdir = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, str(DEMO), "--rpc", ganache.rpc_url, "--workdir", str(workdir), "--serve"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert out.count("approved 2 of 3 and executed") == 2
-    assert "admitted health bureau" in out and "admitted transport bureau" in out
-    assert "HTTP 422 fields not on the positive list of category 'contact-trace': blood_type" in out
-    assert "access seq 1 recorded" in out
-    assert "'district': 'North'" in out  # the requester decrypted the custodian's record
-    assert "commitment: {'district': 'North', 'visited_at': '2026-11-20'}" in out
-    assert "identifying fields withheld (name, phone)" in out
-    assert "refused on chain: HTTP 403 ConsentRegistryConsentExhausted" in out
-    assert "transport bureau" in out and "verified" in out
-    assert "gateways stopped" in out
+    try:
+        story = _read_until(demo, "▸ serving:", timeout=300)
+        env = {**os.environ, **_sourced(workdir / "env")}
+        trace = _cli(env, "audit", "trace", "--subject", env["SUBJECT"], "--json")
+        verified = _cli(env, "audit", "verify")
+        auditor_link = _cli(env, "audit", "open", "--gateway", env["HEALTH"], "--dev-account",
+                            env["AUDITOR_DEV_ACCOUNT"])
+        subject_link = _cli(env, "audit", "open", "--gateway", env["TRANSPORT"], "--subject-keystore",
+                            env["SUBJECT_KEYSTORE"])
+        pages = [httpx.get(link.stdout.strip(), follow_redirects=True, trust_env=False, timeout=60)
+                 for link in (auditor_link, subject_link)]
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, story + rest
+
+    assert story.count("approved 2 of 3 and executed") == 3
+    assert "admitted health bureau" in story and "admitted transport bureau" in story
+    assert "HTTP 422 fields not on the positive list of category 'contact-trace': blood_type" in story
+    assert "access seq 1 recorded" in story
+    assert "'district': 'North'" in story  # the requester decrypted the custodian's record
+    assert "commitment: {'district': 'North', 'visited_at': '2026-11-20'}" in story
+    assert "identifying fields withheld (name, phone)" in story
+    assert "refused on chain: HTTP 403 ConsentRegistryConsentExhausted" in story
+    assert "transport bureau" in story and "verified" in story
+    assert "`consentledger audit verify`: verified 1 records" in story and "no discrepancies" in story
+    assert "gateways stopped" in rest
+
+    [line] = json.loads(trace.stdout)
+    assert (line["record"], line["seq"], line["requester_name"], line["purpose_name"]) == (
+        env["RECORD"], 1, "transport bureau", "epidemic-control")
+    assert verified.stdout.startswith("verified ") and "no discrepancies" in verified.stdout
+    assert "audit view" in auditor_link.stderr and "subject view" in subject_link.stderr
+    for page in pages:
+        assert page.status_code == 200 and env["RECORD"] in page.text
+
+
+def _read_until(process: subprocess.Popen[str], marker: str, *, timeout: float) -> str:
+    """Return the process's output up to and including the line holding `marker` (fail if it exits first)."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError("the demo ended before serving:\n" + "".join(seen))
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError("the demo did not start serving in time:\n" + "".join(seen))
+
+
+def _sourced(env_file: Path) -> dict[str, str]:
+    """Return the variables `source env_file` would export (it holds only `export NAME=quoted` lines)."""
+    variables = {}
+    for line in env_file.read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            [variables[name]] = shlex.split(value)
+    return variables
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `consentledger ARGS` with `env`; assert it succeeded."""
+    done = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 def test_demo_starts_and_stops_its_own_anvil(tmp_path: Path) -> None:
