@@ -8,8 +8,9 @@ Builds an index of N synthetic AccessRecorded events without a chain:
 - decoding: every log through `audit.decode_access_log`, the indexer's own path;
 - insert: `audit.bulk_insert_accesses` in batches, one transaction per batch as the indexer does.
 
-The reference rows trace and verify join (purposes, categories, members and their membership
-changes, records, one consent per PROTECTED record, the cursor) are written directly, untimed.
+The reference rows trace and verify join are written untimed: the governance events (purposes,
+categories, member admissions) as the indexer stores them, replayed into their tables by the
+writer's own `rebuild_governance`, then records, one consent per PROTECTED record, and the cursor.
 Then it times `audit.trace(engine, subject=…)` over random subjects, and `audit.verify` over the
 whole index. verify asks the chain for each record's head; here a clearly labelled stand-in
 (`_StandInChain`) answers those `eth_call`s from the heads computed during generation, in memory,
@@ -44,12 +45,13 @@ from sqlalchemy import Engine, text
 from consentledger.audit import bulk_insert_accesses, decode_access_log, trace, verify
 from consentledger.audit import tables as t
 from consentledger.audit.events import ACCESS_RECORDED_ABI, ZERO_HASH
-from consentledger.audit.writer import insert
+from consentledger.audit.writer import insert, rebuild_governance
 from consentledger.chain.compile import compile_contracts
 from consentledger.chain.history import GENESIS, link
 from consentledger.chain.ledger import Ledger
+from consentledger.governance import purpose_mask
 from consentledger.store import make_engine
-from consentledger.types import MemberStatus, Role, Sensitivity
+from consentledger.types import Role, Sensitivity
 
 OPEN_CATEGORY, PROTECTED_CATEGORY = 1, 2
 PROTECTED_SHARE = 0.3
@@ -168,34 +170,39 @@ def cross_check(logs: list[dict[str, Any]]) -> int:
     return matched
 
 
+def governance_events(world: World) -> list[dict[str, Any]]:
+    """Return the purposes, categories and admissions as `idx_events` rows, as the indexer stores them."""
+    category = {"retention": 10 * 365 * 86_400, "minAggregateSubjects": 0, "allowedPurposes": purpose_mask(PURPOSES),
+                "fields": ["note"], "identifyingFields": []}
+    members = [(a, f"requester {i}", Role.REQUESTER) for i, a in enumerate(world.requesters)]
+    members += [(a, f"custodian {i}", Role.CUSTODIAN) for i, a in enumerate(world.custodians)]
+    events = [(1, "PurposeAdded", {"purpose": pid, "name": name, "sunset": 0}) for pid, name in PURPOSES.items()]
+    events += [
+        (2, "CategoryAdded", {"category": OPEN_CATEGORY, "name": "open-stats", "sensitivity": int(Sensitivity.OPEN),
+                              **category}),
+        (2, "CategoryAdded", {"category": PROTECTED_CATEGORY, "name": "lab-result",
+                              "sensitivity": int(Sensitivity.PROTECTED), **category}),
+    ]
+    events += [
+        (3, "MemberAdmitted", {"account": a, "roles": int(role), "name": name, "x25519Key": ZERO_HASH,
+                               "gatewayUrl": "http://bench"})
+        for a, name, role in members
+    ]
+    return [
+        {"block": block, "log_index": n, "tx_hash": ZERO_HASH, "timestamp": GENESIS_TIME + block * BLOCK_SECONDS,
+         "contract": CONSORTIUM, "name": name, "args": args}
+        for n, (block, name, args) in enumerate(events)
+    ]
+
+
 def write_reference_rows(engine: Engine, world: World, last_block: int) -> None:
-    """Write the purposes, categories, members, records, consents and cursor that trace and verify join."""
+    """Write the governance events (and their tables), records, consents and cursor that trace and verify join."""
     reg_block = FIRST_BLOCK - 1
     reg_time = GENESIS_TIME + reg_block * BLOCK_SECONDS
     zero_tx = ZERO_HASH
-    category = {"retention": 10 * 365 * 86_400, "min_aggregate_subjects": 0, "allowed_purposes": list(PURPOSES),
-                "fields": ["note"], "identifying_fields": [], "added_block": 2, "updated_block": 2}
-    members = [(a, f"requester {i}", Role.REQUESTER) for i, a in enumerate(world.requesters)]
-    members += [(a, f"custodian {i}", Role.CUSTODIAN) for i, a in enumerate(world.custodians)]
     with engine.begin() as conn:
-        conn.execute(insert(conn, t.purposes), [
-            {"id": pid, "name": name, "sunset": 0, "added_block": 1, "updated_block": 1}
-            for pid, name in PURPOSES.items()
-        ])
-        conn.execute(insert(conn, t.categories), [
-            {"id": OPEN_CATEGORY, "name": "open-stats", "sensitivity": Sensitivity.OPEN, **category},
-            {"id": PROTECTED_CATEGORY, "name": "lab-result", "sensitivity": Sensitivity.PROTECTED, **category},
-        ])
-        conn.execute(insert(conn, t.members), [
-            {"address": a, "name": name, "roles": int(role), "status": MemberStatus.ACTIVE, "x25519": ZERO_HASH,
-             "gateway": "http://bench", "admitted_block": 3, "updated_block": 3}
-            for a, name, role in members
-        ])
-        conn.execute(insert(conn, t.membership_changes), [
-            {"block": 3, "log_index": i, "account": a, "status": MemberStatus.ACTIVE, "timestamp": GENESIS_TIME,
-             "tx_hash": zero_tx}
-            for i, (a, _, _) in enumerate(members)
-        ])
+        conn.execute(insert(conn, t.events), governance_events(world))
+        rebuild_governance(conn)
         for start in range(0, len(world.records), 10_000):
             chunk = world.records[start : start + 10_000]
             conn.execute(insert(conn, t.records), [

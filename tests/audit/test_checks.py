@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from eth_abi import encode
+from eth_utils import keccak
 
 from consentledger.audit.checks import AccessChecker, ConsentFacts, DiscrepancyKind, RecordFacts
 from consentledger.audit.events import ZERO_HASH, AccessRow
-from consentledger.chain.history import GENESIS, link
-from consentledger.types import MemberStatus, Sensitivity
+from consentledger.chain.history import GENESIS, link, link_words, requester_word
+from consentledger.types import MemberStatus, Role, Sensitivity
 
 ALICE, BOB = "0x" + "a1" * 20, "0x" + "b0" * 20
 TRANSPORT, POLICE = "0x" + "71" * 20, "0x" + "90" * 20
 ONE_TIME, PROTECTED, OPEN = 1, 2, 3
-RECORD, LAB, STATS, DERIVED = ("0x" + f"{n:064x}" for n in (1, 2, 3, 4))
+RECORD, LAB, STATS, DERIVED, DISTRICT = ("0x" + f"{n:064x}" for n in (1, 2, 3, 4, 5))
 CONSENT, OTHER = "0x" + "c1" * 32, "0x" + "c2" * 32
 TX = "0x" + "ee" * 32
+EPIDEMIC, RESEARCH = 1, 2
 
 
 def consent(**overrides: object) -> ConsentFacts:
@@ -27,20 +29,32 @@ def consent(**overrides: object) -> ConsentFacts:
     return ConsentFacts(**terms)  # type: ignore[arg-type]
 
 
-def checker(consents: dict[str, ConsentFacts]) -> AccessChecker:
-    """Return a checker over alice's ONE_TIME, PROTECTED and OPEN records and a derived record."""
+def checker(consents: dict[str, ConsentFacts], **governance: object) -> AccessChecker:
+    """Return a checker over alice's ONE_TIME and PROTECTED records, bob's OPEN ones and a derived record.
+
+    Transport and police are active requesters from block 1; every category allows both purposes,
+    neither of which has a sunset. `governance` replaces any of these histories.
+    """
     records = {
         RECORD: RecordFacts(ALICE, ONE_TIME, 10_000, None, None),
         LAB: RecordFacts(ALICE, PROTECTED, 10_000, None, None),
         STATS: RecordFacts(BOB, OPEN, 10_000, (3, 0), None),
+        DISTRICT: RecordFacts(BOB, OPEN, 10_000, None, None),
         DERIVED: RecordFacts("0x" + "00" * 20, ONE_TIME, 10_000, None, (ALICE, BOB)),
+    }
+    histories: dict[str, object] = {
+        "memberships": {TRANSPORT: [((1, 0), MemberStatus.ACTIVE)], POLICE: [((1, 0), MemberStatus.ACTIVE)]},
+        "roles": {TRANSPORT: [((1, 0), Role.REQUESTER)], POLICE: [((1, 0), Role.REQUESTER | Role.AUDITOR)]},
+        "allowed_purposes": {c: [((1, 1), frozenset({EPIDEMIC, RESEARCH}))] for c in (ONE_TIME, PROTECTED, OPEN)},
+        "sunsets": {EPIDEMIC: [((1, 2), 0)], RESEARCH: [((1, 2), 0)]},
+        **governance,
     }
     return AccessChecker(
         records=records,
         sensitivities={ONE_TIME: Sensitivity.ONE_TIME, PROTECTED: Sensitivity.PROTECTED, OPEN: Sensitivity.OPEN},
         consents=consents,
-        memberships={TRANSPORT: [((1, 0), MemberStatus.ACTIVE)], POLICE: [((1, 0), MemberStatus.ACTIVE)]},
         presented=lambda row: [CONSENT, OTHER] if row.record == DERIVED else None,
+        **histories,  # type: ignore[arg-type]
     )
 
 
@@ -57,7 +71,7 @@ class Feed:
         draft = AccessRow(record, seq + 1, requester, purpose, consent, ZERO_HASH, timestamp, block, TX, 0)
         emitted = link(head, draft.entry())
         self.heads[record] = (seq + 1, emitted)
-        self.check.check(replace(draft, head="0x" + emitted.hex()))
+        self.check.check(draft._replace(head="0x" + emitted.hex()))
 
 
 def kinds(check: AccessChecker) -> list[tuple[DiscrepancyKind, str, int]]:
@@ -122,10 +136,12 @@ def test_a_derived_record_needs_every_source_subjects_consent() -> None:
 
 
 def test_an_unknown_requester_or_record_is_named() -> None:
-    """Accesses by a non-member or to an unregistered record are findings."""
+    """An access by a non-member (inactive, and no REQUESTER) to an unregistered record is named for each."""
     check = checker({CONSENT: consent()})
     Feed(check)("0x" + "99" * 32, block=5, requester="0x" + "55" * 20)
-    assert {k for k, _, _ in kinds(check)} == {DiscrepancyKind.INACTIVE_REQUESTER, DiscrepancyKind.UNKNOWN_RECORD}
+    assert {k for k, _, _ in kinds(check)} == {
+        DiscrepancyKind.INACTIVE_REQUESTER, DiscrepancyKind.MISSING_REQUESTER_ROLE, DiscrepancyKind.UNKNOWN_RECORD,
+    }
     assert check.folded["0x" + "99" * 32] != GENESIS
 
 
@@ -139,3 +155,46 @@ def test_a_row_that_does_not_hash_to_its_head_is_named() -> None:
     feed.heads[LAB] = (2, bytes.fromhex("12" * 32))
     feed(LAB, block=7)
     assert kinds(check) == [(DiscrepancyKind.ENTRY_HASH_MISMATCH, LAB, 6)]
+
+
+def test_a_requester_whose_requester_role_was_taken_away_is_named_until_it_is_given_back() -> None:
+    """Roles are judged as they stood just before each access: only the access between the changes is named."""
+    check = checker({}, roles={POLICE: [((1, 0), Role.REQUESTER), ((4, 0), Role.AUDITOR), ((6, 0), Role.REQUESTER)]})
+    feed = Feed(check)
+    for block in (3, 5, 7):
+        feed(DISTRICT, block=block, consent=ZERO_HASH, requester=POLICE)
+    assert kinds(check) == [(DiscrepancyKind.MISSING_REQUESTER_ROLE, DISTRICT, 5)]
+    assert f"requester {POLICE} held roles auditor from block 4 on, without REQUESTER" in check.found[0].message
+
+
+def test_a_purpose_the_category_no_longer_allowed_is_named() -> None:
+    """A change of a category's purposes after an access does not reach back; the next access is caught."""
+    allowed = {OPEN: [((1, 1), frozenset({EPIDEMIC, RESEARCH})), ((5, 3), frozenset({EPIDEMIC}))]}
+    check = checker({}, allowed_purposes=allowed)
+    feed = Feed(check)
+    feed(DISTRICT, block=5, consent=ZERO_HASH, purpose=RESEARCH)
+    feed(DISTRICT, block=6, consent=ZERO_HASH, purpose=RESEARCH)
+    feed(DISTRICT, block=7, consent=ZERO_HASH, purpose=EPIDEMIC)
+    assert kinds(check) == [(DiscrepancyKind.PURPOSE_NOT_ALLOWED, DISTRICT, 6)]
+    assert f"purpose {RESEARCH} was not allowed for category {OPEN}, which allowed [1] from block 5" in (
+        check.found[0].message
+    )
+
+
+def test_a_purpose_used_at_or_after_its_sunset_is_named() -> None:
+    """Sunset compares the access's timestamp with the sunset in force at its position (inclusive)."""
+    check = checker({}, sunsets={EPIDEMIC: [((1, 2), 0), ((4, 0), 600)], RESEARCH: [((1, 2), 0)]})
+    feed = Feed(check)
+    feed(DISTRICT, block=5, consent=ZERO_HASH, timestamp=599)
+    feed(DISTRICT, block=6, consent=ZERO_HASH, timestamp=600)
+    feed(DISTRICT, block=7, consent=ZERO_HASH, timestamp=700, purpose=RESEARCH)
+    assert kinds(check) == [(DiscrepancyKind.PURPOSE_SUNSET, DISTRICT, 6)]
+    assert "purpose 1 was sunset at 1970-01-01T00:10:00+00:00 (set at block 4)" in check.found[0].message
+
+
+def test_the_fast_link_hashes_what_eth_abi_encodes() -> None:
+    """link_words (native keccak, hand-built words) equals keccak(abi.encode(...)) through eth_abi and eth_utils."""
+    previous, consent_word = bytes(range(32)), bytes(range(32, 64))
+    fields = (previous, 7, TRANSPORT, 2, consent_word, 1_700_000_123)
+    encoded = encode(["bytes32", "uint24", "address", "uint8", "bytes32", "uint256"], fields)
+    assert link_words(previous, 7, requester_word(TRANSPORT), 2, consent_word, 1_700_000_123) == keccak(encoded)

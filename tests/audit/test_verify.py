@@ -10,9 +10,10 @@ from sqlalchemy import Engine, delete, insert, select, update
 from consentledger import audit
 from consentledger.audit import tables as t
 from consentledger.audit.checks import DiscrepancyKind as Kind
-from consentledger.types import MemberStatus, TombstoneReason
+from consentledger.governance import purpose_mask
+from consentledger.types import MemberStatus, Role, TombstoneReason
 
-from .world import FLEETING, FLEETING_RETENTION, RESEARCH, World, hexid
+from .world import EPIDEMIC, FLEETING, FLEETING_RETENTION, LAB, RESEARCH, World, hexid
 
 pytestmark = pytest.mark.process
 
@@ -128,3 +129,49 @@ def test_a_record_past_retention_without_tombstone_is_caught(
     world.tombstone("fleeting")
     indexer.sync()
     assert audit.verify(sqlite_engine, world.ledger()).ok
+
+
+def plant_before(engine: Engine, access_row: dict[str, object], name: str, **args: object) -> None:
+    """Index a `name` governance event with `args` just before `access_row` (a copy of the real one, altered)."""
+    with engine.begin() as conn:
+        real = conn.execute(select(t.events).where(t.events.c.name == name)).mappings().first()
+        assert real is not None, f"the world emits no {name}"
+        conn.execute(insert(t.events).values({
+            **real, "block": int(str(access_row["block"])) - 1, "log_index": 10_000, "args": {**real["args"], **args},
+        }))
+
+
+def test_an_access_by_a_member_without_the_requester_role_is_caught(world: World, indexed: Engine) -> None:
+    """Police stripped to AUDITOR before its first access: each police access (not transport's) is a finding."""
+    stats, contact = hexid(world.records["stats-bob"]), hexid(world.records["contact-bob"])
+    plant_before(indexed, access(indexed, stats, 1), "MemberRolesChanged", account=world.police.address,
+                 roles=int(Role.AUDITOR))
+    report = audit.verify(indexed, world.ledger())
+    assert findings(report) == {
+        (Kind.MISSING_REQUESTER_ROLE, stats, 1), (Kind.MISSING_REQUESTER_ROLE, stats, 2),
+        (Kind.MISSING_REQUESTER_ROLE, contact, 1),
+    }
+    assert f"requester {world.police.address} held roles auditor from block" in report.discrepancies[0].message
+
+
+def test_an_access_for_a_purpose_its_category_did_not_allow_is_caught(world: World, indexed: Engine) -> None:
+    """LAB narrowed to RESEARCH before transport's first EPIDEMIC access: its three lab accesses are findings."""
+    lab = hexid(world.records["lab-alice"])
+    plant_before(indexed, access(indexed, lab, 1), "CategoryPurposesChanged", category=LAB,
+                 allowedPurposes=purpose_mask([RESEARCH]))
+    report = audit.verify(indexed, world.ledger())
+    assert findings(report) == {(Kind.PURPOSE_NOT_ALLOWED, lab, seq) for seq in (1, 2, 3)}
+    assert f"purpose {EPIDEMIC} was not allowed for category {LAB}, which allowed [{RESEARCH}]" in (
+        report.discrepancies[0].message
+    )
+
+
+def test_an_access_at_its_purposes_sunset_is_caught(world: World, indexed: Engine) -> None:
+    """RESEARCH sunset at the very second of police's first research access: that access and the later one."""
+    stats, contact = hexid(world.records["stats-bob"]), hexid(world.records["contact-bob"])
+    research = access(indexed, stats, 2)
+    assert research["purpose"] == RESEARCH
+    plant_before(indexed, research, "PurposeSunsetChanged", purpose=RESEARCH, sunset=research["timestamp"])
+    report = audit.verify(indexed, world.ledger())
+    assert findings(report) == {(Kind.PURPOSE_SUNSET, stats, 2), (Kind.PURPOSE_SUNSET, contact, 1)}
+    assert f"purpose {RESEARCH} was sunset at" in report.discrepancies[0].message

@@ -1,9 +1,10 @@
 """The rules every indexed access must have met when it was recorded, checked without I/O.
 
 `AccessChecker` is fed the index's accesses in chain order and keeps, per record, the hash chain
-it recomputes and, per consent, the uses it counts, mirroring AccessLedger.requestAccess and
-ConsentRegistry._consume. Positions are (block, log index) pairs, so "before" means earlier in
-the chain, whatever the timestamps say.
+it recomputes and, per consent, the uses it counts, mirroring AccessLedger.requestAccess,
+Consortium.accessPolicy and ConsentRegistry._consume. Positions are (block, log index) pairs, so
+"before" means earlier in the chain, whatever the timestamps say; governance (standing, roles, the
+catalog) is judged as it stood just before each access.
 """
 
 from __future__ import annotations
@@ -13,13 +14,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
+from operator import itemgetter
+from typing import TypeVar
 
-from consentledger.audit.events import ZERO_HASH, AccessRow
-from consentledger.chain.history import GENESIS, link
-from consentledger.types import MemberStatus, Sensitivity
+from consentledger.audit.events import ZERO_HASH, AccessRow, hex_bytes
+from consentledger.chain.history import GENESIS, link_words, requester_word
+from consentledger.types import MemberStatus, Role, Sensitivity
 
 Position = tuple[int, int]
 """(block number, log index): an event's place in the chain."""
+
+T = TypeVar("T")
+History = Sequence[tuple[Position, T]]
+"""A value's changes in chain order: (where it changed, what it became)."""
+
+_REQUESTER = int(Role.REQUESTER)  # plain int: IntFlag arithmetic costs a microsecond per access
+_word = lru_cache(maxsize=4096)(requester_word)  # a few members make most accesses
 
 
 class DiscrepancyKind(StrEnum):
@@ -43,6 +54,9 @@ class DiscrepancyKind(StrEnum):
     WRONG_SUBJECT = "wrong_subject"
     MISSING_SOURCE_CONSENT = "missing_source_consent"
     INACTIVE_REQUESTER = "inactive_requester"
+    MISSING_REQUESTER_ROLE = "missing_requester_role"
+    PURPOSE_NOT_ALLOWED = "purpose_not_allowed"
+    PURPOSE_SUNSET = "purpose_sunset"
     RETENTION_OVERDUE = "retention_overdue"
 
 
@@ -99,7 +113,14 @@ class AccessChecker:
     records: Mapping[str, RecordFacts]
     sensitivities: Mapping[int, Sensitivity]
     consents: Mapping[str, ConsentFacts]
-    memberships: Mapping[str, Sequence[tuple[Position, int]]]
+    memberships: Mapping[str, History[int]]
+    """Each account's MemberStatus changes."""
+    roles: Mapping[str, History[int]]
+    """Each account's role bits, from its admission and each change of roles."""
+    allowed_purposes: Mapping[int, History[frozenset[int]]]
+    """Each category's allowed purpose ids, from its addition and each change of them."""
+    sunsets: Mapping[int, History[int]]
+    """Each purpose's sunset (unix seconds, 0: none), from its addition and each change of it."""
     presented: Callable[[AccessRow], list[str] | None]
     """Resolves the consents behind a derived record's combined consent reference (None: unknown)."""
     found: list[Discrepancy] = field(default_factory=list)
@@ -111,49 +132,75 @@ class AccessChecker:
     def check(self, row: AccessRow) -> None:
         """Check one access (the next in chain order) against every rule."""
         self.accesses += 1
+        here = (row.block, row.log_index)
         self._chain(row)
-        self._membership(row)
+        self._membership(row, here)
+        self._role(row, here)
         record = self.records.get(row.record)
         if record is None:
             self._flag(DiscrepancyKind.UNKNOWN_RECORD, row, "the accessed record was never registered")
             return
-        if record.tombstoned is not None and record.tombstoned < _position(row):
+        if record.tombstoned is not None and record.tombstoned < here:
             self._flag(DiscrepancyKind.ACCESS_AFTER_TOMBSTONE, row, f"the record was tombstoned at block "
                        f"{record.tombstoned[0]}, before this access")
         if row.timestamp > record.retain_until:
             self._flag(DiscrepancyKind.ACCESS_AFTER_RETENTION, row, f"the record was retained only until "
                        f"{_time(record.retain_until)}, the access was at {_time(row.timestamp)}")
+        self._purpose(row, record.category, here)
         self._consents(row, record)
 
     # ------------------------------------------------------------------ (a) the hash chain
 
     def _chain(self, row: AccessRow) -> None:
-        entry = row.entry()
         last_seq, last_head = self._last.get(row.record, (0, GENESIS))
         previous = self.folded.get(row.record, GENESIS)
-        folded = self.folded[row.record] = link(previous, entry)
+        words = (row.seq, _word(row.requester), row.purpose, hex_bytes(row.consent), row.timestamp)
+        folded = self.folded[row.record] = link_words(previous, *words)
+        emitted = hex_bytes(row.head)
         if row.seq != last_seq + 1:
             self._flag(DiscrepancyKind.SEQ_GAP, row, f"seq {row.seq} follows seq {last_seq}: "
                        f"{'an access is missing from the index' if row.seq > last_seq else 'seq repeats'}")
         # Until a record's chain first breaks, the emitted and the recomputed heads agree, so the
         # link just folded is the one to compare: one keccak per access instead of two.
-        elif (folded if last_head == previous else link(last_head, entry)) != entry.head:
+        elif (folded if last_head == previous else link_words(last_head, *words)) != emitted:
             self._flag(DiscrepancyKind.ENTRY_HASH_MISMATCH, row, "the indexed fields of this access do not hash "
                        "to the head it emitted (the row was altered)")
-        self._last[row.record] = (row.seq, entry.head)
+        self._last[row.record] = (row.seq, emitted)
 
-    # ------------------------------------------------------------------ (d) membership
+    # ------------------------------------------------------------------ (d) the requester's standing
 
-    def _membership(self, row: AccessRow) -> None:
-        changes = self.memberships.get(row.requester, ())
-        index = bisect.bisect_left(changes, (_position(row), -1)) - 1
-        if index < 0:
+    def _membership(self, row: AccessRow, here: Position) -> None:
+        change = as_of(self.memberships.get(row.requester, ()), here)
+        if change is None:
             self._flag(DiscrepancyKind.INACTIVE_REQUESTER, row, f"requester {row.requester} was not a member")
             return
-        (block, _), status = changes[index]
+        (block, _), status = change
         if status != MemberStatus.ACTIVE:
             self._flag(DiscrepancyKind.INACTIVE_REQUESTER, row, f"requester {row.requester} was "
                        f"{MemberStatus(status).name.lower()} from block {block} on")
+
+    def _role(self, row: AccessRow, here: Position) -> None:
+        change = as_of(self.roles.get(row.requester, ()), here)
+        if change is None:
+            self._flag(DiscrepancyKind.MISSING_REQUESTER_ROLE, row, f"requester {row.requester} had never been "
+                       "admitted, so held no REQUESTER role")
+        elif not change[1] & _REQUESTER:
+            self._flag(DiscrepancyKind.MISSING_REQUESTER_ROLE, row, f"requester {row.requester} held roles "
+                       f"{_roles(change[1])} from block {change[0][0]} on, without REQUESTER")
+
+    # ------------------------------------------------------------------ (e) the purpose, per the catalog
+
+    def _purpose(self, row: AccessRow, category: int, here: Position) -> None:
+        allowed = as_of(self.allowed_purposes.get(category, ()), here)
+        if allowed is None:
+            self._flag(DiscrepancyKind.PURPOSE_NOT_ALLOWED, row, f"category {category} was not in the catalog")
+        elif row.purpose not in allowed[1]:
+            self._flag(DiscrepancyKind.PURPOSE_NOT_ALLOWED, row, f"purpose {row.purpose} was not allowed for "
+                       f"category {category}, which allowed {sorted(allowed[1])} from block {allowed[0][0]} on")
+        sunset = as_of(self.sunsets.get(row.purpose, ()), here)
+        if sunset is not None and sunset[1] and row.timestamp >= sunset[1]:
+            self._flag(DiscrepancyKind.PURPOSE_SUNSET, row, f"purpose {row.purpose} was sunset at "
+                       f"{_time(sunset[1])} (set at block {sunset[0][0]}), the access was at {_time(row.timestamp)}")
 
     # ------------------------------------------------------------------ (b) consents
 
@@ -187,7 +234,7 @@ class AccessChecker:
         if terms is None or terms.granted is None:
             self._flag(DiscrepancyKind.CONSENT_NOT_GRANTED, row, f"consent {consent_id} was never granted")
             return
-        here = _position(row)
+        here = (row.block, row.log_index)
         if terms.granted >= here:
             self._flag(DiscrepancyKind.CONSENT_NOT_GRANTED, row, f"consent {consent_id} was granted at block "
                        f"{terms.granted[0]}, after this access")
@@ -223,8 +270,16 @@ class AccessChecker:
         self.found.append(Discrepancy(kind, message, row.record, row.seq, row.tx_hash, row.block))
 
 
-def _position(row: AccessRow) -> Position:
-    return (row.block, row.log_index)
+def as_of(history: History[T], position: Position) -> tuple[Position, T] | None:
+    """Return the last change strictly before `position` (where, and the value), or None before the first."""
+    if history and history[-1][0] < position:
+        return history[-1]  # the usual case: an access comes after every governance change
+    index = bisect.bisect_left(history, position, key=itemgetter(0)) - 1
+    return history[index] if index >= 0 else None
+
+
+def _roles(bits: int) -> str:
+    return "|".join(role.name.lower() for role in Role if role.name and bits & role) or "none"
 
 
 def _time(unix: int) -> str:

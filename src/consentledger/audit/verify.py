@@ -1,16 +1,21 @@
 """Verify the indexed chain of responsibility against the chain and against the ledger's rules.
 
-Four things are checked, as of the index's cursor block: (a) every record's hash chain, recomputed
+Five things are checked, as of the index's cursor block: (a) every record's hash chain, recomputed
 from the indexed accesses, ends at the head the chain holds; (b) every access's consent was valid
-at its position in the chain; (c) no record is past its retention without a tombstone; (d) no
-member accessed anything while suspended or revoked.
+at its position in the chain; (c) no record is past its retention without a tombstone; (d) every
+access was made by an active member holding the REQUESTER role; (e) every access's purpose was
+allowed for the record's category and not past its sunset.
+
+Roles and the catalog are replayed from the indexed governance events (`idx_events`), which keep
+every change; the member, category and purpose tables hold only the latest state.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from eth_abi import decode
 from eth_utils import function_abi_to_4byte_selector, keccak
@@ -23,6 +28,7 @@ from consentledger.audit.checks import (
     ConsentFacts,
     Discrepancy,
     DiscrepancyKind,
+    History,
     Position,
     RecordFacts,
 )
@@ -31,12 +37,15 @@ from consentledger.audit.indexer import read_cursor
 from consentledger.audit.source import ChainSource
 from consentledger.chain.history import GENESIS
 from consentledger.consent import Consent, consent_id
+from consentledger.governance import purposes_in
 from consentledger.types import Sensitivity
 
 if TYPE_CHECKING:
     from consentledger.chain.ledger import Ledger
 
-_STREAM_ROWS = 10_000
+_STREAM_ROWS = 20_000
+
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -89,13 +98,15 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
         members = conn.execute(select(func.count()).select_from(t.members)).scalar_one()
         checker = AccessChecker(
             records=records, sensitivities=sensitivities, consents=consents, memberships=_memberships(conn),
+            roles=_roles(conn), allowed_purposes=_allowed_purposes(conn), sunsets=_sunsets(conn),
             presented=_ConsentResolver(ledger, source),
         )
+        a = t.accesses.c
         stream = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(
-            select(t.accesses).order_by(t.accesses.c.block, t.accesses.c.log_index)
+            select(*(a[name] for name in AccessRow._fields)).order_by(a.block, a.log_index)
         )
-        for row in stream.mappings():
-            checker.check(AccessRow(**row))
+        for row in stream:
+            checker.check(AccessRow(*row))
     found = list(checker.found)
     heads = source.heads(sorted(records), cursor.block)
     for record_id, on_chain in heads.items():
@@ -190,12 +201,43 @@ def _consents(conn: Connection) -> dict[str, ConsentFacts]:
     }
 
 
-def _memberships(conn: Connection) -> dict[str, list[tuple[Position, int]]]:
+def _memberships(conn: Connection) -> dict[str, History[int]]:
     m = t.membership_changes.c
     timeline: dict[str, list[tuple[Position, int]]] = defaultdict(list)
     for row in conn.execute(select(m.account, m.block, m.log_index, m.status).order_by(m.block, m.log_index)):
         timeline[row.account].append(((row.block, row.log_index), row.status))
     return dict(timeline)
+
+
+def _roles(conn: Connection) -> dict[str, History[int]]:
+    """Return each account's role bits, set at its admission and at each change of roles."""
+    return _replay(conn, ("MemberAdmitted", "MemberRolesChanged"), "account", lambda args: int(args["roles"]))
+
+
+def _allowed_purposes(conn: Connection) -> dict[int, History[frozenset[int]]]:
+    """Return each category's allowed purpose ids, set when it was added and at each change of them."""
+    return _replay(
+        conn, ("CategoryAdded", "CategoryPurposesChanged"), "category",
+        lambda args: frozenset(purposes_in(int(args["allowedPurposes"]))),
+    )
+
+
+def _sunsets(conn: Connection) -> dict[int, History[int]]:
+    """Return each purpose's sunset (0: none), set when it was added and at each change of it."""
+    return _replay(conn, ("PurposeAdded", "PurposeSunsetChanged"), "purpose", lambda args: int(args["sunset"]))
+
+
+def _replay(
+    conn: Connection, names: tuple[str, ...], key: str, value: Callable[[dict[str, Any]], V]
+) -> dict[Any, History[V]]:
+    """Return, per `args[key]` of the indexed events `names`, the `value` each set, in chain order."""
+    e = t.events.c
+    history: dict[Any, list[tuple[Position, V]]] = defaultdict(list)
+    for row in conn.execute(
+        select(e.block, e.log_index, e.args).where(e.name.in_(names)).order_by(e.block, e.log_index)
+    ):
+        history[row.args[key]].append(((row.block, row.log_index), value(row.args)))
+    return dict(history)
 
 
 def _pos(block: int | None, log_index: int | None) -> Position | None:

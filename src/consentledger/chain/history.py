@@ -12,21 +12,42 @@ from consentledger.types import AccessEntry, RecordId
 
 GENESIS = b"\0" * 32
 
+try:
+    from sha3 import keccak_256  # safe-pysha3: native Keccak-256, ~4x eth_utils.keccak per short input
+
+    def keccak256(data: bytes) -> bytes:
+        """Return the Keccak-256 digest of `data` (native safe-pysha3)."""
+        return keccak_256(data).digest()
+
+except ImportError:  # no safe-pysha3 build for this platform: the same digest through eth_utils
+
+    def keccak256(data: bytes) -> bytes:
+        """Return the Keccak-256 digest of `data` (eth_utils' backend)."""
+        return bytes(keccak(data))
+
 
 def link(previous: bytes, entry: AccessEntry) -> bytes:
-    """Return the head after `entry`, computed exactly as AccessLedger.requestAccess does.
+    """Return the head after `entry`, computed exactly as AccessLedger.requestAccess does."""
+    return link_words(
+        previous, entry.seq, requester_word(entry.requester), entry.purpose, entry.consent, entry.timestamp
+    )
+
+
+def link_words(previous: bytes, seq: int, requester: bytes, purpose: int, consent: bytes, timestamp: int) -> bytes:
+    """Return the head after an access given as its words; `requester` is the padded word of `requester_word`.
 
     The six words of abi.encode(bytes32, uint24, address, uint8, bytes32, uint256) are built
     directly (about 3x faster than eth_abi, which matters when verifying millions of entries).
     """
-    return keccak(
-        previous
-        + entry.seq.to_bytes(32, "big")
-        + bytes(12) + bytes.fromhex(entry.requester[2:])
-        + entry.purpose.to_bytes(32, "big")
-        + entry.consent
-        + entry.timestamp.to_bytes(32, "big")
+    return keccak256(
+        previous + seq.to_bytes(32, "big") + requester + purpose.to_bytes(32, "big") + consent
+        + timestamp.to_bytes(32, "big")
     )
+
+
+def requester_word(address: str) -> bytes:
+    """Return a 0x-hex address as the 32-byte ABI word `link_words` takes."""
+    return bytes(12) + bytes.fromhex(address[2:])
 
 
 def fold(entries: Iterable[AccessEntry]) -> bytes:
