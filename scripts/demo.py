@@ -216,6 +216,7 @@ def _write_env(workdir: Path, rpc_url: str, manifest: Path, health: Agency, tran
         PASSWORD_ENV: DEV_PASSWORD,
         "CONSENTLEDGER_SUBJECT_PASSWORD": SUBJECT_PASSWORD,
         "HEALTH": health.url,
+        "HEALTH_CONFIG": str(health.created.config),
         "TRANSPORT": transport.url,
         "HEALTH_DEV_ACCOUNT": str(HEALTH_DEV_ACCOUNT),
         "TRANSPORT_DEV_ACCOUNT": str(TRANSPORT_DEV_ACCOUNT),

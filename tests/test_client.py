@@ -367,6 +367,27 @@ def test_sign_and_revoke_signs_the_revocation_of_the_consent_id(gateway: FakeGat
     assert Account.recover_message(signable, signature=bytes.fromhex(body["signature"][2:])) == subject.address
 
 
+def test_request_erasure_revokes_every_live_consent_the_gateway_lists(gateway: FakeGateway, org: LocalAccount) -> None:
+    """The erasure body carries each listed consent with the subject's signature over `Revocation(consent id)`."""
+    subject = _account("subject")
+    consents = [_consent(subject, org), _consent(subject, _account("police"))]
+    listed = [{"id": "0x" + consent_id(c, DOMAIN).hex(), "consent": c.to_json()} for c in consents]
+    gateway.answers[("GET", "/v1/subjects/me/consents")] = (200, {"subject": subject.address, "consents": listed})
+    gateway.answers[("POST", "/v1/subjects/me/erasure")] = (202, {"subject": subject.address, "records": []})
+    with GatewayClient("http://gateway.test", subject, clock=lambda: NOW,
+                       transport=httpx.MockTransport(gateway.handle)) as client:
+        assert client.request_erasure() == {"subject": subject.address, "records": []}
+
+    revocations = gateway.body()["revocations"]
+    assert [Consent.from_json(r["consent"]) for r in revocations] == consents
+    for revocation, consent in zip(revocations, consents, strict=True):
+        signable = encode_typed_data(DOMAIN.as_dict(), {"Revocation": REVOCATION_FIELDS},
+                                     {"consent": consent_id(consent, DOMAIN)})
+        assert Account.recover_message(signable, signature=bytes.fromhex(revocation["signature"][2:])) == (
+            subject.address)
+    assert gateway.signers == [subject.address, subject.address]
+
+
 def test_sign_and_grant_refuses_another_subjects_consent(client: GatewayClient, gateway: FakeGateway) -> None:
     """A key that is not the consent's subject cannot sign it: ConfigurationError, nothing sent."""
     consent = _consent(_account("subject"), _account("org"))

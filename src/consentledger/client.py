@@ -218,6 +218,37 @@ class GatewayClient:
         """Return `{subject, block, items, records}`: every access to this account's records, with heads."""
         return self._json(self.send_signed("GET", "/v1/subjects/me/history"))
 
+    def my_consents(self) -> dict[str, Any]:
+        """Return `{subject, block, block_time, consents}`: this account's live consents, per the gateway's index.
+
+        Each item is `{id, consent, granted_tx, granted_block}`, `consent` in `Consent.to_json()` form.
+        """
+        return self._json(self.send_signed("GET", "/v1/subjects/me/consents"))
+
+    def request_erasure(self) -> dict[str, Any]:
+        """Return the erasure's outcome `{subject, block, records, consents}` after asking the gateway to erase.
+
+        Fetches this account's live consents, signs a revocation of each (the gateway refuses an
+        erasure that leaves one live) and sends them with the request. The gateway shreds and
+        tombstones (ERASURE) the account's records it holds and relays the revocations; each listed
+        record and consent says whether its tombstone / revocation is on chain yet (tx, block).
+        """
+        domain = self.domain()
+        revocations = []
+        for item in self.my_consents().get("consents", []):
+            consent = Consent.from_json(item["consent"])
+            self._check_subject(consent)
+            signature = sign_revocation(consent_id(consent, domain), self.account.key, domain)
+            revocations.append({"consent": consent.to_json(), "signature": _hex(signature)})
+        return self._json(self.send_signed("POST", "/v1/subjects/me/erasure", {"revocations": revocations}))
+
+    def sweep(self, batch: int | None = None) -> dict[str, Any]:
+        """Return the report of a sweep run now by the gateway of this client's organisation (its own key only).
+
+        `{swept, block, block_time, shredded: [{record, reason}], requeued, queued}`.
+        """
+        return self._json(self.send_signed("POST", "/v1/sweep", {} if batch is None else {"batch": batch}))
+
     def open_audit_page(self, view: str | None = None) -> dict[str, Any]:
         """Return `{url, view, viewer, expires_at}`: a one-time link to the gateway's audit page.
 

@@ -125,6 +125,15 @@ def sign_revocation(consent_id_: bytes, private_key: bytes | str, domain: Eip712
     return bytes(signed.signature)
 
 
+def revocation_signer(consent_id_: bytes, signature: bytes, domain: Eip712Domain) -> str | None:
+    """Return who signed EIP-712 `Revocation(bytes32 consent)` for `consent_id_`, or None if it is no signature."""
+    signable = encode_typed_data(domain.as_dict(), {"Revocation": REVOCATION_FIELDS}, {"consent": consent_id_})
+    try:
+        return str(Account.recover_message(signable, signature=signature))
+    except Exception:  # eth_keys raises several types for malformed signatures
+        return None
+
+
 def _digest(domain: Eip712Domain, types: dict[str, Any], message: dict[str, Any]) -> bytes:
     signable = encode_typed_data(domain.as_dict(), types, message)
     return keccak(b"\x19" + signable.version + signable.header + signable.body)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class ConsentLedgerError(Exception):
     """Root of every error consentledger raises on purpose."""
@@ -9,6 +12,10 @@ class ConsentLedgerError(Exception):
     http_status: int = 500
     exit_code: int = 1
     code: str = "internal_error"
+
+    def fields(self) -> dict[str, Any]:
+        """Return the JSON fields a gateway adds to its refusal beside `error` and `detail` (none here)."""
+        return {}
 
 
 class ConfigurationError(ConsentLedgerError):
@@ -158,3 +165,35 @@ class IndexMismatchError(ConsentLedgerError):
     """Raised when an audit index is empty, or holds another deployment's events than the one named."""
 
     http_status, exit_code, code = 409, 18, "index_mismatch"
+
+
+class RecordDestroyedError(ConsentLedgerError):
+    """Raised when a record was crypto-shredded or tombstoned, so neither it nor its key exists any more."""
+
+    http_status, exit_code, code = 410, 19, "record_destroyed"
+
+    def __init__(self, record: str, reason: str, detail: str, tombstone: dict[str, Any] | None = None) -> None:
+        self.record = record
+        self.reason = reason
+        self.tombstone = tombstone
+        super().__init__(detail)
+
+    def fields(self) -> dict[str, Any]:
+        """Return the record, why it was destroyed and its on-chain tombstone (status, tx) as far as known."""
+        return {"record": self.record, "reason": self.reason, "tombstone": self.tombstone}
+
+
+class UncoveredConsentsError(ConsentLedgerError):
+    """Raised when an erasure request lacks a signed revocation for some live consent of the subject."""
+
+    http_status, exit_code, code = 422, 20, "consents_not_revoked"
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = list(missing)
+        super().__init__(
+            "sign a revocation for every live consent (GET /v1/subjects/me/consents); missing: " + ", ".join(missing)
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """Return the ids of the live consents the request did not revoke."""
+        return {"missing": self.missing}

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     relay_interval: float = Field(0.5, gt=0, description="Seconds between outbox relay passes.")
     peer_timeout: float = Field(30.0, gt=0, description="Seconds to wait for another gateway.")
     page_session_ttl: int = Field(900, gt=0, le=86400, description="Seconds an audit page session lasts.")
+    sweep_interval: float = Field(30.0, gt=0, description="Seconds between retention and sunset sweeps.")
+    sweep_batch: int = Field(100, gt=0, le=10_000, description="Records shredded per database transaction.")
 
     @classmethod
     def settings_customise_sources(

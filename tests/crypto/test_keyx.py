@@ -11,6 +11,7 @@ from consentledger.crypto.keyx import (
     new_x25519,
     public_from_private,
     unwrap,
+    unwrap_any,
     wrap_for,
 )
 from consentledger.crypto.vault import AUTHENTICATION_FAILED, new_dek
@@ -175,3 +176,16 @@ def test_access_context_refuses_malformed_parts(record_id: bytes, seq: int, requ
     """A record id that is not 32 bytes, a seq outside 1..2^64-1 or a non-address raises ValueError."""
     with pytest.raises(ValueError):
         access_context(record_id, seq, requester)
+
+
+def test_unwrap_any_opens_with_whichever_held_key_it_was_wrapped_for(recipient: tuple[bytes, bytes]) -> None:
+    """A recipient mid-rotation holds two keys: a key wrapped for either opens; for neither, IntegrityError."""
+    current, (next_private, next_public) = X25519PrivateKey.generate(), recipient
+    held = [current, X25519PrivateKey.from_private_bytes(next_private)]
+    dek = new_dek()
+
+    assert unwrap_any(held, wrap_for(next_public, dek, CONTEXT), CONTEXT) == dek
+    assert unwrap_any(held, wrap_for(current.public_key().public_bytes_raw(), dek, CONTEXT), CONTEXT) == dek
+    stranger = X25519PrivateKey.generate().public_key().public_bytes_raw()
+    with pytest.raises(IntegrityError, match=AUTHENTICATION_FAILED):
+        unwrap_any(held, wrap_for(stranger, dek, CONTEXT), CONTEXT)

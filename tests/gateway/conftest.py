@@ -30,6 +30,9 @@ from .world import (
     start_consortium,
 )
 
+SWEEP_OFTEN = {"sweep_interval": 1.0}
+"""The gateways sweep every second (not every 30 s), so lifecycle tests see a due record go within seconds."""
+
 
 @pytest.fixture(scope="package")
 def consortium(ganache: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
@@ -39,7 +42,7 @@ def consortium(ganache: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> 
         "transport": (TRANSPORT, Role.REQUESTER),
         "police": (POLICE, Role.REQUESTER),
     }
-    started = start_consortium(ganache.rpc_url, tmp_path_factory.mktemp("consortium"), members)
+    started = start_consortium(ganache.rpc_url, tmp_path_factory.mktemp("consortium"), members, settings=SWEEP_OFTEN)
     try:
         yield started
     finally:

@@ -192,10 +192,13 @@ class Consortium:
             agency.stop()
 
 
-def start_consortium(rpc_url: str, root: Path, members: Mapping[str, tuple[int, Role]]) -> Consortium:
+def start_consortium(
+    rpc_url: str, root: Path, members: Mapping[str, tuple[int, Role]], *, settings: Mapping[str, float] | None = None
+) -> Consortium:
     """Deploy a ledger on `rpc_url` (admin: dev account 0), set up the catalog, admit and start `members`.
 
     `members` maps an agency name to its dev account index and roles; the gateways start in parallel.
+    `settings` (numbers, e.g. `sweep_interval`) are added to every agency.toml, so a restart keeps them.
     """
     w3 = connect(rpc_url)
     admin = dev_account(ADMIN)
@@ -207,6 +210,8 @@ def start_consortium(rpc_url: str, root: Path, members: Mapping[str, tuple[int, 
         consortium.govern(action)
     for name, (index, roles) in members.items():
         agency = create_agency(root, name, dev_index=index, rpc_url=rpc_url, manifest=manifest)
+        with agency.created.config.open("a") as config:
+            config.writelines(f"{key} = {value!r}\n" for key, value in (settings or {}).items())
         admit(ledger, consortium.admin, [], agency, roles)
         consortium.agencies[name] = agency
         consortium.keys[agency.address] = bytes(dev_account(index).key)

@@ -20,9 +20,10 @@ from web3.contract.contract import ContractFunction
 
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.sender import TransactionSender
+from consentledger.consent import Consent, consent_id
 from consentledger.errors import ContractRevertError, NotFoundError, TransactionFailedError, TransactionNotMinedError
 from consentledger.store.repository import OutboxItem, OutboxStatus, RecordState, Store, StoredRecord
-from consentledger.types import TombstoneReason
+from consentledger.types import ConsentStatus, TombstoneReason
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,11 @@ def tombstone_payload(record_id: str, reason: TombstoneReason) -> dict[str, Any]
     return {"record_id": record_id, "reason": int(reason)}
 
 
+def revocation_payload(consent: Consent, signature: bytes) -> dict[str, Any]:
+    """Return the outbox payload of a "revoke_consent" row: the terms and the subject's Revocation signature."""
+    return {"consent": consent.to_json(), "signature": "0x" + signature.hex()}
+
+
 def _bytes32(value: str) -> bytes:
     raw = bytes.fromhex(value.removeprefix("0x"))
     if len(raw) != 32:
@@ -237,7 +243,9 @@ def _registered_already(ledger: Ledger, payload: Payload, signer: str, exc: Cont
 
 def _mark_registered(store: Store, item: OutboxItem) -> None:
     try:
-        store.set_record_state(item.record_id or item.payload["record_id"], RecordState.REGISTERED)
+        # A record erased before its registration landed stays shredded: never bring it back.
+        store.set_record_state(item.record_id or item.payload["record_id"], RecordState.REGISTERED,
+                               unless=RecordState.SHREDDED)
     except NotFoundError:
         pass  # queued without a stored record (enqueue): nothing to update
 
@@ -253,6 +261,21 @@ def _tombstoned_already(ledger: Ledger, payload: Payload, signer: str, exc: Cont
     return on_chain.custodian == signer and on_chain.tombstone == TombstoneReason(payload["reason"])
 
 
+def _build_revocation(ledger: Ledger, payload: Payload) -> ContractFunction:
+    consent = Consent.from_json(dict(payload["consent"]))
+    signature = bytes.fromhex(str(payload["signature"]).removeprefix("0x"))
+    return ledger.access.functions.revokeConsentBySignature(consent.as_tuple(), signature)
+
+
+def _revoked_already(ledger: Ledger, payload: Payload, signer: str, exc: ContractRevertError) -> bool:
+    # Whoever revoked it (the subject directly, an earlier row, another gateway), the consent is dead.
+    if exc.rule != "ConsentRegistryConsentRevoked":
+        return False
+    consent = Consent.from_json(dict(payload["consent"]))
+    status, _ = ledger.consent_state(consent_id(consent, ledger.domain()))
+    return status is ConsentStatus.REVOKED
+
+
 def _unbuildable(ledger: Ledger, payload: Payload) -> ContractFunction:
     raise ValueError("unknown outbox kind")
 
@@ -262,5 +285,6 @@ _UNKNOWN_KIND = OutboxKind(_unbuildable)
 KINDS: dict[str, OutboxKind] = {
     "register_record": OutboxKind(_build_register, _registered_already, _mark_registered),
     "tombstone": OutboxKind(_build_tombstone, _tombstoned_already),
+    "revoke_consent": OutboxKind(_build_revocation, _revoked_already),
 }
 """The outbox kinds the relay knows; add an entry to relay a new kind of chain write."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from consentledger.cli.common import (
     PasswordEnvOption,
     RpcOption,
     console,
+    show_time,
 )
 
 agency_app = typer.Typer(help="Set up an agency: keys and gateway configuration.", no_args_is_help=True)
@@ -69,3 +71,33 @@ def serve(
     gateway = Gateway.open(settings)
     console.print(f"gateway {settings.name} ({gateway.org}) on http://{settings.host}:{settings.port}")
     uvicorn.run(create_app(gateway), host=settings.host, port=settings.port, log_level=log_level)
+
+
+@gateway_app.command("sweep")
+def sweep(
+    config: Annotated[Path, typer.Option("--config", help="The agency's TOML config.")] = Path("agency.toml"),
+    batch: Annotated[
+        int | None, typer.Option(min=1, max=10_000, help="Records shredded per database transaction.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Crypto-shred and tombstone every record past its retention or whose purposes all ended, now.
+
+    Asks the running gateway of this config if it answers; otherwise sweeps and relays here.
+    """
+    from consentledger.cli.consent import print_json
+    from consentledger.gateway.sweep_once import run_sweep
+    from consentledger.settings import load_settings
+
+    report = run_sweep(load_settings(config), batch=batch)
+    if as_json:
+        print_json(report)
+        return
+    if not report.get("swept"):
+        console.print(f"not swept: another replica holds the sweeper's lock ({report['queued']} writes queued)")
+        return
+    reasons = Counter(item["reason"] for item in report["shredded"])
+    summary = ", ".join(f"{reason} {count}" for reason, count in sorted(reasons.items())) or "none due"
+    console.print(f"swept at block {report['block']} ({show_time(report['block_time'] or 0)}) via {report['via']}: "
+                  f"shredded {len(report['shredded'])} records ({summary}); "
+                  f"{len(report['requeued'])} failed tombstones queued again; {report['queued']} chain writes queued")

@@ -20,7 +20,7 @@ app = typer.Typer(
 
 def _register_subcommands() -> None:
     """Attach every sub-app; imported lazily so `--help` stays fast."""
-    from consentledger.cli import access, audit, catalog, chain, consent, deploy, gateway, keys, org, record
+    from consentledger.cli import access, audit, catalog, chain, consent, deploy, gateway, keys, org, record, subject
 
     app.add_typer(chain.app, name="chain")
     app.add_typer(keys.app, name="keys")
@@ -31,6 +31,7 @@ def _register_subcommands() -> None:
     app.add_typer(gateway.gateway_app, name="gateway")
     app.add_typer(record.app, name="record")
     app.add_typer(consent.app, name="consent")
+    app.add_typer(subject.app, name="subject")
     app.add_typer(access.app, name="access")
     app.command("index")(audit.index)
     app.add_typer(audit.app, name="audit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -50,3 +51,58 @@ def read_key_file(path: Path, what: str = "key file") -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise KeystoreError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+
+
+def replace_file(source: Path, target: Path, *, what: str = "key file") -> None:
+    """Move `source` over `target` in one atomic step, durably (the directory entry is synced).
+
+    Whatever `target` held is gone afterwards: this is how a rotation destroys an old key file.
+    Raises `KeystoreError` (naming `what`) on any OS error.
+    """
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        raise KeystoreError(f"cannot replace {what} {target}: {exc.strerror or exc}") from exc
+    sync_directory(target.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Flush `directory`'s entries to disk, so a file just created, renamed or removed there survives a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileLock:
+    """An advisory lock (`flock`) on a file, held until `release` (or the process ends, even by SIGKILL)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Drop the lock (idempotent)."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases its flock
+            self._fd = None
+
+
+def try_lock_file(path: Path, *, exclusive: bool) -> FileLock | None:
+    """Return a lock on the existing file `path`, shared or exclusive, or None if a conflicting one is held.
+
+    Never waits. Raises `KeystoreError` if the file cannot be opened.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise KeystoreError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError as exc:
+        os.close(fd)
+        raise KeystoreError(f"cannot lock {path}: {exc.strerror or exc}") from exc
+    return FileLock(fd)

@@ -10,6 +10,10 @@
 
   `kek_id` is the first 8 bytes of SHA-256(KEK): stores record it beside each wrapped DEK so a
   rotation knows which KEK to ask for.
+
+A rotation writes the successor of a key file beside it under a "next" name (`kek.json` →
+`kek.next.json`, `x25519.pem` → `x25519.next.pem`) before anything depends on it, and later moves it
+over the current file in one atomic step (`promote_keyfile`), which destroys the old key's file.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from consentledger.crypto.commitment import canonical_json
-from consentledger.crypto.files import read_key_file, write_private_file
+from consentledger.crypto.files import read_key_file, replace_file, sync_directory, write_private_file
 from consentledger.crypto.vault import DEK_BYTES, new_dek
 from consentledger.errors import KeystoreError
 
@@ -141,6 +145,48 @@ def load_kek_file(path: Path, password: str) -> tuple[str, bytes]:
     if kek_id(kek) != header["kek_id"]:
         raise KeystoreError(f"KEK file {path} names kek_id {header['kek_id']} but holds another key")
     return header["kek_id"], kek
+
+
+def next_keyfile(path: Path) -> Path:
+    """Return where a rotation keeps the successor of key file `path`: `kek.json` → `kek.next.json`."""
+    return path.with_name(f"{path.stem}.next{path.suffix}")
+
+
+def new_next_kek_file(path: Path, password: str) -> tuple[str, bytes]:
+    """Return `(kek_id, kek)` of a fresh KEK written durably to `next_keyfile(path)` (never overwritten)."""
+    kek = new_dek()
+    identifier = new_kek_file(next_keyfile(path), password, kek=kek)
+    sync_directory(path.parent)
+    return identifier, kek
+
+
+def new_next_x25519_keyfile(path: Path, password: str) -> bytes:
+    """Return the public key of a fresh X25519 key written durably to `next_keyfile(path)` (never overwritten)."""
+    public = new_x25519_keyfile(next_keyfile(path), password)
+    sync_directory(path.parent)
+    return public
+
+
+def load_x25519_keys(path: Path, password: str) -> tuple[X25519PrivateKey, X25519PrivateKey | None]:
+    """Return the X25519 key in `path` and, while a rotation is under way, the one in its next file (else None).
+
+    A next file that disappears while being read (promoted meanwhile) counts as absent.
+    """
+    current = load_x25519_keyfile(path, password)
+    successor = next_keyfile(path)
+    if not successor.exists():
+        return current, None
+    try:
+        return current, load_x25519_keyfile(successor, password)
+    except KeystoreError:
+        if successor.exists():
+            raise
+        return load_x25519_keyfile(path, password), None
+
+
+def promote_keyfile(path: Path, what: str = "key file") -> None:
+    """Make the next file of `path` current in one atomic, durable step; the old key's file is gone after."""
+    replace_file(next_keyfile(path), path, what=what)
 
 
 def kek_id(kek: bytes) -> str:

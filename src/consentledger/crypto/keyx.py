@@ -8,7 +8,7 @@ key answers exactly one `AccessRecorded` entry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,20 @@ def unwrap(recipient_private: X25519PrivateKey | bytes, wrapped: WrappedKey, con
     recipient_public = recipient_private.public_key().public_bytes_raw()
     key = _derive(shared, wrapped.ephemeral_public, recipient_public, context)
     return open_sealed(key, wrapped.sealed, context)
+
+
+def unwrap_any(recipient_privates: Sequence[X25519PrivateKey], wrapped: WrappedKey, context: bytes) -> bytes:
+    """Return the secret `wrap_for` sealed for whichever of `recipient_privates` it was wrapped for.
+
+    For a recipient part-way through a key rotation, which holds its current and its next key.
+    Raises `IntegrityError` if none of them opens it.
+    """
+    for private in recipient_privates:
+        try:
+            return unwrap(private, wrapped, context)
+        except IntegrityError:
+            continue
+    raise IntegrityError(AUTHENTICATION_FAILED)
 
 
 def _derive(shared: bytes, ephemeral_public: bytes, recipient_public: bytes, context: bytes) -> bytes:

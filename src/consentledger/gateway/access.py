@@ -12,7 +12,7 @@ import httpx
 
 from consentledger.consent import Consent
 from consentledger.crypto.commitment import verify_commitment
-from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
+from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed, record_aad
 from consentledger.errors import IntegrityError, PeerError
 from consentledger.gateway.runtime import Gateway
@@ -36,7 +36,7 @@ def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequen
         salt = bytes.fromhex(str(released["salt"]).removeprefix("0x"))
     except (KeyError, TypeError, ValueError) as exc:
         raise IntegrityError(f"malformed key release from the custodian: {exc}") from None
-    dek = unwrap(gw.x25519, wrapped, access_context(record_id, entry.seq, gw.org))
+    dek = _unwrap(gw, wrapped, access_context(record_id, entry.seq, gw.org))
     canonical = open_sealed(dek, ciphertext, record_aad(record_id, info.category))
     verify_commitment(salt, canonical, info.commitment)
     category = gw.ledger.category(info.category)
@@ -50,6 +50,18 @@ def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequen
         "identified": identified_access(consents),
         "payload": visible_payload(json.loads(canonical), category.identifying_fields, consents),
     }
+
+
+def _unwrap(gw: Gateway, wrapped: WrappedKey, context: bytes) -> bytes:
+    """Return the DEK the custodian wrapped for this org's X25519 key (as registered on chain at release time).
+
+    Mid-rotation that may be the current or the next key, so each held key is tried; if none
+    opens it the key files are read again once (a rotation begun while this gateway runs).
+    """
+    try:
+        return unwrap_any(gw.x25519_keys(), wrapped, context)
+    except IntegrityError:
+        return unwrap_any(gw.x25519_keys(reload=True), wrapped, context)
 
 
 def _fetch_key(gw: Gateway, url: str, custodian: str, record_id: bytes, seq: int, block: int) -> dict[str, Any]:

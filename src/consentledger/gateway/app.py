@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from consentledger.errors import ConsentLedgerError, ContractRevertError
-from consentledger.gateway import audit_page, audit_routes
+from consentledger.gateway import audit_page, audit_routes, lifecycle_routes
 from consentledger.gateway.routers import router
 from consentledger.gateway.runtime import Gateway
 from consentledger.signing import SIGNED_HEADERS
@@ -24,7 +24,8 @@ DESCRIPTION = (
     "query, SHA-256 of the body, timestamp, nonce) carried in the headers "
     + ", ".join(f"`{h}`" for h in SIGNED_HEADERS)
     + ". Refusals are JSON `{\"error\": code, \"detail\": text}`: 401 unsigned or bad signature, "
-    "403 wrong role / suspended / a contract rule (named), 409 replayed nonce, 413 too large, "
+    "403 wrong role / suspended / a contract rule (named), 409 replayed nonce, 410 record destroyed "
+    "(crypto-shredded or tombstoned), 413 too large, "
     "422 malformed or off the positive list, 502 integrity or custodian failure, 503 chain unreachable."
 )
 
@@ -47,10 +48,11 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     app.include_router(router)
     app.include_router(audit_routes.router)
     app.include_router(audit_page.router)
+    app.include_router(lifecycle_routes.router)
 
     @app.exception_handler(ConsentLedgerError)
     async def our_error(request: Request, exc: ConsentLedgerError) -> JSONResponse:
-        body = {"error": exc.code, "detail": str(exc)}
+        body = {"error": exc.code, "detail": str(exc), **exc.fields()}
         if isinstance(exc, ContractRevertError):
             body["rule"] = exc.rule
         return JSONResponse(body, status_code=exc.http_status)

@@ -10,7 +10,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from consentledger.audit import VerifyReport, trace, verify
+from consentledger.audit.lifecycle import tombstones
 from consentledger.gateway.runtime import Gateway
 
 
@@ -70,7 +73,8 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
 
 
 def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
-    """Return every access to `subject`'s records (derived ones included) and each record's on-chain head.
+    """Return every access to `subject`'s records (derived ones included), each record's on-chain head,
+    and the tombstone of each of their records destroyed so far (reason, tx, block), in chain order.
 
     Heads are read at the index's cursor block, the block the listed accesses run up to, so folding
     a record's accesses with `chain.history.link` gives exactly its head.
@@ -78,6 +82,7 @@ def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
     with gw.index_held():
         block = gw.indexer.cursor().block
         lines = trace(gw.store.engine, subject=subject)
+        ended = tombstones(gw.store.engine, subject=to_checksum_address(subject))
         counts = Counter(line.record for line in lines)
         records = list(counts)
         heads = gw.indexer.source.heads(records, block) if records and block is not None else {}
@@ -86,4 +91,5 @@ def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
         "block": block,
         "items": [line.to_json() for line in lines],
         "records": [{"record": r, "head": heads[r], "accesses": counts[r]} for r in records],
+        "tombstones": [t.to_json() for t in ended],
     }

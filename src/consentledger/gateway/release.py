@@ -12,6 +12,7 @@ from consentledger.crypto.keyx import access_context, wrap_for
 from consentledger.crypto.vault import unwrap_dek
 from consentledger.errors import AuthorizationError, NotFoundError
 from consentledger.gateway.runtime import Gateway
+from consentledger.gateway.tombstones import destroyed
 from consentledger.store import RecordState
 from consentledger.types import AccessEntry, MemberStatus, Role, TombstoneReason
 
@@ -36,13 +37,13 @@ def release_key(gw: Gateway, requester: str, record_id: bytes, seq: int, block: 
     if stored is None or stored.custodian != gw.org:
         raise NotFoundError(f"record 0x{record_id.hex()} is not held here")
     if stored.state is RecordState.SHREDDED:
-        raise AuthorizationError(f"record 0x{record_id.hex()} has been destroyed")
+        raise destroyed(gw.store, stored.record_id)
     entry = find_access(gw, record_id, seq, block)
     if entry.requester != to_checksum_address(requester):
         raise AuthorizationError("this access was recorded for another organisation")
     info = gw.ledger.record(record_id)
     if info.tombstone is not TombstoneReason.NONE:
-        raise AuthorizationError(f"record 0x{record_id.hex()} is tombstoned ({info.tombstone.name.lower()})")
+        raise destroyed(gw.store, stored.record_id, info.tombstone)
     member = gw.ledger.member(requester)  # fresh: the key must be the one registered now
     if member.status is not MemberStatus.ACTIVE or Role.REQUESTER not in member.roles:
         raise AuthorizationError("the requester is no longer an active requester")

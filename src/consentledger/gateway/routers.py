@@ -13,6 +13,7 @@ from consentledger.gateway import access, ingest, release
 from consentledger.gateway.auth import Caller, authenticate, gateway_of, member_with, own_org
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import AccessIn, ConsentTerms, KeyRequestIn, RecordIn, SignedConsentIn, parse
+from consentledger.gateway.tombstones import destroyed
 from consentledger.store import RecordState, StoredRecord
 from consentledger.types import MemberStatus, Role
 
@@ -71,10 +72,12 @@ def put_record(
 def get_record(
     record_id: str, gw: GatewayDep, caller: Annotated[Caller, Depends(own_org(Role.CUSTODIAN))]
 ) -> dict[str, Any]:
-    """Return the stored record's metadata (never its content)."""
+    """Return the stored record's metadata (never its content); 410 naming why if it was destroyed."""
     stored = gw.store.get_record(record_id.lower())
     if stored is None:
         raise NotFoundError(f"record {record_id} is not held here")
+    if stored.state is RecordState.SHREDDED:
+        raise destroyed(gw.store, stored.record_id)
     return _record_view(stored)
 
 

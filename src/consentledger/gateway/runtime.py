@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,18 +19,24 @@ from consentledger.chain.ledger import Ledger
 from consentledger.chain.manifest import Deployment
 from consentledger.chain.relay import OutboxRelay
 from consentledger.chain.sender import TransactionSender
-from consentledger.crypto.keyfiles import load_kek_file, load_x25519_keyfile
+from consentledger.crypto.files import FileLock
+from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
 from consentledger.errors import ConsentLedgerError
+from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
+from consentledger.gateway.sweep import SweepReport, sweep
 from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
+from consentledger.store.rotation import require_one_kek
 from consentledger.store.sessions import PageSessions
 
 log = logging.getLogger(__name__)
 
 INDEXER_LOCK = "consentledger-indexer"
 """The leader lock under which one replica at a time writes the shared audit index (PostgreSQL)."""
+SWEEPER_LOCK = "consentledger-sweeper"
+"""The leader lock under which one replica at a time shreds and tombstones due records (PostgreSQL)."""
 
 
 @dataclass
@@ -47,8 +54,12 @@ class Gateway:
     x25519: X25519PrivateKey
     peers: httpx.Client
     indexer: Indexer
+    x25519_next: X25519PrivateKey | None = None  # during an X25519 rotation: the key governance is switching to
+    key_lock: FileLock | None = None  # a shared lock on the KEK file, so no KEK rotation runs under this gateway
     _relay_lock: threading.Lock = field(default_factory=threading.Lock)
     _index_lock: threading.Lock = field(default_factory=threading.Lock)
+    _sweep_lock: threading.Lock = field(default_factory=threading.Lock)
+    _next_sweep: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _upkeep: threading.Thread | None = None
 
@@ -70,12 +81,12 @@ class Gateway:
         """
         password = password_from_env(settings.password_env)
         account = load_account(settings.signer_keystore, password)
-        kek_id, kek = load_kek_file(settings.kek_keyfile, password)
-        x25519 = load_x25519_keyfile(settings.x25519_keyfile, password)
+        keys = open_agency_keys(settings, password)  # refuses to start while a KEK rotation is running or half done
         ledger = Ledger(connect(settings.rpc_url), Deployment.load(settings.manifest))
         ledger.verify()
         engine = make_engine(settings.store_url)
         create_schema(engine)
+        require_one_kek(engine, keys.kek_id)
         store = Store(engine)
         sender = ledger.sender(account, confirmations=settings.confirmations)
         return cls(
@@ -85,9 +96,11 @@ class Gateway:
             sender=sender,
             relay=OutboxRelay(store, ledger, sender),
             members=MembershipCache(ledger, settings.membership_ttl),
-            kek_id=kek_id,
-            kek=kek,
-            x25519=x25519,
+            kek_id=keys.kek_id,
+            kek=keys.kek,
+            x25519=keys.x25519,
+            x25519_next=keys.x25519_next,
+            key_lock=keys.lock,
             peers=httpx.Client(timeout=settings.peer_timeout, trust_env=False),
             indexer=Indexer(engine, ledger),
         )
@@ -97,6 +110,19 @@ class Gateway:
         with self._relay_lock, self.store.leader_lock("consentledger-relay") as leader:
             if leader:
                 self.relay.run_once()
+
+    def x25519_keys(self, *, reload: bool = False) -> tuple[X25519PrivateKey, ...]:
+        """Return the X25519 keys a released key may be wrapped for: the current one, then the next (mid-rotation).
+
+        With `reload` the key files are read again first, so an X25519 rotation begun or finished
+        while the gateway runs is picked up without a restart.
+        """
+        if reload:
+            self.x25519, self.x25519_next = load_x25519_keys(
+                self.settings.x25519_keyfile, password_from_env(self.settings.password_env)
+            )
+        current, successor = self.x25519, self.x25519_next
+        return (current,) if successor is None else (current, successor)
 
     @contextmanager
     def index_held(self) -> Iterator[bool]:
@@ -121,6 +147,17 @@ class Gateway:
         finally:
             self._index_lock.release()
 
+    def sweep_now(self, batch: int | None = None) -> SweepReport | None:
+        """Return the report of a sweep run now (`gateway.sweep`), or None if another replica is sweeping.
+
+        The sweep shreds and tombstones every record of this organisation past retention or sunset.
+        One sweep at a time per process; one leader among replicas (SWEEPER_LOCK).
+        """
+        with self._sweep_lock, self.store.leader_lock(SWEEPER_LOCK) as leader:
+            if not leader:
+                return None
+            return sweep(self, batch=batch or self.settings.sweep_batch)
+
     def start_upkeep(self) -> None:
         """Finish chain writes left from before (first), then keep relaying, watching membership, indexing."""
         self.relay_now()
@@ -133,6 +170,8 @@ class Gateway:
         if self._upkeep is not None:
             self._upkeep.join(timeout=10)
         self.peers.close()
+        if self.key_lock is not None:
+            self.key_lock.release()
 
     def _upkeep_loop(self) -> None:
         while not self._stop.wait(self.settings.relay_interval):
@@ -142,6 +181,9 @@ class Gateway:
                 self.store.purge_nonces(datetime.now(UTC))
                 PageSessions(self.store.engine).purge()
                 self.index_now()
+                if time.monotonic() >= self._next_sweep:
+                    self._next_sweep = time.monotonic() + self.settings.sweep_interval
+                    self.sweep_now()
             except ConsentLedgerError as exc:  # chain or store down: try again next round
                 log.warning("gateway upkeep: %s", exc)
             except Exception:  # never let the upkeep thread die silently

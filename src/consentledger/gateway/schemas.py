@@ -46,6 +46,18 @@ class SignedConsentIn(_Body):
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
 
 
+class ErasureIn(_Body):
+    """POST /v1/subjects/me/erasure: the subject's signed revocation of each of their live consents."""
+
+    revocations: list[SignedConsentIn] = Field(default_factory=list, max_length=1000)
+
+
+class SweepIn(_Body):
+    """POST /v1/sweep: how many records to shred per database transaction (None: the configured batch)."""
+
+    batch: int | None = Field(None, ge=1, le=10_000)
+
+
 class AccessIn(_Body):
     """POST /v1/access."""
 

@@ -18,13 +18,15 @@ _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=5000",
+    # Crypto-shredding overwrites a record's key, ciphertext and salt: zero the freed bytes in the file too.
+    "PRAGMA secure_delete=ON",
 )
 
 
 def make_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) -> Engine:
     """Return an Engine for `url`: `sqlite:///path` or `postgresql[+psycopg]://...`.
 
-    SQLite files get WAL, foreign keys and a 5 s busy timeout on every connection, and their parent
+    SQLite files get WAL, foreign keys, a 5 s busy timeout and secure delete on every connection, and their parent
     directory is created. `postgresql://` URLs are rewritten to the psycopg 3 driver.
     `connect_args` go to the driver (e.g. `{"options": "-csearch_path=tenant"}` on PostgreSQL).
     Raises ConfigurationError for any other URL.
@@ -49,6 +51,20 @@ def make_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) -> E
 def create_schema(engine: Engine) -> None:
     """Create every table and index that does not exist yet (safe to call on every start)."""
     metadata.create_all(engine)
+
+
+def flush_deleted(engine: Engine) -> None:
+    """Push overwritten bytes out of the database's side files (best effort; SQLite only).
+
+    In WAL mode a changed page is appended to the `-wal` file and the old page stays in the main
+    file until a checkpoint, so after shredding a full checkpoint writes the zeroed pages home and
+    truncates the WAL. It waits for readers up to the busy timeout and gives up quietly if they stay;
+    the next automatic checkpoint finishes the job. PostgreSQL keeps dead tuples until VACUUM.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -7,7 +7,7 @@ transactions.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -80,6 +80,15 @@ class OutboxItem:
     updated_at: datetime
 
 
+@dataclass(frozen=True)
+class QueuedWrite:
+    """A chain write to put in the outbox: its kind, payload and the record it concerns (if any)."""
+
+    kind: str
+    payload: Mapping[str, Any]
+    record_id: str | None = None
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -128,16 +137,44 @@ class Store:
             row = conn.execute(select(records).where(records.c.record_id == record_id)).first()
         return _record_from(row) if row is not None else None
 
-    def set_record_state(self, record_id: str, state: RecordState) -> None:
-        """Move record `record_id` to `state`; raise NotFoundError if it is not stored."""
+    def set_record_state(self, record_id: str, state: RecordState, *, unless: RecordState | None = None) -> None:
+        """Move record `record_id` to `state` unless it is in state `unless`; raise NotFoundError if not stored."""
+        query = records.update().where(records.c.record_id == record_id)
+        if unless is not None:
+            query = query.where(records.c.state != RecordState(unless).value)
         with self.engine.begin() as conn:
-            result = conn.execute(
-                records.update()
-                .where(records.c.record_id == record_id)
-                .values(state=RecordState(state).value, updated_at=self._clock())
-            )
-        if result.rowcount == 0:
+            result = conn.execute(query.values(state=RecordState(state).value, updated_at=self._clock()))
+        if result.rowcount == 0 and (unless is None or self.get_record(record_id) is None):
             raise NotFoundError(f"no stored record {record_id}")
+
+    def shred(self, doomed: Sequence[QueuedWrite], *, signer: str, then: Sequence[QueuedWrite] = ()) -> list[str]:
+        """Crypto-shred each record of `doomed` and queue its write, then queue `then`: one transaction.
+
+        Shredding overwrites the wrapped DEK, the ciphertext and the salt with nothing and marks the
+        record shredded; the row stays (so the gateway can say the record is gone). A record already
+        shredded, or not stored, is skipped with its write: its tombstone was queued when it was
+        shredded, so each record gets exactly one. Because key and write commit together, a crash
+        leaves either both or neither, and the relay sends the write after the key is gone.
+        Return the ids shredded by this call.
+        """
+        now = self._clock()
+        shredded: list[str] = []
+        with self.engine.begin() as conn:
+            for write in doomed:
+                if write.record_id is None:
+                    raise ValueError(f"a {write.kind} write to shred names no record")
+                result = conn.execute(
+                    records.update()
+                    .where(records.c.record_id == write.record_id, records.c.state != RecordState.SHREDDED.value)
+                    .values(ciphertext=b"", wrapped_dek=b"", salt=b"", state=RecordState.SHREDDED.value,
+                            updated_at=now)
+                )
+                if result.rowcount == 1:
+                    self._insert_outbox(conn, write.kind, write.payload, signer, write.record_id, now)
+                    shredded.append(write.record_id)
+            for write in then:
+                self._insert_outbox(conn, write.kind, write.payload, signer, write.record_id, now)
+        return shredded
 
     def records_by_subject(self, subject: str) -> list[StoredRecord]:
         """Return every record stored about `subject`, oldest first."""

@@ -1,0 +1,105 @@
+"""How records and consents ended, from the index: tombstones with their tx, a subject's live consents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from consentledger.audit import tables as t
+from consentledger.consent import Consent
+from consentledger.types import TombstoneReason
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """A record's on-chain tombstone: why, and the transaction and block that carry it."""
+
+    record: str
+    subject: str
+    custodian: str
+    reason: TombstoneReason
+    tx_hash: str
+    block: int
+    timestamp: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the tombstone as JSON-ready data (reason in lower case, time as ISO-8601 UTC and unix)."""
+        return {
+            "record": self.record, "subject": self.subject, "custodian": self.custodian,
+            "reason": self.reason.name.lower(), "tx_hash": self.tx_hash, "block": self.block,
+            "timestamp": self.timestamp,
+            "time": datetime.fromtimestamp(self.timestamp, UTC).isoformat(timespec="seconds"),
+        }
+
+
+@dataclass(frozen=True)
+class IndexedConsent:
+    """A consent granted on chain, as the index holds it: its id, terms and where it was granted."""
+
+    id: str
+    consent: Consent
+    granted_tx: str
+    granted_block: int
+
+    def to_json(self) -> dict[str, Any]:
+        """Return `{id, consent (Consent.to_json), granted_tx, granted_block}`."""
+        return {"id": self.id, "consent": self.consent.to_json(), "granted_tx": self.granted_tx,
+                "granted_block": self.granted_block}
+
+
+def tombstones(
+    engine: Engine, *, subject: str | None = None, records: Iterable[str] | None = None
+) -> list[Tombstone]:
+    """Return the indexed tombstones of `subject`'s records and/or of the given record ids, in chain order."""
+    r = t.records.c
+    query = select(t.records).where(r.tombstone.is_not(None))
+    if subject is not None:
+        query = query.where(r.subject == subject)
+    if records is not None:
+        query = query.where(r.id.in_([record.lower() for record in records]))
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(r.tombstoned_block, r.tombstoned_log_index)).mappings().all()
+    return [
+        Tombstone(row["id"], row["subject"], row["custodian"], TombstoneReason(row["tombstone"]),
+                  row["tombstoned_tx"], int(row["tombstoned_block"]), int(row["tombstoned_at"]))
+        for row in rows
+    ]
+
+
+def live_consents(engine: Engine, subject: str, now: int) -> list[IndexedConsent]:
+    """Return `subject`'s consents granted on chain, not revoked and not expired at block time `now`, oldest first.
+
+    (A consent whose uses are spent still counts: the index does not track uses, and revoking it is harmless.)
+    """
+    c = t.consents.c
+    query = (
+        select(t.consents)
+        .where(c.subject == subject, c.granted_block.is_not(None), c.revoked_block.is_(None), c.valid_until >= now)
+        .order_by(c.granted_block, c.granted_log_index)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [IndexedConsent(row["id"], _terms(row), row["granted_tx"], int(row["granted_block"])) for row in rows]
+
+
+def revocations(engine: Engine, consent_ids: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """Return (tx hash, block) of each given consent's indexed revocation, for those revoked."""
+    c = t.consents.c
+    query = select(c.id, c.revoked_tx, c.revoked_block).where(
+        c.id.in_([i.lower() for i in consent_ids]), c.revoked_block.is_not(None)
+    )
+    with engine.connect() as conn:
+        return {row.id: (row.revoked_tx, int(row.revoked_block)) for row in conn.execute(query)}
+
+
+def _terms(row: Any) -> Consent:
+    return Consent(
+        subject=row["subject"], grantee=row["grantee"], category=int(row["category"]), purpose=int(row["purpose"]),
+        valid_until=int(row["valid_until"]), max_uses=int(row["max_uses"]),
+        record=bytes.fromhex(str(row["record"]).removeprefix("0x")), identified=bool(row["identified"]),
+        nonce=int(row["nonce"]),
+    )

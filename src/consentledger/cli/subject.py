@@ -1,0 +1,62 @@
+"""`consentledger subject`: a data subject's own requests to a gateway, signed with their own key."""
+
+from __future__ import annotations
+
+import typer
+
+from consentledger.cli.consent import (
+    SUBJECT_PASSWORD_ENV,
+    GatewayOption,
+    SubjectDevAccountOption,
+    SubjectKeystoreOption,
+    SubjectPasswordEnvOption,
+    print_json,
+    subject_signer,
+)
+from consentledger.client import GatewayClient
+
+app = typer.Typer(help="A data subject's requests: live consents, erasure, history.", no_args_is_help=True)
+
+
+@app.command("consents")
+def consents(
+    gateway: GatewayOption,
+    subject_keystore: SubjectKeystoreOption = None,
+    subject_password_env: SubjectPasswordEnvOption = SUBJECT_PASSWORD_ENV,
+    subject_dev_account: SubjectDevAccountOption = None,
+) -> None:
+    """Print the subject's live consents (granted, not revoked, not expired) as the gateway's index has them."""
+    account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
+    with GatewayClient(gateway, account) as client:
+        print_json(client.my_consents())
+
+
+@app.command("erase")
+def erase(
+    gateway: GatewayOption,
+    subject_keystore: SubjectKeystoreOption = None,
+    subject_password_env: SubjectPasswordEnvOption = SUBJECT_PASSWORD_ENV,
+    subject_dev_account: SubjectDevAccountOption = None,
+) -> None:
+    """Erase the subject's records at this gateway's agency and revoke every consent they gave.
+
+    Signs a revocation of each live consent with the subject's key, then asks the gateway to
+    crypto-shred and tombstone (ERASURE) the subject's records and relay the revocations; prints
+    each record and consent affected, with the tombstone / revocation tx once on chain.
+    """
+    account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
+    with GatewayClient(gateway, account) as client:
+        print_json(client.request_erasure())
+
+
+@app.command("history")
+def history(
+    gateway: GatewayOption,
+    subject_keystore: SubjectKeystoreOption = None,
+    subject_password_env: SubjectPasswordEnvOption = SUBJECT_PASSWORD_ENV,
+    subject_dev_account: SubjectDevAccountOption = None,
+) -> None:
+    """Print the subject's history: every access to their records, each record's head, and each tombstone."""
+    account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
+    with GatewayClient(gateway, account) as client:
+        print_json(client.my_history())
