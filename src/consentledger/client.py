@@ -138,6 +138,27 @@ class GatewayClient:
         headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         return self._json(self.send_signed("POST", "/v1/records", body, headers))
 
+    def put_aggregate(
+        self,
+        category: int,
+        payload: Mapping[str, Any],
+        derived_from: Iterable[str | bytes],
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Register an anonymous aggregate of `derived_from` (at least the category's K distinct subjects).
+
+        It names no subject and is shared without consent while its sources live; answers as `put_record`.
+        """
+        body = {
+            "category": category,
+            "payload": dict(payload),
+            "derived_from": [record_hex(parse_record_id(source)) for source in derived_from],
+            "aggregate": True,
+        }
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
+        return self._json(self.send_signed("POST", "/v1/records", body, headers))
+
     def get_record(self, record_id: str | bytes) -> dict[str, Any]:
         """Return one of this organisation's records, in the shape `put_record` returns."""
         return self._json(self.send_signed("GET", f"/v1/records/{record_hex(parse_record_id(record_id))}"))

@@ -13,11 +13,9 @@ def identified_access(consents: Sequence[Consent]) -> bool:
     return bool(consents) and all(consent.identified for consent in consents)
 
 
-def visible_payload(
-    payload: Mapping[str, Any], identifying_fields: Iterable[str], consents: Sequence[Consent]
-) -> dict[str, Any]:
-    """Return the payload a requester may receive: identifying fields withheld unless consented."""
-    if identified_access(consents):
+def visible_payload(payload: Mapping[str, Any], identifying_fields: Iterable[str], identified: bool) -> dict[str, Any]:
+    """Return the payload a requester may receive: identifying fields withheld unless the access is identified."""
+    if identified:
         return dict(payload)
     withheld = set(identifying_fields)
     return {field: value for field, value in payload.items() if field not in withheld}

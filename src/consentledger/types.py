@@ -69,6 +69,14 @@ class TombstoneReason(IntEnum):
     CUSTODIAN = 4
 
 
+class RecordKind(IntEnum):
+    """What a record is (IRecordRegistry.RecordKind): about one subject, derived, or an anonymous aggregate."""
+
+    PLAIN = 0
+    DERIVED = 1
+    AGGREGATE = 2
+
+
 class Action(IntEnum):
     """What a governance proposal does (IConsortium.Action)."""
 
@@ -156,6 +164,7 @@ class RecordInfo:
     commitment: bytes
     derived_from: tuple[RecordId, ...]
     accesses: int
+    kind: RecordKind = RecordKind.PLAIN
 
 
 @dataclass(frozen=True)
@@ -171,3 +180,5 @@ class AccessEntry:
     timestamp: int
     block_number: int
     tx_hash: bytes
+    identified: bool = False
+    """Whether the custodian may release identifying fields (every presented consent allows it)."""

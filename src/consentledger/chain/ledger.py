@@ -34,6 +34,7 @@ from consentledger.types import (
     Purpose,
     RecordId,
     RecordInfo,
+    RecordKind,
     Role,
     Sensitivity,
     TombstoneReason,
@@ -171,12 +172,13 @@ class Ledger:
 
     def record(self, record_id: bytes) -> RecordInfo:
         """Return what the chain knows of record `record_id`."""
-        (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses) = (
+        (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses, kind) = (
             self._read(self.access.functions.record(record_id).call)
         )
         return RecordInfo(
             RecordId(bytes(record_id)), Address(custodian), Address(subject), category, created, retain_until,
             TombstoneReason(tombstone), bytes(commitment), tuple(RecordId(bytes(s)) for s in sources), accesses,
+            RecordKind(kind),
         )
 
     def head(self, record_id: bytes) -> bytes:
@@ -239,6 +241,22 @@ class Ledger:
             self.access.functions.registerRecord(record_id, subject_address, category, commitment, list(derived_from))
         )
 
+    def register_aggregate(
+        self, sender: TransactionSender, record_id: bytes, category: int, commitment: bytes,
+        derived_from: Sequence[bytes],
+    ) -> TxReceipt:
+        """Register an anonymous aggregate of `derived_from` held by the sender (an active custodian)."""
+        return sender.transact(
+            self.access.functions.registerAggregate(record_id, category, commitment, list(derived_from))
+        )
+
+    def check_register_aggregate(
+        self, sender: TransactionSender, record_id: bytes, category: int, commitment: bytes,
+        derived_from: Sequence[bytes],
+    ) -> None:
+        """Dry-run `registerAggregate` as the sender; raise ContractRevertError naming the rule it would break."""
+        sender.call(self.access.functions.registerAggregate(record_id, category, commitment, list(derived_from)))
+
     def tombstone(self, sender: TransactionSender, record_id: bytes, reason: TombstoneReason) -> TxReceipt:
         """Mark a record destroyed; only its custodian may."""
         return sender.transact(self.access.functions.tombstone(record_id, int(reason)))
@@ -281,4 +299,5 @@ def entry_from_event(event: Any) -> AccessEntry:
         timestamp=int(args["timestamp"]),
         block_number=int(event["blockNumber"]),
         tx_hash=bytes(event["transactionHash"]),
+        identified=bool(args["identified"]),
     )

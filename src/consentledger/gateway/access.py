@@ -16,15 +16,15 @@ from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
 from consentledger.crypto.vault import open_sealed, record_aad
 from consentledger.errors import IntegrityError, PeerError
 from consentledger.gateway.runtime import Gateway
-from consentledger.policy import identified_access, visible_payload
+from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
 
 
 def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent]) -> dict[str, Any]:
     """Record the access on chain, then return the decrypted, commitment-checked payload.
 
-    Identifying fields of the category are withheld unless every presented consent allows
-    identified access.
+    Identifying fields of the category are withheld unless the chain recorded the access as
+    identified (every presented consent allows it).
     """
     entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents)
     info = gw.ledger.record(record_id)
@@ -47,8 +47,8 @@ def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequen
         "block": entry.block_number,
         "category": info.category,
         "custodian": info.custodian,
-        "identified": identified_access(consents),
-        "payload": visible_payload(json.loads(canonical), category.identifying_fields, consents),
+        "identified": entry.identified,
+        "payload": visible_payload(json.loads(canonical), category.identifying_fields, entry.identified),
     }
 
 

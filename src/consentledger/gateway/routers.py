@@ -62,6 +62,7 @@ def put_record(
     stored = ingest.ingest(
         gw, subject=body.subject, category_id=body.category, payload=body.payload,
         derived_from=body.derived_from, idempotency_key=idempotency_key, request_hash=caller.body_sha256,
+        aggregate=body.aggregate,
     )
     status = 201 if stored.state is RecordState.REGISTERED else 202
     return JSONResponse(_record_view(stored), status_code=status)
