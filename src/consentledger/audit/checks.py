@@ -58,6 +58,8 @@ class DiscrepancyKind(StrEnum):
     PURPOSE_NOT_ALLOWED = "purpose_not_allowed"
     PURPOSE_SUNSET = "purpose_sunset"
     RETENTION_OVERDUE = "retention_overdue"
+    CONSENT_ON_AGGREGATE = "consent_on_aggregate"
+    IDENTIFIED_MISMATCH = "identified_mismatch"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class RecordFacts:
     retain_until: int
     tombstoned: Position | None
     source_subjects: tuple[str, ...] | None
+    aggregate: bool = False
+    """An anonymous aggregate: read without consent (its sources' subjects are never asked)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class ConsentFacts:
     max_uses: int | None
     granted: Position | None
     revoked: Position | None
+    identified: bool | None = None
 
 
 @dataclass
@@ -154,7 +159,7 @@ class AccessChecker:
     def _chain(self, row: AccessRow) -> None:
         last_seq, last_head = self._last.get(row.record, (0, GENESIS))
         previous = self.folded.get(row.record, GENESIS)
-        words = (row.seq, _word(row.requester), row.purpose, hex_bytes(row.consent), row.timestamp)
+        words = (row.seq, _word(row.requester), row.purpose, hex_bytes(row.consent), row.identified, row.timestamp)
         folded = self.folded[row.record] = link_words(previous, *words)
         emitted = hex_bytes(row.head)
         if row.seq != last_seq + 1:
@@ -206,7 +211,14 @@ class AccessChecker:
 
     def _consents(self, row: AccessRow, record: RecordFacts) -> None:
         sensitivity = self.sensitivities.get(record.category, Sensitivity.PROTECTED)
+        if record.aggregate:
+            if row.consent != ZERO_HASH:
+                self._flag(DiscrepancyKind.CONSENT_ON_AGGREGATE, row, "an anonymous aggregate was accessed under "
+                           f"consent {row.consent}; aggregates take none")
+            self._identified(row, [])
+            return
         if row.consent == ZERO_HASH:
+            self._identified(row, [])
             if record.source_subjects is not None:
                 self._flag(DiscrepancyKind.MISSING_SOURCE_CONSENT, row, "a derived record was accessed without "
                            "its sources' subjects' consents")
@@ -222,12 +234,24 @@ class AccessChecker:
             return
         for consent_id in ids:
             self._consent(row, record, sensitivity, consent_id)
+        self._identified(row, ids)
         if record.source_subjects is not None:
             given = {self.consents[c].subject for c in ids if c in self.consents}
             for subject in dict.fromkeys(record.source_subjects):
                 if subject not in given:
                     self._flag(DiscrepancyKind.MISSING_SOURCE_CONSENT, row, f"source subject {subject} "
                                "gave no consent for this access to a derived record")
+
+    def _identified(self, row: AccessRow, consent_ids: Sequence[str]) -> None:
+        """The entry is identified iff consents were presented and every one allows identified access."""
+        terms = [self.consents.get(c) for c in consent_ids]
+        if any(t is None or t.identified is None for t in terms):
+            return  # an unknown consent is flagged on its own
+        expected = bool(terms) and all(t.identified for t in terms if t is not None)
+        if row.identified != expected:
+            self._flag(DiscrepancyKind.IDENTIFIED_MISMATCH, row, f"the access is recorded as "
+                       f"{'identified' if row.identified else 'not identified'}, but its consents "
+                       f"{'allow' if expected else 'do not allow'} identified access")
 
     def _consent(self, row: AccessRow, record: RecordFacts, sensitivity: Sensitivity, consent_id: str) -> None:
         terms = self.consents.get(consent_id)
