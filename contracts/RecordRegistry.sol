@@ -66,12 +66,16 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
     }
 
     /// @notice Marks record `id` destroyed for `reason`; no access to it works afterwards.
-    /// @dev Requirements: caller is the record's custodian (whatever its membership status: the
-    /// duty to destroy outlives a suspension); reason is not None; not already tombstoned.
+    /// @dev Requirements: caller is the record's custodian, or the signer it rotated to (whatever its
+    /// membership status: the duty to destroy outlives a suspension); reason is not None; not already
+    /// tombstoned.
     /// Emits RecordTombstoned.
     function tombstone(bytes32 id, TombstoneReason reason) external {
         RecordCore storage core = _existing(id);
-        if (_meta[id].custodian != msg.sender) revert RecordRegistryNotCustodian(id, msg.sender);
+        address custodian = _meta[id].custodian;
+        if (custodian != msg.sender && _consortium.currentSigner(custodian) != msg.sender) {
+            revert RecordRegistryNotCustodian(id, msg.sender);
+        }
         if (reason == TombstoneReason.None) revert RecordRegistryInvalidRecord(id, "no tombstone reason");
         if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(id, core.tombstone);
         core.tombstone = reason;

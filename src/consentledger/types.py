@@ -91,6 +91,7 @@ class Action(IntEnum):
     SET_CATEGORY_PURPOSES = 8
     ADD_PURPOSE = 9
     SET_PURPOSE_SUNSET = 10
+    ROTATE_SIGNER = 11
 
 
 class ConsentStatus(IntEnum):

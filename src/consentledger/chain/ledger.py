@@ -112,6 +112,11 @@ class Ledger:
         roles, status, since, key, name, url = self._read(self.consortium.functions.member(address).call)
         return Member(Address(address), Role(roles), MemberStatus(status), since, bytes(key), name, url)
 
+    def current_signer(self, account: str) -> Address:
+        """Return the signer `account` has rotated to through governance (itself if it never rotated)."""
+        address = to_checksum_address(account)
+        return Address(to_checksum_address(self._read(self.consortium.functions.currentSigner(address).call)))
+
     def members(self) -> list[Member]:
         """Return every member ever admitted, in admission order."""
         return [self.member(a) for a in self._read(self.consortium.functions.members().call)]
