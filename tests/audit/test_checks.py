@@ -228,3 +228,17 @@ def test_an_aggregate_is_read_without_consent_and_never_with_one() -> None:
     feed(AGGREGATE, block=5, consent=ZERO_HASH)
     feed(AGGREGATE, block=6)
     assert kinds(check) == [(DiscrepancyKind.CONSENT_ON_AGGREGATE, AGGREGATE, 6)]
+
+
+def test_a_consent_follows_its_grantee_s_signer_rotation_from_then_on() -> None:
+    """Transport rotated to a new key at block 4: the new key's access at block 5 is its; at block 3 it was not."""
+    rotated = "0x" + "72" * 20
+    check = checker(
+        {CONSENT: consent(category=PROTECTED, record=LAB, max_uses=5)},
+        memberships={rotated: [((1, 0), MemberStatus.ACTIVE)]}, roles={rotated: [((1, 0), Role.REQUESTER)]},
+    )
+    check.successors = {TRANSPORT: [((4, 0), rotated)]}
+    feed = Feed(check)
+    feed(LAB, block=3, requester=rotated)
+    feed(LAB, block=5, requester=rotated)
+    assert kinds(check) == [(DiscrepancyKind.WRONG_GRANTEE, LAB, 3)]

@@ -128,6 +128,8 @@ class AccessChecker:
     """Each purpose's sunset (unix seconds, 0: none), from its addition and each change of it."""
     presented: Callable[[AccessRow], list[str] | None]
     """Resolves the consents behind a derived record's combined consent reference (None: unknown)."""
+    successors: Mapping[str, History[str]] = field(default_factory=dict)
+    """The signer each account rotated to by governance (MemberSignerRotated), if it did."""
     found: list[Discrepancy] = field(default_factory=list)
     folded: dict[str, bytes] = field(default_factory=dict)
     accesses: int = 0
@@ -242,6 +244,18 @@ class AccessChecker:
                     self._flag(DiscrepancyKind.MISSING_SOURCE_CONSENT, row, f"source subject {subject} "
                                "gave no consent for this access to a derived record")
 
+    def _rotated_to(self, grantee: str, requester: str, here: Position) -> bool:
+        """Return whether `grantee` had rotated (through any number of rotations) to `requester` before `here`."""
+        account = grantee
+        for _ in range(_MAX_ROTATIONS):
+            change = as_of(self.successors.get(account, ()), here)
+            if change is None:
+                return False
+            account = change[1]
+            if account == requester:
+                return True
+        return False
+
     def _identified(self, row: AccessRow, consent_ids: Sequence[str]) -> None:
         """The entry is identified iff consents were presented and every one allows identified access."""
         terms = [self.consents.get(c) for c in consent_ids]
@@ -273,7 +287,9 @@ class AccessChecker:
         if uses > allowed:
             self._flag(DiscrepancyKind.CONSENT_EXHAUSTED, row, f"this is use {uses} of consent {consent_id}, "
                        f"which allows {allowed}")
-        if terms.grantee != row.requester:
+        if terms.grantee != row.requester and not (
+            terms.grantee is not None and self._rotated_to(terms.grantee, row.requester, here)
+        ):
             self._flag(DiscrepancyKind.WRONG_GRANTEE, row, f"consent {consent_id} names grantee {terms.grantee}, "
                        f"not the requester {row.requester}")
         if terms.purpose != row.purpose:
@@ -292,6 +308,10 @@ class AccessChecker:
 
     def _flag(self, kind: DiscrepancyKind, row: AccessRow, message: str) -> None:
         self.found.append(Discrepancy(kind, message, row.record, row.seq, row.tx_hash, row.block))
+
+
+_MAX_ROTATIONS = 16
+"""Consortium.MAX_ROTATIONS: how many rotations currentSigner follows."""
 
 
 def as_of(history: History[T], position: Position) -> tuple[Position, T] | None:

@@ -100,6 +100,7 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
             records=records, sensitivities=sensitivities, consents=consents, memberships=_memberships(conn),
             roles=_roles(conn), allowed_purposes=_allowed_purposes(conn), sunsets=_sunsets(conn),
             presented=_ConsentResolver(ledger, source),
+            successors=_replay(conn, ("MemberSignerRotated",), "previous", lambda args: str(args["successor"])),
         )
         a = t.accesses.c
         stream = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(
