@@ -190,16 +190,20 @@ class GatewayClient:
     # -- access ---------------------------------------------------------------------------------
 
     def request_access(
-        self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = ()
+        self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = (), *, pseudonymise: bool = False
     ) -> dict[str, Any]:
-        """Return the released record: `{record, seq, tx, block, payload, category, custodian}`.
+        """Return the released record: `{record, seq, tx, block, payload, category, custodian, identified, use}`.
 
         The gateway records the access on chain first; `seq`, `tx` and `block` locate that entry.
+        Unless the access is `identified`, the category's identifying fields are removed, or with
+        `pseudonymise` replaced by pseudonyms stable for this requester. `use` "immediate" (PROTECTED
+        records) means the payload is for this use only: do not keep it.
         """
         body = {
             "record": record_hex(parse_record_id(record_id)),
             "purpose": purpose,
             "consents": [consent.to_json() for consent in consents],
+            "withhold": "pseudonymise" if pseudonymise else "remove",
         }
         return self._json(self.send_signed("POST", "/v1/access", body))
 

@@ -9,7 +9,8 @@ from typing import Any
 from eth_utils import keccak, to_checksum_address
 
 from consentledger.chain.relay import register_record_payload
-from consentledger.crypto.commitment import canonical_json, commitment, new_salt
+from consentledger.crypto.commitment import canonical_json, new_salt
+from consentledger.crypto.disclosure import record_commitment
 from consentledger.crypto.vault import new_dek, record_aad, seal, wrap_dek
 from consentledger.errors import PayloadValidationError
 from consentledger.gateway.runtime import Gateway
@@ -85,7 +86,7 @@ def ingest(
         wrapped_dek=wrap_dek(gw.kek, dek, record_id),
         kek_id=gw.kek_id,
         salt=salt,
-        commitment=commitment(salt, canonical),
+        commitment=record_commitment(salt, payload),
         request_hash=request_hash,
         derived_from=tuple(derived_from),
         idempotency_key=idempotency_key,

@@ -44,6 +44,7 @@ class Gateway:
     members: MembershipCache
     kek_id: str
     kek: bytes
+    pseudonym_secret: bytes
     x25519: X25519PrivateKey
     peers: httpx.Client
     indexer: Indexer
@@ -71,6 +72,7 @@ class Gateway:
         password = password_from_env(settings.password_env)
         account = load_account(settings.signer_keystore, password)
         kek_id, kek = load_kek_file(settings.kek_keyfile, password)
+        _, pseudonym_secret = load_kek_file(settings.pseudonym_keyfile, password)
         x25519 = load_x25519_keyfile(settings.x25519_keyfile, password)
         ledger = Ledger(connect(settings.rpc_url), Deployment.load(settings.manifest))
         ledger.verify()
@@ -87,6 +89,7 @@ class Gateway:
             members=MembershipCache(ledger, settings.membership_ttl),
             kek_id=kek_id,
             kek=kek,
+            pseudonym_secret=pseudonym_secret,
             x25519=x25519,
             peers=httpx.Client(timeout=settings.peer_timeout, trust_env=False),
             indexer=Indexer(engine, ledger),

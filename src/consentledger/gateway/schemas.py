@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from consentledger.crypto.disclosure import Withholding
 from consentledger.errors import PayloadValidationError
 
 Hex32 = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
@@ -56,17 +57,19 @@ class SignedConsentIn(_Body):
 
 
 class AccessIn(_Body):
-    """POST /v1/access."""
+    """POST /v1/access; `withhold` says what becomes of identifying fields an unidentified access may not see."""
 
     record: str = Hex32
     purpose: int = Field(ge=1, le=127)
     consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
+    withhold: Withholding = Withholding.REMOVE
 
 
 class KeyRequestIn(_Body):
-    """POST /v1/keys/{record}/{seq}: the block the access was mined in."""
+    """POST /v1/keys/{record}/{seq}: the block the access was mined in, and how to withhold identifying fields."""
 
     block: int = Field(ge=0)
+    withhold: Withholding = Withholding.REMOVE
 
 
 M = TypeVar("M", bound=BaseModel)
