@@ -18,7 +18,7 @@ from consentledger.errors import IntegrityError, PeerError
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
-from consentledger.types import Sensitivity
+from consentledger.types import Member, MemberStatus, Sensitivity
 
 
 def request_access(
@@ -33,8 +33,8 @@ def request_access(
     """
     entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents)
     info = gw.ledger.record(record_id)
-    custodian = gw.members.get(info.custodian)
-    released = _fetch_key(gw, custodian.gateway_url, info.custodian, record_id, entry.seq, entry.block_number,
+    custodian = _custodian_now(gw, info.custodian)
+    released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
                           withhold)
     try:
         wrapped = WrappedKey.from_json(released["wrapped_key"])
@@ -61,6 +61,16 @@ def request_access(
         "payload": visible_payload(shown.visible_payload(), category.identifying_fields, entry.identified,
                                    pseudonyms=shown.pseudonyms),
     }
+
+
+def _custodian_now(gw: Gateway, registered: str) -> Member:
+    """Return the member holding records registered by `registered`: itself, or the signer it rotated to."""
+    member = gw.members.get(registered)
+    if member.status is MemberStatus.REVOKED:
+        current = gw.ledger.current_signer(registered)
+        if current != member.address:
+            return gw.members.get(current)
+    return member
 
 
 def _fetch_key(

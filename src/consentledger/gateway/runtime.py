@@ -24,6 +24,7 @@ from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
+from consentledger.store.custody import adopt_predecessors
 from consentledger.store.sessions import PageSessions
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,9 @@ class Gateway:
         ledger.verify()
         engine = make_engine(settings.store_url)
         create_schema(engine)
+        adopted = adopt_predecessors(engine, account.address, ledger.current_signer)
+        if adopted:
+            log.info("took over records of earlier signing keys after a rotation: %s", adopted)
         store = Store(engine)
         sender = ledger.sender(account, confirmations=settings.confirmations)
         return cls(
