@@ -66,7 +66,7 @@ CROSS_CHECK = 2_000
 TRACE_WARMUP = 5
 GOAL_TRACE_P50_MS, GOAL_VERIFY_S = 50.0, 20.0
 
-ACCESS_TOPIC = "0x" + keccak(text="AccessRecorded(uint24,bytes32,address,uint8,bytes32,bytes32,uint40)").hex()
+ACCESS_TOPIC = "0x" + keccak(text="AccessRecorded(uint24,bytes32,address,uint8,bytes32,bool,bytes32,uint40)").hex()
 ACCESS_LEDGER = to_checksum_address(keccak(text="bench access ledger")[:20])
 CONSORTIUM = to_checksum_address(keccak(text="bench consortium")[:20])
 
@@ -140,14 +140,15 @@ def generate_logs(world: World, count: int, first_event: int, rng: random.Random
         seq = world.seq[index] + 1
         timestamp = GENESIS_TIME + block * BLOCK_SECONDS
         requester_word = bytes(12) + bytes.fromhex(requester[2:])
-        # The same bytes eth_abi encodes in chain.history.link: six static words, keccak'd.
+        # The same bytes eth_abi encodes in chain.history.link: seven static words, keccak'd (never identified).
         previous = world.heads[index]
-        head = keccak(previous + word(seq) + requester_word + word(purpose) + record.consent + word(timestamp))
+        head = keccak(previous + word(seq) + requester_word + word(purpose) + record.consent + word(0)
+                      + word(timestamp))
         world.seq[index], world.heads[index] = seq, head
         logs.append({
             "address": ACCESS_LEDGER,
             "topics": [ACCESS_TOPIC, "0x" + word(seq).hex(), "0x" + record.id.hex(), "0x" + requester_word.hex()],
-            "data": "0x" + (word(purpose) + record.consent + head + word(timestamp)).hex(),
+            "data": "0x" + (word(purpose) + record.consent + word(0) + head + word(timestamp)).hex(),
             "blockNumber": hex(block),
             "blockHash": block_hash,
             "transactionHash": "0x" + rng.randbytes(32).hex(),

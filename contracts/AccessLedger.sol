@@ -26,7 +26,9 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
     ///   the purpose and the record's category or the record itself (the record itself for PROTECTED),
     ///   unexpired, with uses left (one use for ONE_TIME); OPEN categories may present no consent;
     /// - derived record: every source live, and one such consent (scoped to the derived record) by
-    ///   each source's subject, and no consent by anyone else.
+    ///   each source's subject, and no consent by anyone else;
+    /// - anonymous aggregate: every source live, and no consent.
+    /// The entry is `identified` iff consents were presented and every one allows identified access.
     /// Emits AccessRecorded.
     /// @return seq The access's position in the record's chain (1-based); (record, seq) names it.
     function requestAccess(bytes32 recordId, uint8 purposeId, Consent[] calldata consents)
@@ -40,7 +42,11 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         IDataCatalog.Sensitivity sensitivity = _consortium.accessPolicy(msg.sender, core.category, purposeId);
 
         bytes32 consentRef;
-        if (core.derived) {
+        if (core.kind == RecordKind.Aggregate) {
+            if (consents.length != 0) revert AccessLedgerConsentCountMismatch(recordId, 0, consents.length);
+            _requireLiveSources(recordId);
+        } else if (core.kind == RecordKind.Derived) {
+            _requireLiveSources(recordId);
             consentRef = _consumeSourceConsents(recordId, core.category, sensitivity, purposeId, consents);
         } else if (consents.length != 0 || sensitivity != IDataCatalog.Sensitivity.Open) {
             if (consents.length != 1) revert AccessLedgerConsentCountMismatch(recordId, 1, consents.length);
@@ -48,12 +54,16 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
             if (consents[0].subject != core.subject) revert ConsentRegistryWrongSubject(consentRef, consents[0].subject);
         }
 
+        bool identified = _allIdentified(consents);
         seq = core.accesses + 1;
         _records[recordId].accesses = seq;
-        bytes32 newHead =
-            keccak256(abi.encode(_heads[recordId], seq, msg.sender, purposeId, consentRef, block.timestamp));
+        bytes32 newHead = keccak256(
+            abi.encode(_heads[recordId], seq, msg.sender, purposeId, consentRef, identified, block.timestamp)
+        );
         _heads[recordId] = newHead;
-        emit AccessRecorded(seq, recordId, msg.sender, purposeId, consentRef, newHead, uint40(block.timestamp));
+        emit AccessRecorded(
+            seq, recordId, msg.sender, purposeId, consentRef, identified, newHead, uint40(block.timestamp)
+        );
     }
 
     /// @inheritdoc IAccessLedger
@@ -74,11 +84,7 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         bytes32[] storage sources = _sources[recordId];
         address[] memory subjects = new address[](sources.length);
         for (uint256 i = 0; i < sources.length; ++i) {
-            RecordCore storage source = _records[sources[i]];
-            if (source.tombstone != TombstoneReason.None || block.timestamp > source.retainUntil) {
-                revert AccessLedgerSourceUnavailable(recordId, sources[i]);
-            }
-            subjects[i] = source.subject;
+            subjects[i] = _records[sources[i]].subject;
         }
         bytes32[] memory ids = new bytes32[](consents.length);
         for (uint256 j = 0; j < consents.length; ++j) {
@@ -91,6 +97,25 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
             }
         }
         return ids.length == 1 ? ids[0] : keccak256(abi.encodePacked(ids));
+    }
+
+    /// @dev Reverts unless every source of derived record `recordId` is untombstoned and within retention.
+    function _requireLiveSources(bytes32 recordId) private view {
+        bytes32[] storage sources = _sources[recordId];
+        for (uint256 i = 0; i < sources.length; ++i) {
+            RecordCore storage source = _records[sources[i]];
+            if (source.tombstone != TombstoneReason.None || block.timestamp > source.retainUntil) {
+                revert AccessLedgerSourceUnavailable(recordId, sources[i]);
+            }
+        }
+    }
+
+    /// @dev True iff at least one consent is given and every one allows identified access.
+    function _allIdentified(Consent[] calldata consents) private pure returns (bool) {
+        for (uint256 j = 0; j < consents.length; ++j) {
+            if (!consents[j].identified) return false;
+        }
+        return consents.length != 0;
     }
 
     function _includes(address[] memory list, address item) private pure returns (bool) {

@@ -3,13 +3,14 @@ pragma solidity ^0.8.24;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ConsortiumMember} from "./ConsortiumMember.sol";
 import {IConsentRegistry} from "./interfaces/IConsentRegistry.sol";
 import {IDataCatalog} from "./interfaces/IDataCatalog.sol";
 
 /// @title ConsentRegistry — subject-signed EIP-712 consents, relayable by anyone.
 /// @notice The EIP-712 domain is ("ConsentLedger", "1", chainId, this contract); read it with
 /// `eip712Domain()` (EIP-5267).
-abstract contract ConsentRegistry is IConsentRegistry, EIP712 {
+abstract contract ConsentRegistry is IConsentRegistry, EIP712, ConsortiumMember {
     bytes32 public constant CONSENT_TYPEHASH = keccak256(
         "Consent(address subject,address grantee,uint16 category,bytes32 record,uint8 purpose,uint40 validUntil,uint32 maxUses,bool identified,uint64 nonce)"
     );
@@ -98,7 +99,10 @@ abstract contract ConsentRegistry is IConsentRegistry, EIP712 {
             if (state.status == ConsentStatus.Revoked) revert ConsentRegistryConsentRevoked(id);
             revert ConsentRegistryNotGranted(id);
         }
-        if (terms.grantee != msg.sender) revert ConsentRegistryWrongGrantee(id, terms.grantee, msg.sender);
+        if (terms.grantee != msg.sender && _consortium.currentSigner(terms.grantee) != msg.sender) {
+            // A consent to an organisation stays with it when it rotates its signing key.
+            revert ConsentRegistryWrongGrantee(id, terms.grantee, msg.sender);
+        }
         if (terms.purpose != purposeId) revert ConsentRegistryWrongPurpose(id, terms.purpose);
         if (terms.category != categoryId || (terms.record != bytes32(0) && terms.record != recordId)) {
             revert ConsentRegistryWrongScope(id, recordId);

@@ -10,6 +10,8 @@ import {IConsortium, Roles} from "./interfaces/IConsortium.sol";
 contract Consortium is IConsortium, DataCatalog {
     /// @notice How long a proposal stays open for approvals.
     uint40 public constant VOTING_PERIOD = 7 days;
+    /// @notice Most rotations `currentSigner` follows from one account (bounds its loop).
+    uint256 public constant MAX_ROTATIONS = 16;
 
     /// @dev The part of a member read on every access, packed in one slot.
     struct Standing {
@@ -27,6 +29,7 @@ contract Consortium is IConsortium, DataCatalog {
     mapping(address account => Standing) private _standings;
     mapping(address account => Profile) private _profiles;
     address[] private _memberList;
+    mapping(address previous => address successor) private _successors;
     uint256 private _activeAdmins;
     uint16 private _threshold;
 
@@ -130,6 +133,16 @@ contract Consortium is IConsortium, DataCatalog {
         });
     }
 
+    /// @inheritdoc IConsortium
+    function currentSigner(address account) external view returns (address) {
+        for (uint256 i = 0; i < MAX_ROTATIONS; ++i) {
+            address next = _successors[account];
+            if (next == address(0)) break;
+            account = next;
+        }
+        return account;
+    }
+
     /// @notice Returns every account ever admitted, in admission order.
     function members() external view returns (address[] memory) {
         return _memberList;
@@ -225,9 +238,12 @@ contract Consortium is IConsortium, DataCatalog {
         } else if (action == Action.AddPurpose) {
             (uint8 purposeId, string memory name, uint40 sunset) = abi.decode(payload, (uint8, string, uint40));
             _addPurpose(purposeId, name, sunset);
-        } else {
+        } else if (action == Action.SetPurposeSunset) {
             (uint8 purposeId, uint40 sunset) = abi.decode(payload, (uint8, uint40));
             _setPurposeSunset(purposeId, sunset);
+        } else {
+            (address previous, address successor) = abi.decode(payload, (address, address));
+            _rotateSigner(previous, successor);
         }
     }
 
@@ -292,6 +308,28 @@ contract Consortium is IConsortium, DataCatalog {
         profile.x25519Key = key;
         profile.gatewayUrl = url;
         emit MemberKeysChanged(account, key, url);
+    }
+
+    /// @dev Moves a live member to a new signing key. The successor keeps the member's roles, status,
+    /// profile and (through `currentSigner`) its records and consents; the old key is REVOKED, so it
+    /// can do nothing any more. The count of active admins is unchanged: one admin replaces another.
+    function _rotateSigner(address previous, address successor) private {
+        if (successor == address(0)) revert ConsortiumZeroAddress();
+        Standing memory standing = _standings[previous];
+        if (standing.status != MemberStatus.Active && standing.status != MemberStatus.Suspended) {
+            revert ConsortiumInvalidStatus(previous, standing.status);
+        }
+        if (_standings[successor].status != MemberStatus.None) revert ConsortiumAlreadyMember(successor);
+        Profile memory profile = _profiles[previous];
+        _standings[successor] = Standing({roles: standing.roles, status: standing.status, since: uint40(block.timestamp)});
+        _profiles[successor] = profile;
+        _memberList.push(successor);
+        _standings[previous].status = MemberStatus.Revoked;
+        _successors[previous] = successor;
+        emit MemberAdmitted(successor, standing.roles, profile.name, profile.x25519Key, profile.gatewayUrl);
+        if (standing.status == MemberStatus.Suspended) emit MemberStatusChanged(successor, MemberStatus.Suspended);
+        emit MemberStatusChanged(previous, MemberStatus.Revoked);
+        emit MemberSignerRotated(previous, successor);
     }
 
     function _setThreshold(uint16 threshold_) private {

@@ -16,7 +16,7 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
         uint16 category;
         uint40 retainUntil;
         TombstoneReason tombstone;
-        bool derived;
+        RecordKind kind;
         uint24 accesses;
     }
 
@@ -35,7 +35,7 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
     /// subject non-zero unless the record is derived; id unused; every source existing and live.
     /// A derived source is replaced by its own original sources; at most MAX_SOURCES originals.
     /// retainUntil = now + the category's retention. Emits RecordRegistered (with `derivedFrom` as given).
-    /// @param commitment keccak256(salt ‖ canonical plaintext), checked by requesters after decrypting.
+    /// @param commitment keccak256 over the record's salted field commitments, checked by requesters.
     function registerRecord(
         bytes32 id,
         address subject,
@@ -43,50 +43,39 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
         bytes32 commitment,
         bytes32[] calldata derivedFrom
     ) external {
-        uint40 retention = _consortium.custodianPolicy(msg.sender, categoryId);
-        if (id == bytes32(0)) revert RecordRegistryInvalidRecord(id, "zero id");
-        if (commitment == bytes32(0)) revert RecordRegistryInvalidRecord(id, "zero commitment");
         if (subject == address(0) && derivedFrom.length == 0) revert RecordRegistryInvalidRecord(id, "zero subject");
-        if (_records[id].retainUntil != 0) revert RecordRegistryRecordExists(id);
-        if (derivedFrom.length > MAX_SOURCES) revert RecordRegistryTooManySources(derivedFrom.length, MAX_SOURCES);
-        bytes32[] storage originals = _sources[id];
-        for (uint256 i = 0; i < derivedFrom.length; ++i) {
-            RecordCore storage source = _existing(derivedFrom[i]);
-            if (source.tombstone != TombstoneReason.None) {
-                revert RecordRegistryRecordTombstoned(derivedFrom[i], source.tombstone);
-            }
-            if (block.timestamp > source.retainUntil) revert RecordRegistrySourceExpired(derivedFrom[i], source.retainUntil);
-            if (source.derived) {
-                // Data derived from derived data answers to the original subjects, so keep the
-                // originals, not the intermediate result (whose `subject` is the custodian's word).
-                bytes32[] storage inherited = _sources[derivedFrom[i]];
-                for (uint256 j = 0; j < inherited.length; ++j) originals.push(inherited[j]);
-            } else {
-                originals.push(derivedFrom[i]);
-            }
-            if (originals.length > MAX_SOURCES) revert RecordRegistryTooManySources(originals.length, MAX_SOURCES);
-        }
-        uint40 retainUntil = uint40(block.timestamp) + retention;
-        _records[id] = RecordCore({
-            subject: subject,
-            category: categoryId,
-            retainUntil: retainUntil,
-            tombstone: TombstoneReason.None,
-            derived: derivedFrom.length != 0,
-            accesses: 0
-        });
-        _meta[id] = RecordMeta({custodian: msg.sender, createdAt: uint40(block.timestamp)});
-        _commitments[id] = commitment;
-        emit RecordRegistered(id, msg.sender, subject, categoryId, commitment, retainUntil, derivedFrom);
+        RecordKind kind = derivedFrom.length == 0 ? RecordKind.Plain : RecordKind.Derived;
+        _register(id, subject, categoryId, commitment, derivedFrom, kind);
+    }
+
+    /// @notice Registers `id`, held off chain by the caller, as an anonymous aggregate of `derivedFrom`.
+    /// @dev As registerRecord for a derived record without subject, and the original sources must
+    /// cover at least the category's minAggregateSubjects (K > 0) distinct subjects. Accessing an
+    /// aggregate needs no consent (it identifies nobody) but, like any derived record, live sources.
+    /// Emits RecordRegistered and AggregateRegistered.
+    function registerAggregate(bytes32 id, uint16 categoryId, bytes32 commitment, bytes32[] calldata derivedFrom)
+        external
+    {
+        if (derivedFrom.length == 0) revert RecordRegistryInvalidRecord(id, "an aggregate needs sources");
+        bytes32[] storage originals =
+            _register(id, address(0), categoryId, commitment, derivedFrom, RecordKind.Aggregate);
+        uint256 required = _consortium.category(categoryId).minAggregateSubjects;
+        uint256 subjects = _distinctSubjects(originals);
+        if (required == 0 || subjects < required) revert RecordRegistryTooFewSubjects(id, subjects, required);
+        emit AggregateRegistered(id, uint16(subjects));
     }
 
     /// @notice Marks record `id` destroyed for `reason`; no access to it works afterwards.
-    /// @dev Requirements: caller is the record's custodian (whatever its membership status: the
-    /// duty to destroy outlives a suspension); reason is not None; not already tombstoned.
+    /// @dev Requirements: caller is the record's custodian, or the signer it rotated to (whatever its
+    /// membership status: the duty to destroy outlives a suspension); reason is not None; not already
+    /// tombstoned.
     /// Emits RecordTombstoned.
     function tombstone(bytes32 id, TombstoneReason reason) external {
         RecordCore storage core = _existing(id);
-        if (_meta[id].custodian != msg.sender) revert RecordRegistryNotCustodian(id, msg.sender);
+        address custodian = _meta[id].custodian;
+        if (custodian != msg.sender && _consortium.currentSigner(custodian) != msg.sender) {
+            revert RecordRegistryNotCustodian(id, msg.sender);
+        }
         if (reason == TombstoneReason.None) revert RecordRegistryInvalidRecord(id, "no tombstone reason");
         if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(id, core.tombstone);
         core.tombstone = reason;
@@ -106,8 +95,70 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
             tombstone: core.tombstone,
             commitment: _commitments[id],
             derivedFrom: _sources[id],
-            accesses: core.accesses
+            accesses: core.accesses,
+            kind: core.kind
         });
+    }
+
+    /// @dev Stores a record of `kind` and returns its original sources (see registerRecord).
+    function _register(
+        bytes32 id,
+        address subject,
+        uint16 categoryId,
+        bytes32 commitment,
+        bytes32[] calldata derivedFrom,
+        RecordKind kind
+    ) private returns (bytes32[] storage originals) {
+        uint40 retention = _consortium.custodianPolicy(msg.sender, categoryId);
+        if (id == bytes32(0)) revert RecordRegistryInvalidRecord(id, "zero id");
+        if (commitment == bytes32(0)) revert RecordRegistryInvalidRecord(id, "zero commitment");
+        if (_records[id].retainUntil != 0) revert RecordRegistryRecordExists(id);
+        if (derivedFrom.length > MAX_SOURCES) revert RecordRegistryTooManySources(derivedFrom.length, MAX_SOURCES);
+        originals = _sources[id];
+        for (uint256 i = 0; i < derivedFrom.length; ++i) {
+            RecordCore storage source = _existing(derivedFrom[i]);
+            if (source.tombstone != TombstoneReason.None) {
+                revert RecordRegistryRecordTombstoned(derivedFrom[i], source.tombstone);
+            }
+            if (block.timestamp > source.retainUntil) revert RecordRegistrySourceExpired(derivedFrom[i], source.retainUntil);
+            if (source.kind != RecordKind.Plain) {
+                // Data derived from derived data answers to the original subjects, so keep the
+                // originals, not the intermediate result (whose `subject` is the custodian's word).
+                bytes32[] storage inherited = _sources[derivedFrom[i]];
+                for (uint256 j = 0; j < inherited.length; ++j) originals.push(inherited[j]);
+            } else {
+                originals.push(derivedFrom[i]);
+            }
+            if (originals.length > MAX_SOURCES) revert RecordRegistryTooManySources(originals.length, MAX_SOURCES);
+        }
+        uint40 retainUntil = uint40(block.timestamp) + retention;
+        _records[id] = RecordCore({
+            subject: subject,
+            category: categoryId,
+            retainUntil: retainUntil,
+            tombstone: TombstoneReason.None,
+            kind: kind,
+            accesses: 0
+        });
+        _meta[id] = RecordMeta({custodian: msg.sender, createdAt: uint40(block.timestamp)});
+        _commitments[id] = commitment;
+        emit RecordRegistered(id, msg.sender, subject, categoryId, commitment, retainUntil, derivedFrom);
+    }
+
+    /// @dev Counts the distinct subjects of `sources` (at most MAX_SOURCES, so quadratic is fine).
+    function _distinctSubjects(bytes32[] storage sources) private view returns (uint256 count) {
+        address[] memory seen = new address[](sources.length);
+        for (uint256 i = 0; i < sources.length; ++i) {
+            address subject = _records[sources[i]].subject;
+            bool known;
+            for (uint256 j = 0; j < count; ++j) {
+                if (seen[j] == subject) {
+                    known = true;
+                    break;
+                }
+            }
+            if (!known) seen[count++] = subject;
+        }
     }
 
     function _existing(bytes32 id) internal view returns (RecordCore storage core) {

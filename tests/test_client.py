@@ -333,7 +333,10 @@ def test_request_access_sends_consents_as_json(
     result = client.request_access(bytes.fromhex(RECORD[2:]), 2, consents)
 
     assert result["payload"] == {"name": "Zoë"}
-    assert gateway.body() == {"record": RECORD, "purpose": 2, "consents": [c.to_json() for c in consents]}
+    assert gateway.body() == {"record": RECORD, "purpose": 2, "consents": [c.to_json() for c in consents],
+                              "withhold": "remove"}
+    client.request_access(bytes.fromhex(RECORD[2:]), 2, consents, pseudonymise=True)
+    assert gateway.body()["withhold"] == "pseudonymise"
     assert [Consent.from_json(c) for c in gateway.body()["consents"]] == consents
 
 

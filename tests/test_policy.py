@@ -17,18 +17,18 @@ def consent(identified: bool) -> Consent:
 
 def test_identifying_fields_are_withheld_without_an_identified_consent() -> None:
     """A consent that does not allow identified access yields only the non-identifying fields."""
-    assert visible_payload(PAYLOAD, IDENTIFYING, [consent(False)]) == {"district": "North"}
+    assert visible_payload(PAYLOAD, IDENTIFYING, identified_access([consent(False)])) == {"district": "North"}
 
 
 def test_identified_consent_shows_every_field() -> None:
     """An identified consent lets the requester see the whole record."""
-    assert visible_payload(PAYLOAD, IDENTIFYING, [consent(True)]) == PAYLOAD
+    assert visible_payload(PAYLOAD, IDENTIFYING, identified_access([consent(True)])) == PAYLOAD
 
 
 def test_open_access_without_consent_is_never_identified() -> None:
     """OPEN categories are shared without a consent, hence never with identifying fields."""
     assert not identified_access([])
-    assert visible_payload(PAYLOAD, IDENTIFYING, []) == {"district": "North"}
+    assert visible_payload(PAYLOAD, IDENTIFYING, identified_access([])) == {"district": "North"}
 
 
 def test_every_source_subject_must_allow_identification() -> None:

@@ -6,8 +6,9 @@ import {IRecordRegistry} from "./IRecordRegistry.sol";
 
 /// @title IAccessLedger — the chain of responsibility.
 /// @notice Every granted access appends to its record's hash chain:
-/// head = keccak256(abi.encode(previousHead, seq, requester, purpose, consentRef, timestamp)),
-/// where seq counts the record's accesses from 1, so a missing entry shows as a gap.
+/// head = keccak256(abi.encode(previousHead, seq, requester, purpose, consentRef, identified, timestamp)),
+/// where seq counts the record's accesses from 1, so a missing entry shows as a gap, and
+/// `identified` says whether the custodian may release identifying fields (every consent allows it).
 interface IAccessLedger is IRecordRegistry, IConsentRegistry {
     /// @dev The record's retention period is over.
     error AccessLedgerRetentionExpired(bytes32 record, uint40 retainUntil);
@@ -21,12 +22,15 @@ interface IAccessLedger is IRecordRegistry, IConsentRegistry {
     /// @notice An access was granted and appended to the record's hash chain.
     /// @param consent The consent id, 0 for an OPEN category without consent, or for several
     /// consents (derived records) keccak256 of their ids in the order presented.
+    /// @param identified True iff at least one consent was presented and every one allows identified
+    /// access; otherwise the custodian removes or pseudonymises the category's identifying fields.
     event AccessRecorded(
         uint24 indexed seq,
         bytes32 indexed record,
         address indexed requester,
         uint8 purpose,
         bytes32 consent,
+        bool identified,
         bytes32 head,
         uint40 timestamp
     );

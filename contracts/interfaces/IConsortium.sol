@@ -36,7 +36,8 @@ interface IConsortium is IDataCatalog {
         AddCategory, // (uint16 id, string name, uint8 sensitivity, uint40 retention, uint16 minAggregateSubjects, uint128 allowedPurposes, string[] fields, string[] identifyingFields)
         SetCategoryPurposes, // (uint16 id, uint128 allowedPurposes)
         AddPurpose, // (uint8 id, string name, uint40 sunset)
-        SetPurposeSunset // (uint8 id, uint40 sunset)
+        SetPurposeSunset, // (uint8 id, uint40 sunset)
+        RotateSigner // (address previous, address successor)
     }
 
     /// @notice A member organisation.
@@ -92,6 +93,9 @@ interface IConsortium is IDataCatalog {
     event MemberRolesChanged(address indexed account, uint8 roles);
     /// @notice A member's X25519 key or gateway URL changed.
     event MemberKeysChanged(address indexed account, bytes32 x25519Key, string gatewayUrl);
+    /// @notice A member's signing key moved from `previous` (now REVOKED) to `successor`, which
+    /// inherits its roles, status, name and keys, its records and the consents granted to it.
+    event MemberSignerRotated(address indexed previous, address indexed successor);
     /// @notice The approval threshold changed.
     event ThresholdChanged(uint16 threshold);
     /// @notice A proposal was created (the proposer's approval is counted).
@@ -115,4 +119,7 @@ interface IConsortium is IDataCatalog {
 
     /// @notice Returns the member record of `account` (status None if unknown).
     function member(address account) external view returns (Member memory);
+
+    /// @notice Returns the signer `account` rotated to, following every rotation (itself if none).
+    function currentSigner(address account) external view returns (address);
 }

@@ -13,8 +13,17 @@ interface IRecordRegistry {
         Custodian
     }
 
+    /// @notice What a record is: collected about one subject, derived from other records (an
+    /// analysis result, needing every source subject's consent), or an anonymous aggregate over at
+    /// least the category's K distinct subjects (no consent, sources still alive).
+    enum RecordKind {
+        Plain,
+        Derived,
+        Aggregate
+    }
+
     /// @notice A record as returned by `record()`; `derivedFrom` lists its original (non-derived)
-    /// sources, whose subjects must consent to any access.
+    /// sources, whose subjects must consent to any access unless `kind` is Aggregate.
     struct RecordView {
         address custodian;
         address subject;
@@ -25,6 +34,7 @@ interface IRecordRegistry {
         bytes32 commitment;
         bytes32[] derivedFrom;
         uint24 accesses;
+        RecordKind kind;
     }
 
     /// @dev No record has this id.
@@ -41,6 +51,9 @@ interface IRecordRegistry {
     error RecordRegistrySourceExpired(bytes32 record, uint40 retainUntil);
     /// @dev Only the record's custodian may do this.
     error RecordRegistryNotCustodian(bytes32 record, address caller);
+    /// @dev An aggregate's sources cover fewer distinct subjects than its category's K (0: the
+    /// category allows no anonymous aggregates).
+    error RecordRegistryTooFewSubjects(bytes32 record, uint256 subjects, uint256 required);
 
     /// @notice A record was registered by its custodian.
     event RecordRegistered(
@@ -52,6 +65,9 @@ interface IRecordRegistry {
         uint40 retainUntil,
         bytes32[] derivedFrom
     );
+    /// @notice Record `record` (registered in the same transaction) is an anonymous aggregate over
+    /// `subjects` distinct data subjects.
+    event AggregateRegistered(bytes32 indexed record, uint16 subjects);
     /// @notice A record was destroyed (crypto-shredded off chain) for `reason`.
     event RecordTombstoned(bytes32 indexed record, address indexed custodian, TombstoneReason reason);
 
@@ -63,6 +79,10 @@ interface IRecordRegistry {
         bytes32 commitment,
         bytes32[] calldata derivedFrom
     ) external;
+
+    /// @notice Registers an anonymous aggregate held by the caller. See RecordRegistry for requirements.
+    function registerAggregate(bytes32 id, uint16 categoryId, bytes32 commitment, bytes32[] calldata derivedFrom)
+        external;
 
     /// @notice Marks a record destroyed. See RecordRegistry for requirements.
     function tombstone(bytes32 id, TombstoneReason reason) external;

@@ -138,6 +138,27 @@ class GatewayClient:
         headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         return self._json(self.send_signed("POST", "/v1/records", body, headers))
 
+    def put_aggregate(
+        self,
+        category: int,
+        payload: Mapping[str, Any],
+        derived_from: Iterable[str | bytes],
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Register an anonymous aggregate of `derived_from` (at least the category's K distinct subjects).
+
+        It names no subject and is shared without consent while its sources live; answers as `put_record`.
+        """
+        body = {
+            "category": category,
+            "payload": dict(payload),
+            "derived_from": [record_hex(parse_record_id(source)) for source in derived_from],
+            "aggregate": True,
+        }
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
+        return self._json(self.send_signed("POST", "/v1/records", body, headers))
+
     def get_record(self, record_id: str | bytes) -> dict[str, Any]:
         """Return one of this organisation's records, in the shape `put_record` returns."""
         return self._json(self.send_signed("GET", f"/v1/records/{record_hex(parse_record_id(record_id))}"))
@@ -169,16 +190,20 @@ class GatewayClient:
     # -- access ---------------------------------------------------------------------------------
 
     def request_access(
-        self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = ()
+        self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = (), *, pseudonymise: bool = False
     ) -> dict[str, Any]:
-        """Return the released record: `{record, seq, tx, block, payload, category, custodian}`.
+        """Return the released record: `{record, seq, tx, block, payload, category, custodian, identified, use}`.
 
         The gateway records the access on chain first; `seq`, `tx` and `block` locate that entry.
+        Unless the access is `identified`, the category's identifying fields are removed, or with
+        `pseudonymise` replaced by pseudonyms stable for this requester. `use` "immediate" (PROTECTED
+        records) means the payload is for this use only: do not keep it.
         """
         body = {
             "record": record_hex(parse_record_id(record_id)),
             "purpose": purpose,
             "consents": [consent.to_json() for consent in consents],
+            "withhold": "pseudonymise" if pseudonymise else "remove",
         }
         return self._json(self.send_signed("POST", "/v1/access", body))
 

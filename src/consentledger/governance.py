@@ -26,6 +26,7 @@ PAYLOAD_TYPES: dict[Action, tuple[str, ...]] = {
     Action.SET_CATEGORY_PURPOSES: ("uint16", "uint128"),
     Action.ADD_PURPOSE: ("uint8", "string", "uint40"),
     Action.SET_PURPOSE_SUNSET: ("uint8", "uint40"),
+    Action.ROTATE_SIGNER: ("address", "address"),
 }
 
 
@@ -100,6 +101,11 @@ def set_roles(account: str, roles: Role) -> ProposedAction:
 def set_member_keys(account: str, x25519_key: bytes, gateway_url: str) -> ProposedAction:
     """Replace a member's X25519 public key and gateway URL."""
     return _encode(Action.SET_MEMBER_KEYS, to_checksum_address(account), _key32(x25519_key), gateway_url)
+
+
+def rotate_signer(previous: str, successor: str) -> ProposedAction:
+    """Move a member to a new signing key: `successor` inherits everything, `previous` is revoked."""
+    return _encode(Action.ROTATE_SIGNER, to_checksum_address(previous), to_checksum_address(successor))
 
 
 def set_threshold(threshold: int) -> ProposedAction:

@@ -14,10 +14,18 @@ def identified_access(consents: Sequence[Consent]) -> bool:
 
 
 def visible_payload(
-    payload: Mapping[str, Any], identifying_fields: Iterable[str], consents: Sequence[Consent]
+    payload: Mapping[str, Any], identifying_fields: Iterable[str], identified: bool,
+    *, pseudonyms: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Return the payload a requester may receive: identifying fields withheld unless consented."""
-    if identified_access(consents):
+    """Return the payload a requester may receive: identifying fields withheld unless the access is identified.
+
+    A withheld field may still appear as its `pseudonyms` entry (never the value itself).
+    """
+    if identified:
         return dict(payload)
     withheld = set(identifying_fields)
-    return {field: value for field, value in payload.items() if field not in withheld}
+    allowed = dict(pseudonyms or {})
+    return {
+        field: value for field, value in payload.items()
+        if field not in withheld or (field in allowed and value == allowed[field])
+    }

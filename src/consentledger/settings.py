@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     signer_keystore: Path = Field(description="The organisation's signer key (eth-account keystore v3).")
     x25519_keyfile: Path = Field(description="The organisation's X25519 private key (encrypted).")
     kek_keyfile: Path = Field(description="The key-encryption key wrapping every record key (encrypted).")
+    pseudonym_keyfile: Path = Field(
+        Path("pseudonym.json"), description="The secret per-requester pseudonym keys derive from (encrypted)."
+    )
     password_env: str = Field("CONSENTLEDGER_KEY_PASSWORD", description="Env var holding the key password.")
     store_url: str = Field("sqlite:///agency.db", description="SQLAlchemy URL: sqlite:///… or postgresql://…")
     host: str = Field("127.0.0.1", description="Listen address.")
@@ -62,7 +65,8 @@ def load_settings(path: Path) -> Settings:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigurationError(f"gateway config {path} is unreadable: {exc}") from None
     base = path.resolve().parent
-    for key in ("manifest", "signer_keystore", "x25519_keyfile", "kek_keyfile"):
+    data.setdefault("pseudonym_keyfile", "pseudonym.json")
+    for key in ("manifest", "signer_keystore", "x25519_keyfile", "kek_keyfile", "pseudonym_keyfile"):
         if key in data and not Path(data[key]).is_absolute():
             data[key] = str(base / data[key])
     url = data.setdefault("store_url", "sqlite:///agency.db")

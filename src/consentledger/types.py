@@ -69,6 +69,14 @@ class TombstoneReason(IntEnum):
     CUSTODIAN = 4
 
 
+class RecordKind(IntEnum):
+    """What a record is (IRecordRegistry.RecordKind): about one subject, derived, or an anonymous aggregate."""
+
+    PLAIN = 0
+    DERIVED = 1
+    AGGREGATE = 2
+
+
 class Action(IntEnum):
     """What a governance proposal does (IConsortium.Action)."""
 
@@ -83,6 +91,7 @@ class Action(IntEnum):
     SET_CATEGORY_PURPOSES = 8
     ADD_PURPOSE = 9
     SET_PURPOSE_SUNSET = 10
+    ROTATE_SIGNER = 11
 
 
 class ConsentStatus(IntEnum):
@@ -156,6 +165,7 @@ class RecordInfo:
     commitment: bytes
     derived_from: tuple[RecordId, ...]
     accesses: int
+    kind: RecordKind = RecordKind.PLAIN
 
 
 @dataclass(frozen=True)
@@ -171,3 +181,5 @@ class AccessEntry:
     timestamp: int
     block_number: int
     tx_hash: bytes
+    identified: bool = False
+    """Whether the custodian may release identifying fields (every presented consent allows it)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
@@ -13,7 +14,7 @@ from consentledger.types import MemberStatus, Role, Sensitivity
 ALICE, BOB = "0x" + "a1" * 20, "0x" + "b0" * 20
 TRANSPORT, POLICE = "0x" + "71" * 20, "0x" + "90" * 20
 ONE_TIME, PROTECTED, OPEN = 1, 2, 3
-RECORD, LAB, STATS, DERIVED, DISTRICT = ("0x" + f"{n:064x}" for n in (1, 2, 3, 4, 5))
+RECORD, LAB, STATS, DERIVED, DISTRICT, AGGREGATE = ("0x" + f"{n:064x}" for n in (1, 2, 3, 4, 5, 6))
 CONSENT, OTHER = "0x" + "c1" * 32, "0x" + "c2" * 32
 TX = "0x" + "ee" * 32
 EPIDEMIC, RESEARCH = 1, 2
@@ -41,6 +42,7 @@ def checker(consents: dict[str, ConsentFacts], **governance: object) -> AccessCh
         STATS: RecordFacts(BOB, OPEN, 10_000, (3, 0), None),
         DISTRICT: RecordFacts(BOB, OPEN, 10_000, None, None),
         DERIVED: RecordFacts("0x" + "00" * 20, ONE_TIME, 10_000, None, (ALICE, BOB)),
+        AGGREGATE: RecordFacts("0x" + "00" * 20, OPEN, 10_000, None, (ALICE, BOB), aggregate=True),
     }
     histories: dict[str, object] = {
         "memberships": {TRANSPORT: [((1, 0), MemberStatus.ACTIVE)], POLICE: [((1, 0), MemberStatus.ACTIVE)]},
@@ -66,9 +68,9 @@ class Feed:
         self.heads: dict[str, tuple[int, bytes]] = {}
 
     def __call__(self, record: str, *, block: int, consent: str = CONSENT, requester: str = TRANSPORT,
-                 purpose: int = 1, timestamp: int = 500) -> None:
+                 purpose: int = 1, timestamp: int = 500, identified: bool = False) -> None:
         seq, head = self.heads.get(record, (0, GENESIS))
-        draft = AccessRow(record, seq + 1, requester, purpose, consent, ZERO_HASH, timestamp, block, TX, 0)
+        draft = AccessRow(record, seq + 1, requester, purpose, consent, identified, ZERO_HASH, timestamp, block, TX, 0)
         emitted = link(head, draft.entry())
         self.heads[record] = (seq + 1, emitted)
         self.check.check(draft._replace(head="0x" + emitted.hex()))
@@ -150,7 +152,7 @@ def test_a_row_that_does_not_hash_to_its_head_is_named() -> None:
     check = checker({CONSENT: consent(max_uses=5, category=PROTECTED, record=LAB)})
     feed = Feed(check)
     feed(LAB, block=5)
-    row = AccessRow(LAB, 2, TRANSPORT, 1, CONSENT, "0x" + "12" * 32, 500, 6, TX, 0)
+    row = AccessRow(LAB, 2, TRANSPORT, 1, CONSENT, False, "0x" + "12" * 32, 500, 6, TX, 0)
     check.check(row)
     feed.heads[LAB] = (2, bytes.fromhex("12" * 32))
     feed(LAB, block=7)
@@ -192,9 +194,51 @@ def test_a_purpose_used_at_or_after_its_sunset_is_named() -> None:
     assert "purpose 1 was sunset at 1970-01-01T00:10:00+00:00 (set at block 4)" in check.found[0].message
 
 
-def test_the_fast_link_hashes_what_eth_abi_encodes() -> None:
+@pytest.mark.parametrize("identified", [False, True])
+def test_the_fast_link_hashes_what_eth_abi_encodes(identified: bool) -> None:
     """link_words (native keccak, hand-built words) equals keccak(abi.encode(...)) through eth_abi and eth_utils."""
     previous, consent_word = bytes(range(32)), bytes(range(32, 64))
-    fields = (previous, 7, TRANSPORT, 2, consent_word, 1_700_000_123)
-    encoded = encode(["bytes32", "uint24", "address", "uint8", "bytes32", "uint256"], fields)
-    assert link_words(previous, 7, requester_word(TRANSPORT), 2, consent_word, 1_700_000_123) == keccak(encoded)
+    fields = (previous, 7, TRANSPORT, 2, consent_word, identified, 1_700_000_123)
+    encoded = encode(["bytes32", "uint24", "address", "uint8", "bytes32", "bool", "uint256"], fields)
+    assert link_words(previous, 7, requester_word(TRANSPORT), 2, consent_word, identified, 1_700_000_123) == (
+        keccak(encoded))
+
+
+@pytest.mark.parametrize(("allowed", "recorded", "flagged"), [
+    (True, True, False), (False, False, False), (True, False, True), (False, True, True),
+])
+def test_the_identified_flag_must_follow_the_consent(allowed: bool, recorded: bool, flagged: bool) -> None:
+    """An access is identified exactly when its consent allows it; any other flag is named."""
+    check = checker({CONSENT: consent(identified=allowed)})
+    Feed(check)(RECORD, block=5, identified=recorded)
+    assert kinds(check) == ([(DiscrepancyKind.IDENTIFIED_MISMATCH, RECORD, 5)] if flagged else [])
+
+
+def test_an_open_access_without_consent_cannot_be_identified() -> None:
+    """No consent, no identified access."""
+    check = checker({})
+    Feed(check)(DISTRICT, block=5, consent=ZERO_HASH, identified=True)
+    assert kinds(check) == [(DiscrepancyKind.IDENTIFIED_MISMATCH, DISTRICT, 5)]
+
+
+def test_an_aggregate_is_read_without_consent_and_never_with_one() -> None:
+    """An anonymous aggregate needs no source consent; one presented is named."""
+    check = checker({CONSENT: consent(category=OPEN, record=AGGREGATE)})
+    feed = Feed(check)
+    feed(AGGREGATE, block=5, consent=ZERO_HASH)
+    feed(AGGREGATE, block=6)
+    assert kinds(check) == [(DiscrepancyKind.CONSENT_ON_AGGREGATE, AGGREGATE, 6)]
+
+
+def test_a_consent_follows_its_grantee_s_signer_rotation_from_then_on() -> None:
+    """Transport rotated to a new key at block 4: the new key's access at block 5 is its; at block 3 it was not."""
+    rotated = "0x" + "72" * 20
+    check = checker(
+        {CONSENT: consent(category=PROTECTED, record=LAB, max_uses=5)},
+        memberships={rotated: [((1, 0), MemberStatus.ACTIVE)]}, roles={rotated: [((1, 0), Role.REQUESTER)]},
+    )
+    check.successors = {TRANSPORT: [((4, 0), rotated)]}
+    feed = Feed(check)
+    feed(LAB, block=3, requester=rotated)
+    feed(LAB, block=5, requester=rotated)
+    assert kinds(check) == [(DiscrepancyKind.WRONG_GRANTEE, LAB, 3)]

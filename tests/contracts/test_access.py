@@ -25,11 +25,11 @@ ZERO = b"\0" * 32
 
 
 def expected_head(previous: bytes, seq: int, requester: str, purpose: int, consent: bytes,
-                  timestamp: int) -> bytes:
-    """Return keccak256(abi.encode(previous, seq, requester, purpose, consent, timestamp))."""
+                  timestamp: int, identified: bool = False) -> bytes:
+    """Return keccak256(abi.encode(previous, seq, requester, purpose, consent, identified, timestamp))."""
     return keccak(encode(
-        ["bytes32", "uint24", "address", "uint8", "bytes32", "uint256"],
-        [previous, seq, requester, purpose, consent, timestamp],
+        ["bytes32", "uint24", "address", "uint8", "bytes32", "bool", "uint256"],
+        [previous, seq, requester, purpose, consent, identified, timestamp],
     ))
 
 
@@ -51,7 +51,7 @@ def test_one_time_consent_grants_one_access_and_emits_access_recorded(net: Net) 
     head = expected_head(ZERO, 1, net.transport.address, EPIDEMIC, cid, when)
     assert event == {
         "seq": 1, "record": net.records.contact, "requester": net.transport.address,
-        "purpose": EPIDEMIC, "consent": cid, "head": head, "timestamp": when,
+        "purpose": EPIDEMIC, "consent": cid, "identified": False, "head": head, "timestamp": when,
     }
     assert net.ledger.head(net.records.contact) == head
     assert net.ledger.record(net.records.contact).accesses == 1
@@ -394,3 +394,40 @@ def test_second_level_derivation_needs_the_original_subjects_consent(net: Net) -
         net.access(net.transport, second, EPIDEMIC, [by_carol])
     assert e.value.rule == "ConsentRegistryWrongSubject"
     assert net.access(net.transport, second, EPIDEMIC, [by_alice]).seq == 1
+
+
+# ---------------------------------------------------------------------- identified access
+
+
+@pytest.mark.parametrize("identified", [True, False])
+def test_the_entry_records_whether_the_consent_allows_identified_access(net: Net, identified: bool) -> None:
+    """The access entry carries the consent's `identified` term, and the head hashes it."""
+    consent = net.consent(net.alice, net.transport, CONTACT_TRACE, EPIDEMIC, identified=identified)
+    cid = net.grant(consent)
+    when = net.next_time()
+
+    entry = net.access(net.transport, net.records.contact, EPIDEMIC, [consent])
+
+    assert entry.identified is identified
+    assert entry.head == expected_head(ZERO, 1, net.transport.address, EPIDEMIC, cid, when, identified)
+
+
+def test_an_open_access_without_consent_is_never_identified(net: Net) -> None:
+    """No consent, no identified access."""
+    assert net.access(net.police, net.records.stats, EPIDEMIC).identified is False
+
+
+@pytest.mark.parametrize("terms", [(True, True), (True, False)])
+def test_a_derived_access_is_identified_only_if_every_source_subject_allows_it(
+    net: Net, terms: tuple[bool, bool]
+) -> None:
+    """Alice and Bob both allowing identified access makes it identified; one refusal makes it not."""
+    cohort = net.register("cohort", None, LAB_RESULT, derived_from=[net.records.lab, net.records.lab_bob])
+    consents = [
+        net.consent(subject, net.transport, LAB_RESULT, RESEARCH, record=cohort, identified=allows)
+        for subject, allows in zip((net.alice, net.bob), terms, strict=True)
+    ]
+    for consent in consents:
+        net.grant(consent)
+
+    assert net.access(net.transport, cohort, RESEARCH, consents).identified is all(terms)

@@ -42,6 +42,8 @@ EPIDEMIC, RESEARCH = 1, 2
 CONTACT_TRACE, LAB_RESULT, DISTRICT_STATS = 1, 2, 3
 RETENTION = {CONTACT_TRACE: 30 * DAY, LAB_RESULT: 90 * DAY, DISTRICT_STATS: 365 * DAY}
 VOTING_PERIOD = 7 * DAY
+AGGREGATE_K = 2
+"""District statistics may be registered as anonymous aggregates over at least 2 distinct subjects."""
 
 Party = LocalAccount | TransactionSender | str
 
@@ -295,7 +297,7 @@ def _setup_governance(ledger: Ledger, cast: Cast) -> None:
         ),
         gov.add_category(
             DISTRICT_STATS, "district-stats", Sensitivity.OPEN, RETENTION[DISTRICT_STATS],
-            ["district", "cases"], [], [EPIDEMIC, RESEARCH],
+            ["district", "cases"], [], [EPIDEMIC, RESEARCH], min_aggregate_subjects=AGGREGATE_K,
         ),
         *(
             gov.admit_member(account.address, role, name, bytes([n]) * 32, f"http://{name}")

@@ -6,12 +6,10 @@ import json
 import math
 
 import pytest
-from eth_utils import keccak
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consentledger.crypto.commitment import SALT_BYTES, canonical_json, commitment, new_salt, verify_commitment
-from consentledger.errors import IntegrityError
+from consentledger.crypto.commitment import SALT_BYTES, canonical_json, new_salt
 
 SALT = bytes(range(32))
 PAYLOAD = {"name": "Zoë", "age": 41, "tags": ["a", "b"], "address": {"zip": "10115", "city": "Berlin"}}
@@ -61,54 +59,11 @@ def test_canonical_json_survives_a_round_trip_and_reordering(payload: dict[str, 
     assert canonical_json(json.loads(canonical)) == canonical
 
 
-def test_commitment_is_keccak_of_salt_then_canonical() -> None:
-    """The commitment is keccak256 over the salt followed by the canonical bytes."""
-    canonical = canonical_json(PAYLOAD)
-    assert commitment(SALT, canonical) == keccak(SALT + canonical)
-    assert len(commitment(SALT, canonical)) == 32
-
-
-def test_commitment_refuses_a_salt_that_is_not_32_bytes() -> None:
-    """A short salt would make (salt, content) splits ambiguous, so it raises ValueError."""
-    with pytest.raises(ValueError, match="salt is 32 bytes"):
-        commitment(SALT[:16], b"{}")
-
-
 def test_new_salt_is_32_fresh_bytes() -> None:
     """Each salt is 32 bytes and differs from the last."""
     first, second = new_salt(), new_salt()
     assert len(first) == len(second) == SALT_BYTES == 32
     assert first != second
-
-
-def test_verify_commitment_accepts_matching_content() -> None:
-    """Content, salt and commitment that agree pass silently."""
-    canonical = canonical_json(PAYLOAD)
-    verify_commitment(SALT, canonical, commitment(SALT, canonical))
-
-
-@pytest.mark.parametrize(
-    ("salt", "canonical"),
-    [
-        (SALT, canonical_json({**PAYLOAD, "age": 42})),
-        (bytes(32), canonical_json(PAYLOAD)),
-        (SALT[:31], canonical_json(PAYLOAD)),
-        (SALT, canonical_json(PAYLOAD) + b" "),
-    ],
-    ids=["changed field", "other salt", "short salt", "extra byte"],
-)
-def test_verify_commitment_rejects_anything_else(salt: bytes, canonical: bytes) -> None:
-    """Changed content, another salt or a malformed salt raises IntegrityError."""
-    expected = commitment(SALT, canonical_json(PAYLOAD))
-    with pytest.raises(IntegrityError, match="record content does not match its on-chain commitment"):
-        verify_commitment(salt, canonical, expected)
-
-
-def test_verify_commitment_rejects_a_truncated_expected_value() -> None:
-    """An on-chain value of the wrong length never matches."""
-    canonical = canonical_json(PAYLOAD)
-    with pytest.raises(IntegrityError):
-        verify_commitment(SALT, canonical, commitment(SALT, canonical)[:31])
 
 
 def test_canonical_json_rejects_text_that_is_not_unicode() -> None:

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from consentledger.crypto.disclosure import Disclosure
 from consentledger.crypto.keyfiles import load_x25519_keyfile
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
-from consentledger.crypto.vault import open_sealed, record_aad
+from consentledger.crypto.vault import open_sealed
 from consentledger.errors import IntegrityError
 from consentledger.localnet import DEV_PASSWORD
 from consentledger.store.tables import records
@@ -61,10 +62,11 @@ def test_key_request_for_a_seq_outside_uint24_is_refused(
     assert "seq" in expect(response, 422, "invalid_request")["detail"]
 
 
-def test_released_key_opens_only_with_the_requesters_x25519_key(
+def test_the_disclosure_opens_only_with_the_requesters_x25519_key(
     consortium: Consortium, accessed: dict[str, Any]
 ) -> None:
-    """The wrapped key unwraps with transport's X25519 key into the DEK of the payload, and fails with police's."""
+    """The one-time key unwraps with transport's X25519 key into a disclosure that verifies against the chain;
+    police's key opens nothing, and the record's own key never leaves the custodian."""
     transport, police = consortium.transport, consortium.police
     record, seq, block = str(accessed["record"]), int(accessed["seq"]), int(accessed["block"])
     response = signed(consortium.health, consortium.key(transport), "POST", f"/v1/keys/{record}/{seq}",
@@ -74,10 +76,17 @@ def test_released_key_opens_only_with_the_requesters_x25519_key(
     wrapped = WrappedKey.from_json(released["wrapped_key"])
     context = access_context(record_id, seq, transport.address)
 
-    dek = unwrap(load_x25519_keyfile(transport.directory / "x25519.pem", DEV_PASSWORD), wrapped, context)
+    access_key = unwrap(load_x25519_keyfile(transport.directory / "x25519.pem", DEV_PASSWORD), wrapped, context)
 
-    plaintext = open_sealed(dek, base64.b64decode(released["ciphertext"]), record_aad(record_id, DISTRICT_STATS))
-    assert json.loads(plaintext) == PAYLOAD
+    shown = Disclosure.from_json(json.loads(open_sealed(access_key, base64.b64decode(released["disclosure"]),
+                                                        context)))
+    shown.verify(consortium.ledger.record(record_id).commitment)
+    assert shown.visible_payload() == PAYLOAD
+    assert (released["identified"], released["use"]) == (False, "standard")
+    assert response.headers["cache-control"] == "no-store"
+    (wrapped_dek,) = consortium.store(consortium.health).engine.connect().execute(
+        records.select().with_only_columns(records.c.wrapped_dek).where(records.c.record_id == record)).one()
+    assert access_key != wrapped_dek and "ciphertext" not in released and "salt" not in released
     with pytest.raises(IntegrityError):
         unwrap(load_x25519_keyfile(police.directory / "x25519.pem", DEV_PASSWORD), wrapped, context)
     with pytest.raises(IntegrityError):
@@ -85,16 +94,18 @@ def test_released_key_opens_only_with_the_requesters_x25519_key(
                access_context(record_id, seq, police.address))
 
 
-def test_tampered_ciphertext_fails_integrity_yet_the_access_is_on_chain(consortium: Consortium) -> None:
-    """A flipped byte in the custodian's stored ciphertext makes the access answer 502 without payload."""
+@pytest.mark.parametrize("column", ["ciphertext", "salt"])
+def test_tampered_storage_fails_integrity_yet_the_access_is_on_chain(consortium: Consortium, column: str) -> None:
+    """A flipped byte in the custodian's stored ciphertext (caught by AES-GCM at the custodian) or salt (caught
+    by the requester against the on-chain commitment) makes the access answer 502 without payload."""
     health = consortium.health
     record = consortium.ingest({"district": "West", "cases": 1}, category=DISTRICT_STATS)
     engine = consortium.store(health).engine
     with engine.begin() as conn:
-        (ciphertext,) = conn.execute(records.select().with_only_columns(records.c.ciphertext)
-                                     .where(records.c.record_id == record)).one()
-        flipped = bytes(ciphertext[:-5]) + bytes([ciphertext[-5] ^ 0x01]) + bytes(ciphertext[-4:])
-        conn.execute(records.update().where(records.c.record_id == record).values(ciphertext=flipped))
+        (stored,) = conn.execute(records.select().with_only_columns(records.c[column])
+                                 .where(records.c.record_id == record)).one()
+        flipped = bytes(stored[:-5]) + bytes([stored[-5] ^ 0x01]) + bytes(stored[-4:])
+        conn.execute(records.update().where(records.c.record_id == record).values({column: flipped}))
 
     answer = expect(consortium.access(consortium.transport, record), 502, "integrity_error")
 

@@ -20,9 +20,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from consentledger.chain.node import ChainKind, LocalNode, start_node
+from consentledger.crypto.disclosure import Disclosure
 from consentledger.crypto.keyfiles import load_kek_file, load_x25519_keyfile, new_next_kek_file, next_keyfile
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
-from consentledger.crypto.vault import open_sealed, record_aad
+from consentledger.crypto.vault import open_sealed
 from consentledger.errors import IntegrityError, NodeStartError
 from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency
 from consentledger.store.rotation import census
@@ -79,12 +80,12 @@ def public(private: X25519PrivateKey) -> bytes:
 
 
 def released_key(rotating: Rotating, access: dict[str, Any]) -> tuple[WrappedKey, bytes]:
-    """Ask the custodian (as transport) for the key of `access` again; return it and the record's ciphertext."""
+    """Ask the custodian (as transport) for the release of `access` again; return its wrapped key and disclosure."""
     transport, record = rotating.consortium.transport, str(access["record"])
     response = signed(rotating.consortium.health, rotating.consortium.key(transport), "POST",
                       f"/v1/keys/{record}/{access['seq']}", {"block": access["block"]})
     released = expect(response, 200)
-    return WrappedKey.from_json(released["wrapped_key"]), base64.b64decode(released["ciphertext"])
+    return WrappedKey.from_json(released["wrapped_key"]), base64.b64decode(released["disclosure"])
 
 
 def test_an_access_decrypts_after_the_custodian_rotates_its_kek(rotating: Rotating) -> None:
@@ -140,13 +141,12 @@ def test_accesses_keep_working_through_an_x25519_rotation_by_governance(rotating
 
     access = expect(consortium.access(transport, rotating.record), 200)
     assert access["payload"] == PAYLOAD
-    wrapped, ciphertext = released_key(rotating, access)
+    wrapped, sealed = released_key(rotating, access)
     context = access_context(bytes.fromhex(rotating.record[2:]), int(access["seq"]), transport.address)
     with pytest.raises(IntegrityError):
         unwrap(old, wrapped, context)
-    dek = unwrap(new, wrapped, context)
-    assert json.loads(open_sealed(dek, ciphertext, record_aad(bytes.fromhex(rotating.record[2:]), DISTRICT_STATS))) \
-        == PAYLOAD
+    access_key = unwrap(new, wrapped, context)
+    assert Disclosure.from_json(json.loads(open_sealed(access_key, sealed, context))).visible_payload() == PAYLOAD
 
     finished = cli("keys", "rotate-x25519", "--config", config(transport), "--finish")
     assert finished.returncode == 0 and "is now current" in finished.stdout, finished.stderr

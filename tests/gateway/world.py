@@ -41,6 +41,8 @@ CHAIN_ID = 1337
 EPIDEMIC_CONTROL = 1
 CONTACT_TRACE, LAB_RESULT, DISTRICT_STATS = 1, 2, 3
 CONTACT_FIELDS = ("name", "phone", "district")
+AGGREGATE_K = 2
+"""District statistics may be anonymous aggregates over at least 2 distinct subjects."""
 
 
 def catalog() -> list[governance.ProposedAction]:
@@ -53,7 +55,7 @@ def catalog() -> list[governance.ProposedAction]:
         governance.add_category(LAB_RESULT, "lab-result", Sensitivity.PROTECTED, month, ("test", "result"),
                                 (), [EPIDEMIC_CONTROL]),
         governance.add_category(DISTRICT_STATS, "district-stats", Sensitivity.OPEN, month, ("district", "cases"),
-                                (), [EPIDEMIC_CONTROL]),
+                                (), [EPIDEMIC_CONTROL], min_aggregate_subjects=AGGREGATE_K),
     ]
 
 

@@ -58,6 +58,8 @@ class DiscrepancyKind(StrEnum):
     PURPOSE_NOT_ALLOWED = "purpose_not_allowed"
     PURPOSE_SUNSET = "purpose_sunset"
     RETENTION_OVERDUE = "retention_overdue"
+    CONSENT_ON_AGGREGATE = "consent_on_aggregate"
+    IDENTIFIED_MISMATCH = "identified_mismatch"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class RecordFacts:
     retain_until: int
     tombstoned: Position | None
     source_subjects: tuple[str, ...] | None
+    aggregate: bool = False
+    """An anonymous aggregate: read without consent (its sources' subjects are never asked)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,7 @@ class ConsentFacts:
     max_uses: int | None
     granted: Position | None
     revoked: Position | None
+    identified: bool | None = None
 
 
 @dataclass
@@ -123,6 +128,8 @@ class AccessChecker:
     """Each purpose's sunset (unix seconds, 0: none), from its addition and each change of it."""
     presented: Callable[[AccessRow], list[str] | None]
     """Resolves the consents behind a derived record's combined consent reference (None: unknown)."""
+    successors: Mapping[str, History[str]] = field(default_factory=dict)
+    """The signer each account rotated to by governance (MemberSignerRotated), if it did."""
     found: list[Discrepancy] = field(default_factory=list)
     folded: dict[str, bytes] = field(default_factory=dict)
     accesses: int = 0
@@ -154,7 +161,7 @@ class AccessChecker:
     def _chain(self, row: AccessRow) -> None:
         last_seq, last_head = self._last.get(row.record, (0, GENESIS))
         previous = self.folded.get(row.record, GENESIS)
-        words = (row.seq, _word(row.requester), row.purpose, hex_bytes(row.consent), row.timestamp)
+        words = (row.seq, _word(row.requester), row.purpose, hex_bytes(row.consent), row.identified, row.timestamp)
         folded = self.folded[row.record] = link_words(previous, *words)
         emitted = hex_bytes(row.head)
         if row.seq != last_seq + 1:
@@ -206,7 +213,14 @@ class AccessChecker:
 
     def _consents(self, row: AccessRow, record: RecordFacts) -> None:
         sensitivity = self.sensitivities.get(record.category, Sensitivity.PROTECTED)
+        if record.aggregate:
+            if row.consent != ZERO_HASH:
+                self._flag(DiscrepancyKind.CONSENT_ON_AGGREGATE, row, "an anonymous aggregate was accessed under "
+                           f"consent {row.consent}; aggregates take none")
+            self._identified(row, [])
+            return
         if row.consent == ZERO_HASH:
+            self._identified(row, [])
             if record.source_subjects is not None:
                 self._flag(DiscrepancyKind.MISSING_SOURCE_CONSENT, row, "a derived record was accessed without "
                            "its sources' subjects' consents")
@@ -222,12 +236,36 @@ class AccessChecker:
             return
         for consent_id in ids:
             self._consent(row, record, sensitivity, consent_id)
+        self._identified(row, ids)
         if record.source_subjects is not None:
             given = {self.consents[c].subject for c in ids if c in self.consents}
             for subject in dict.fromkeys(record.source_subjects):
                 if subject not in given:
                     self._flag(DiscrepancyKind.MISSING_SOURCE_CONSENT, row, f"source subject {subject} "
                                "gave no consent for this access to a derived record")
+
+    def _rotated_to(self, grantee: str, requester: str, here: Position) -> bool:
+        """Return whether `grantee` had rotated (through any number of rotations) to `requester` before `here`."""
+        account = grantee
+        for _ in range(_MAX_ROTATIONS):
+            change = as_of(self.successors.get(account, ()), here)
+            if change is None:
+                return False
+            account = change[1]
+            if account == requester:
+                return True
+        return False
+
+    def _identified(self, row: AccessRow, consent_ids: Sequence[str]) -> None:
+        """The entry is identified iff consents were presented and every one allows identified access."""
+        terms = [self.consents.get(c) for c in consent_ids]
+        if any(t is None or t.identified is None for t in terms):
+            return  # an unknown consent is flagged on its own
+        expected = bool(terms) and all(t.identified for t in terms if t is not None)
+        if row.identified != expected:
+            self._flag(DiscrepancyKind.IDENTIFIED_MISMATCH, row, f"the access is recorded as "
+                       f"{'identified' if row.identified else 'not identified'}, but its consents "
+                       f"{'allow' if expected else 'do not allow'} identified access")
 
     def _consent(self, row: AccessRow, record: RecordFacts, sensitivity: Sensitivity, consent_id: str) -> None:
         terms = self.consents.get(consent_id)
@@ -249,7 +287,9 @@ class AccessChecker:
         if uses > allowed:
             self._flag(DiscrepancyKind.CONSENT_EXHAUSTED, row, f"this is use {uses} of consent {consent_id}, "
                        f"which allows {allowed}")
-        if terms.grantee != row.requester:
+        if terms.grantee != row.requester and not (
+            terms.grantee is not None and self._rotated_to(terms.grantee, row.requester, here)
+        ):
             self._flag(DiscrepancyKind.WRONG_GRANTEE, row, f"consent {consent_id} names grantee {terms.grantee}, "
                        f"not the requester {row.requester}")
         if terms.purpose != row.purpose:
@@ -268,6 +308,10 @@ class AccessChecker:
 
     def _flag(self, kind: DiscrepancyKind, row: AccessRow, message: str) -> None:
         self.found.append(Discrepancy(kind, message, row.record, row.seq, row.tx_hash, row.block))
+
+
+_MAX_ROTATIONS = 16
+"""Consortium.MAX_ROTATIONS: how many rotations currentSigner follows."""
 
 
 def as_of(history: History[T], position: Position) -> tuple[Position, T] | None:

@@ -29,6 +29,7 @@ ACCESS_RECORDED_ABI: dict[str, Any] = {
         {"indexed": True, "name": "requester", "type": "address"},
         {"indexed": False, "name": "purpose", "type": "uint8"},
         {"indexed": False, "name": "consent", "type": "bytes32"},
+        {"indexed": False, "name": "identified", "type": "bool"},
         {"indexed": False, "name": "head", "type": "bytes32"},
         {"indexed": False, "name": "timestamp", "type": "uint40"},
     ],
@@ -63,6 +64,7 @@ class AccessRow(NamedTuple):
     requester: str
     purpose: int
     consent: str
+    identified: bool
     head: str
     timestamp: int
     block: int
@@ -79,6 +81,7 @@ class AccessRow(NamedTuple):
             record=RecordId(hex_bytes(self.record)), seq=self.seq, requester=Address(self.requester),
             purpose=self.purpose, consent=hex_bytes(self.consent), head=hex_bytes(self.head),
             timestamp=self.timestamp, block_number=self.block, tx_hash=hex_bytes(self.tx_hash),
+            identified=self.identified,
         )
 
 
@@ -159,7 +162,8 @@ def access_row(event: DecodedEvent) -> AccessRow:
     args = event.args
     return AccessRow(
         record=args["record"], seq=int(args["seq"]), requester=args["requester"], purpose=int(args["purpose"]),
-        consent=args["consent"], head=args["head"], timestamp=int(args["timestamp"]),
+        consent=args["consent"], identified=bool(args["identified"]), head=args["head"],
+        timestamp=int(args["timestamp"]),
         block=event.block_number, tx_hash=event.tx_hash, log_index=event.log_index,
     )
 

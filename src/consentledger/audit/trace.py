@@ -31,6 +31,7 @@ class TraceLine:
     purpose: int
     purpose_name: str | None
     consent: str | None
+    identified: bool
     tx_hash: str
     block: int
     log_index: int
@@ -42,7 +43,8 @@ class TraceLine:
             "record": self.record, "subject": self.subject, "category": self.category,
             "category_name": self.category_name, "custodian": self.custodian, "custodian_name": self.custodian_name,
             "requester": self.requester, "requester_name": self.requester_name, "purpose": self.purpose,
-            "purpose_name": self.purpose_name, "consent": self.consent, "tx_hash": self.tx_hash,
+            "purpose_name": self.purpose_name, "consent": self.consent, "identified": self.identified,
+            "tx_hash": self.tx_hash,
             "block": self.block, "log_index": self.log_index,
         }
 
@@ -104,7 +106,8 @@ def trace(
             subject=row["subject"], category=row["category"], category_name=row["category_name"],
             custodian=row["custodian"], custodian_name=row["custodian_name"], requester=row["requester"],
             requester_name=row["requester_name"], purpose=row["purpose"], purpose_name=row["purpose_name"],
-            consent=None if row["consent"] == ZERO_HASH else row["consent"], tx_hash=row["tx_hash"],
+            consent=None if row["consent"] == ZERO_HASH else row["consent"], identified=bool(row["identified"]),
+            tx_hash=row["tx_hash"],
             block=row["block"], log_index=row["log_index"],
         )
         for row in rows
@@ -116,7 +119,8 @@ def _query() -> Select[Any]:
     requester, custodian = t.members.alias("requester_member"), t.members.alias("custodian_member")
     return (
         select(
-            a.c.seq, a.c.timestamp, a.c.record, a.c.requester, a.c.purpose, a.c.consent, a.c.tx_hash, a.c.block,
+            a.c.seq, a.c.timestamp, a.c.record, a.c.requester, a.c.purpose, a.c.consent, a.c.identified,
+            a.c.tx_hash, a.c.block,
             a.c.log_index, r.c.subject, r.c.category, r.c.custodian,
             t.categories.c.name.label("category_name"), t.purposes.c.name.label("purpose_name"),
             requester.c.name.label("requester_name"), custodian.c.name.label("custodian_name"),

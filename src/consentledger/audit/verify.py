@@ -38,7 +38,7 @@ from consentledger.audit.source import ChainSource
 from consentledger.chain.history import GENESIS
 from consentledger.consent import Consent, consent_id
 from consentledger.governance import purposes_in
-from consentledger.types import Sensitivity
+from consentledger.types import RecordKind, Sensitivity
 
 if TYPE_CHECKING:
     from consentledger.chain.ledger import Ledger
@@ -100,6 +100,7 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
             records=records, sensitivities=sensitivities, consents=consents, memberships=_memberships(conn),
             roles=_roles(conn), allowed_purposes=_allowed_purposes(conn), sunsets=_sunsets(conn),
             presented=_ConsentResolver(ledger, source),
+            successors=_replay(conn, ("MemberSignerRotated",), "previous", lambda args: str(args["successor"])),
         )
         a = t.accesses.c
         stream = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(
@@ -181,10 +182,11 @@ def _records(conn: Connection) -> dict[str, RecordFacts]:
             subject=row.subject, category=row.category, retain_until=row.retain_until,
             tombstoned=_pos(row.tombstoned_block, row.tombstoned_log_index),
             source_subjects=tuple(subjects[row.id]) if row.derived_from else None,
+            aggregate=row.kind == RecordKind.AGGREGATE,
         )
         for row in conn.execute(
             select(r.id, r.subject, r.category, r.retain_until, r.tombstoned_block, r.tombstoned_log_index,
-                   r.derived_from)
+                   r.derived_from, r.kind)
         )
     }
 
@@ -193,7 +195,7 @@ def _consents(conn: Connection) -> dict[str, ConsentFacts]:
     return {
         row.id: ConsentFacts(
             subject=row.subject, grantee=row.grantee, category=row.category, record=row.record, purpose=row.purpose,
-            valid_until=row.valid_until, max_uses=row.max_uses,
+            valid_until=row.valid_until, max_uses=row.max_uses, identified=row.identified,
             granted=_pos(row.granted_block, row.granted_log_index),
             revoked=_pos(row.revoked_block, row.revoked_log_index),
         )

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from consentledger.audit import tables as t
 from consentledger.audit.events import ACCESS_RECORDED, AccessRow, DecodedEvent, access_row
 from consentledger.governance import purposes_in
-from consentledger.types import MemberStatus
+from consentledger.types import MemberStatus, RecordKind
 
 Event = Mapping[str, Any]
 """An event as `idx_events` stores it: block, log_index, tx_hash, timestamp, contract, name, args."""
@@ -62,7 +62,8 @@ def write_events(conn: Connection, decoded: Sequence[DecodedEvent], timestamps: 
     if others:
         conn.execute(insert(conn, t.events).on_conflict_do_nothing(), others)
     # Inserts first, then updates: a tombstone or revocation in this range may name a row inserted here.
-    _insert_records(conn, [e for e in others if e["name"] == "RecordRegistered"])
+    aggregates = {e.args["record"] for e in decoded if e.name == "AggregateRegistered"}
+    _insert_records(conn, [e for e in others if e["name"] == "RecordRegistered"], aggregates)
     _insert_consents(conn, [e for e in others if e["name"] == "ConsentGranted"])
     bulk_insert_accesses(conn, accesses)
     _tombstone(conn, [e for e in others if e["name"] == "RecordTombstoned"])
@@ -113,7 +114,8 @@ def rebuild_governance(conn: Connection) -> None:
 # ---------------------------------------------------------------------- records and consents
 
 
-def _insert_records(conn: Connection, registered: list[Event]) -> None:
+def _insert_records(conn: Connection, registered: list[Event], aggregates: set[str]) -> None:
+    """Insert registered records; `aggregates` are those registered as anonymous aggregates (same transaction)."""
     if not registered:
         return
     rows: list[dict[str, Any]] = []
@@ -127,6 +129,8 @@ def _insert_records(conn: Connection, registered: list[Event]) -> None:
             "category": args["category"], "commitment": args["commitment"], "retain_until": args["retainUntil"],
             "derived_from": derived_from, "registered_block": event["block"], "registered_tx": event["tx_hash"],
             "registered_at": event["timestamp"],
+            "kind": int(RecordKind.AGGREGATE if args["record"] in aggregates
+                        else RecordKind.DERIVED if derived_from else RecordKind.PLAIN),
         })
         if derived_from:
             originals = _originals(conn, derived_from, expanded)

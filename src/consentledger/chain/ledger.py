@@ -34,6 +34,7 @@ from consentledger.types import (
     Purpose,
     RecordId,
     RecordInfo,
+    RecordKind,
     Role,
     Sensitivity,
     TombstoneReason,
@@ -111,6 +112,11 @@ class Ledger:
         roles, status, since, key, name, url = self._read(self.consortium.functions.member(address).call)
         return Member(Address(address), Role(roles), MemberStatus(status), since, bytes(key), name, url)
 
+    def current_signer(self, account: str) -> Address:
+        """Return the signer `account` has rotated to through governance (itself if it never rotated)."""
+        address = to_checksum_address(account)
+        return Address(to_checksum_address(self._read(self.consortium.functions.currentSigner(address).call)))
+
     def members(self) -> list[Member]:
         """Return every member ever admitted, in admission order."""
         return [self.member(a) for a in self._read(self.consortium.functions.members().call)]
@@ -171,12 +177,13 @@ class Ledger:
 
     def record(self, record_id: bytes) -> RecordInfo:
         """Return what the chain knows of record `record_id`."""
-        (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses) = (
+        (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses, kind) = (
             self._read(self.access.functions.record(record_id).call)
         )
         return RecordInfo(
             RecordId(bytes(record_id)), Address(custodian), Address(subject), category, created, retain_until,
             TombstoneReason(tombstone), bytes(commitment), tuple(RecordId(bytes(s)) for s in sources), accesses,
+            RecordKind(kind),
         )
 
     def head(self, record_id: bytes) -> bytes:
@@ -239,6 +246,22 @@ class Ledger:
             self.access.functions.registerRecord(record_id, subject_address, category, commitment, list(derived_from))
         )
 
+    def register_aggregate(
+        self, sender: TransactionSender, record_id: bytes, category: int, commitment: bytes,
+        derived_from: Sequence[bytes],
+    ) -> TxReceipt:
+        """Register an anonymous aggregate of `derived_from` held by the sender (an active custodian)."""
+        return sender.transact(
+            self.access.functions.registerAggregate(record_id, category, commitment, list(derived_from))
+        )
+
+    def check_register_aggregate(
+        self, sender: TransactionSender, record_id: bytes, category: int, commitment: bytes,
+        derived_from: Sequence[bytes],
+    ) -> None:
+        """Dry-run `registerAggregate` as the sender; raise ContractRevertError naming the rule it would break."""
+        sender.call(self.access.functions.registerAggregate(record_id, category, commitment, list(derived_from)))
+
     def tombstone(self, sender: TransactionSender, record_id: bytes, reason: TombstoneReason) -> TxReceipt:
         """Mark a record destroyed; only its custodian may."""
         return sender.transact(self.access.functions.tombstone(record_id, int(reason)))
@@ -281,4 +304,5 @@ def entry_from_event(event: Any) -> AccessEntry:
         timestamp=int(args["timestamp"]),
         block_number=int(event["blockNumber"]),
         tx_hash=bytes(event["transactionHash"]),
+        identified=bool(args["identified"]),
     )

@@ -234,6 +234,13 @@ def _build_register(ledger: Ledger, payload: Payload) -> ContractFunction:
     )
 
 
+def _build_register_aggregate(ledger: Ledger, payload: Payload) -> ContractFunction:
+    return ledger.access.functions.registerAggregate(
+        _bytes32(payload["record_id"]), int(payload["category"]), _bytes32(payload["commitment"]),
+        [_bytes32(s) for s in payload["derived_from"]],
+    )
+
+
 def _registered_already(ledger: Ledger, payload: Payload, signer: str, exc: ContractRevertError) -> bool:
     if exc.rule != "RecordRegistryRecordExists":
         return False
@@ -284,6 +291,7 @@ _UNKNOWN_KIND = OutboxKind(_unbuildable)
 
 KINDS: dict[str, OutboxKind] = {
     "register_record": OutboxKind(_build_register, _registered_already, _mark_registered),
+    "register_aggregate": OutboxKind(_build_register_aggregate, _registered_already, _mark_registered),
     "tombstone": OutboxKind(_build_tombstone, _tombstoned_already),
     "revoke_consent": OutboxKind(_build_revocation, _revoked_already),
 }

@@ -26,6 +26,9 @@ def request(
         typer.Option(help="A consent written by `consent grant --out`; repeat for derived records."),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Write the payload JSON here instead of stdout.")] = None,
+    pseudonymise: Annotated[
+        bool, typer.Option(help="Replace identifying fields by pseudonyms (stable for this org), not remove them.")
+    ] = False,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
     dev_account: DevAccountOption = None,
@@ -36,7 +39,7 @@ def request(
     """
     consents = [read_consent(path) for path in consent_file or []]
     with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
-        result = client.request_access(record, purpose, consents)
+        result = client.request_access(record, purpose, consents, pseudonymise=pseudonymise)
     if out is None:
         print_json(result.get("payload"))
     else:

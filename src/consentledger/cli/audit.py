@@ -55,7 +55,7 @@ DbOption = Annotated[
 DEFAULT_DB = "sqlite:///audit.db"
 _CSV_FIELDS = (
     "seq", "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
-    "requester", "requester_name", "purpose", "purpose_name", "consent", "tx_hash", "block", "log_index",
+    "requester", "requester_name", "purpose", "purpose_name", "consent", "identified", "tx_hash", "block", "log_index",
 )
 
 

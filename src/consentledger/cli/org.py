@@ -139,6 +139,20 @@ def propose_set_keys(
     submit(proposed, rpc, manifest, keystore, password_env, dev_account)
 
 
+@propose_app.command("rotate-signer")
+def propose_rotate_signer(
+    account: AccountOption,
+    successor: Annotated[str, typer.Option(help="The member's new signer address (never a member before).")],
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Propose moving a member to a new signing key (the old one is revoked; records and consents follow)."""
+    submit(governance.rotate_signer(account, successor), rpc, manifest, keystore, password_env, dev_account)
+
+
 @propose_app.command("set-threshold")
 def propose_set_threshold(
     threshold: Annotated[int, typer.Option(help="New number of approvals a proposal needs.")],

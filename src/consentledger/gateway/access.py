@@ -11,34 +11,43 @@ from typing import Any
 import httpx
 
 from consentledger.consent import Consent
-from consentledger.crypto.commitment import verify_commitment
+from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
-from consentledger.crypto.vault import open_sealed, record_aad
+from consentledger.crypto.vault import open_sealed
 from consentledger.errors import IntegrityError, PeerError
 from consentledger.gateway.runtime import Gateway
-from consentledger.policy import identified_access, visible_payload
+from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
+from consentledger.types import Member, MemberStatus, Sensitivity
 
 
-def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent]) -> dict[str, Any]:
-    """Record the access on chain, then return the decrypted, commitment-checked payload.
+def request_access(
+    gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent],
+    withhold: Withholding = Withholding.REMOVE,
+) -> dict[str, Any]:
+    """Record the access on chain, then return the custodian's disclosure, checked against the commitment.
 
-    Identifying fields of the category are withheld unless every presented consent allows
-    identified access.
+    Identifying fields are removed or pseudonymised (`withhold`) by the custodian unless the chain
+    recorded the access as identified (every presented consent allows it); this gateway drops any
+    it would still receive. Nothing of the record or its one-time key is kept here.
     """
     entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents)
     info = gw.ledger.record(record_id)
-    custodian = gw.members.get(info.custodian)
-    released = _fetch_key(gw, custodian.gateway_url, info.custodian, record_id, entry.seq, entry.block_number)
+    custodian = _custodian_now(gw, info.custodian)
+    released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
+                          withhold)
     try:
         wrapped = WrappedKey.from_json(released["wrapped_key"])
-        ciphertext = base64.b64decode(released["ciphertext"], validate=True)
-        salt = bytes.fromhex(str(released["salt"]).removeprefix("0x"))
+        sealed = base64.b64decode(released["disclosure"], validate=True)
     except (KeyError, TypeError, ValueError) as exc:
-        raise IntegrityError(f"malformed key release from the custodian: {exc}") from None
-    dek = _unwrap(gw, wrapped, access_context(record_id, entry.seq, gw.org))
-    canonical = open_sealed(dek, ciphertext, record_aad(record_id, info.category))
-    verify_commitment(salt, canonical, info.commitment)
+        raise IntegrityError(f"malformed release from the custodian: {exc}") from None
+    context = access_context(record_id, entry.seq, gw.org)
+    access_key = _unwrap(gw, wrapped, context)
+    try:
+        shown = Disclosure.from_json(json.loads(open_sealed(access_key, sealed, context)))
+    except ValueError as exc:
+        raise IntegrityError(f"malformed disclosure from the custodian: {exc}") from None
+    shown.verify(info.commitment)
     category = gw.ledger.category(info.category)
     return {
         "record": "0x" + record_id.hex(),
@@ -47,8 +56,10 @@ def request_access(gw: Gateway, record_id: bytes, purpose: int, consents: Sequen
         "block": entry.block_number,
         "category": info.category,
         "custodian": info.custodian,
-        "identified": identified_access(consents),
-        "payload": visible_payload(json.loads(canonical), category.identifying_fields, consents),
+        "identified": entry.identified,
+        "use": "immediate" if category.sensitivity is Sensitivity.PROTECTED else "standard",
+        "payload": visible_payload(shown.visible_payload(), category.identifying_fields, entry.identified,
+                                   pseudonyms=shown.pseudonyms),
     }
 
 
@@ -64,11 +75,23 @@ def _unwrap(gw: Gateway, wrapped: WrappedKey, context: bytes) -> bytes:
         return unwrap_any(gw.x25519_keys(reload=True), wrapped, context)
 
 
-def _fetch_key(gw: Gateway, url: str, custodian: str, record_id: bytes, seq: int, block: int) -> dict[str, Any]:
+def _custodian_now(gw: Gateway, registered: str) -> Member:
+    """Return the member holding records registered by `registered`: itself, or the signer it rotated to."""
+    member = gw.members.get(registered)
+    if member.status is MemberStatus.REVOKED:
+        current = gw.ledger.current_signer(registered)
+        if current != member.address:
+            return gw.members.get(current)
+    return member
+
+
+def _fetch_key(
+    gw: Gateway, url: str, custodian: str, record_id: bytes, seq: int, block: int, withhold: Withholding
+) -> dict[str, Any]:
     if not url:
         raise PeerError(f"custodian {custodian} has no gateway URL on chain")
     path = f"/v1/keys/0x{record_id.hex()}/{seq}"
-    body = json.dumps({"block": block}, separators=(",", ":")).encode()
+    body = json.dumps({"block": block, "withhold": withhold.value}, separators=(",", ":")).encode()
     signature = sign_request(
         gw.sender.account.key, chain_id=gw.chain_id, audience=custodian, method="POST", path=path, body=body,
         now=int(time.time()),
@@ -80,9 +103,12 @@ def _fetch_key(gw: Gateway, url: str, custodian: str, record_id: bytes, seq: int
         raise PeerError(f"cannot reach the custodian gateway at {url}: {exc}") from None
     if response.status_code != 200:
         try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
-            detail = response.text[:200]
+            answer = response.json()
+            detail, code = answer.get("detail", response.text), answer.get("error")
+        except (ValueError, AttributeError):
+            detail, code = response.text[:200], None
+        if code == IntegrityError.code:
+            raise IntegrityError(f"the custodian found the record damaged: {detail}")
         raise PeerError(f"custodian gateway refused the key (HTTP {response.status_code}): {detail}")
     result: dict[str, Any] = response.json()
     return result

@@ -142,6 +142,7 @@ def _entry(line: TraceLine) -> AccessEntry:
         record=RecordId(bytes.fromhex(line.record[2:])), seq=line.seq, requester=Address(line.requester),
         purpose=line.purpose,        consent=bytes.fromhex(line.consent[2:]) if line.consent else bytes(32), head=b"",
         timestamp=int(line.time.timestamp()), block_number=line.block, tx_hash=bytes.fromhex(line.tx_hash[2:]),
+        identified=line.identified,
     )
 
 

@@ -9,11 +9,13 @@ from typing import Any
 from eth_utils import keccak, to_checksum_address
 
 from consentledger.chain.relay import register_record_payload
-from consentledger.crypto.commitment import canonical_json, commitment, new_salt
+from consentledger.crypto.commitment import canonical_json, new_salt
+from consentledger.crypto.disclosure import record_commitment
 from consentledger.crypto.vault import new_dek, record_aad, seal, wrap_dek
 from consentledger.errors import PayloadValidationError
 from consentledger.gateway.runtime import Gateway
 from consentledger.store import StoredRecord
+from consentledger.types import Category, RecordKind
 
 
 def check_against_catalog(fields: Sequence[str], payload: Mapping[str, Any], category_name: str) -> None:
@@ -27,23 +29,48 @@ def check_against_catalog(fields: Sequence[str], payload: Mapping[str, Any], cat
         )
 
 
+def check_aggregate(gw: Gateway, category: Category, sources: Sequence[bytes]) -> int:
+    """Return how many distinct subjects `sources` cover; PayloadValidationError below the category's K.
+
+    Derived and aggregate sources count through their own original sources, as the chain counts them.
+    """
+    if category.min_aggregate_subjects == 0:
+        raise PayloadValidationError(f"category {category.name!r} allows no anonymous aggregates (K = 0)")
+    originals: list[bytes] = []
+    for source in sources:
+        info = gw.ledger.record(source)
+        originals.extend(info.derived_from if info.kind is not RecordKind.PLAIN else (source,))
+    subjects = {gw.ledger.record(original).subject for original in originals}
+    if len(subjects) < category.min_aggregate_subjects:
+        raise PayloadValidationError(
+            f"an anonymous aggregate of category {category.name!r} needs at least "
+            f"{category.min_aggregate_subjects} distinct subjects; these sources cover {len(subjects)}"
+        )
+    return len(subjects)
+
+
 def ingest(
     gw: Gateway,
     *,
-    subject: str,
+    subject: str | None,
     category_id: int,
     payload: Mapping[str, Any],
     derived_from: Sequence[str],
     idempotency_key: str | None,
     request_hash: str,
+    aggregate: bool = False,
 ) -> StoredRecord:
     """Store `payload` encrypted under a fresh DEK and queue its registration; return the stored record.
 
     The record row and its chain write commit together; a retry with the same Idempotency-Key
-    returns the first record. Nothing is stored when a field is not on the positive list.
+    returns the first record. Nothing is stored when a field is not on the positive list, or when
+    an `aggregate` covers fewer distinct subjects than its category's K.
     """
     category = gw.ledger.category(category_id)
     check_against_catalog(category.fields, payload, category.name)
+    sources = [bytes.fromhex(s.removeprefix("0x")) for s in derived_from]
+    if aggregate:
+        check_aggregate(gw, category, sources)
     try:
         canonical = canonical_json(payload)
     except (TypeError, ValueError) as exc:
@@ -59,7 +86,7 @@ def ingest(
         wrapped_dek=wrap_dek(gw.kek, dek, record_id),
         kek_id=gw.kek_id,
         salt=salt,
-        commitment=commitment(salt, canonical),
+        commitment=record_commitment(salt, payload),
         request_hash=request_hash,
         derived_from=tuple(derived_from),
         idempotency_key=idempotency_key,
@@ -67,12 +94,14 @@ def ingest(
     if idempotency_key is None or gw.store.get_record_by_key(gw.org, idempotency_key) is None:
         # Refuse now what the chain would refuse later (unknown or dead source, lost role), so no
         # record is stored that could never be registered.
-        gw.ledger.check_register_record(
-            gw.sender, record_id, record.subject, category_id, record.commitment,
-            [bytes.fromhex(s.removeprefix("0x")) for s in derived_from],
-        )
+        if aggregate:
+            gw.ledger.check_register_aggregate(gw.sender, record_id, category_id, record.commitment, sources)
+        else:
+            gw.ledger.check_register_record(gw.sender, record_id, record.subject, category_id, record.commitment,
+                                            sources)
+    kind = "register_aggregate" if aggregate else "register_record"
     stored = gw.store.add_record(
-        record, outbox_kind="register_record", outbox_payload=register_record_payload(record), signer=gw.org
+        record, outbox_kind=kind, outbox_payload=register_record_payload(record), signer=gw.org
     )
     gw.relay_now()
     return gw.store.get_record(stored.record_id) or stored

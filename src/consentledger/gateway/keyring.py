@@ -23,10 +23,11 @@ ROTATE_KEK = "consentledger keys rotate-kek --config agency.toml"
 
 @dataclass(frozen=True)
 class AgencyKeys:
-    """A gateway's KEK (with its id), its X25519 keys, and the lock it holds on its KEK file."""
+    """A gateway's KEK (with its id), its pseudonym secret, its X25519 keys, and the lock it holds on its KEK file."""
 
     kek_id: str
     kek: bytes
+    pseudonym_secret: bytes
     x25519: X25519PrivateKey
     x25519_next: X25519PrivateKey | None
     lock: FileLock
@@ -49,8 +50,9 @@ def open_agency_keys(settings: Settings, password: str) -> AgencyKeys:
                 f"finish it with `{ROTATE_KEK}`, then start the gateway"
             )
         kek_id, kek = load_kek_file(kek_file, password)
+        _, pseudonym_secret = load_kek_file(settings.pseudonym_keyfile, password)
         x25519, x25519_next = load_x25519_keys(settings.x25519_keyfile, password)
     except BaseException:
         lock.release()
         raise
-    return AgencyKeys(kek_id, kek, x25519, x25519_next, lock)
+    return AgencyKeys(kek_id, kek, pseudonym_secret, x25519, x25519_next, lock)

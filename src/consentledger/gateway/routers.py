@@ -63,6 +63,7 @@ def put_record(
     stored = ingest.ingest(
         gw, subject=body.subject, category_id=body.category, payload=body.payload,
         derived_from=body.derived_from, idempotency_key=idempotency_key, request_hash=caller.body_sha256,
+        aggregate=body.aggregate,
     )
     status = 201 if stored.state is RecordState.REGISTERED else 202
     return JSONResponse(_record_view(stored), status_code=status)
@@ -104,11 +105,12 @@ def revoke_consent(gw: GatewayDep, caller: Annotated[Caller, Depends(authenticat
 @router.post("/access", summary="Access a record for a purpose (requester's own org)")
 def request_access(
     gw: GatewayDep, caller: Annotated[Caller, Depends(own_org(Role.REQUESTER))]
-) -> dict[str, Any]:
-    """Record the access on chain, fetch the key from the custodian, verify and decrypt."""
+) -> JSONResponse:
+    """Record the access on chain, fetch the disclosure from the custodian, verify and decrypt it."""
     body = parse(AccessIn, caller.body)
     consents = [_consent(c) for c in body.consents]
-    return access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents)
+    answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
@@ -117,8 +119,8 @@ def release_key(
     seq: Annotated[int, Path(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")],
     gw: GatewayDep,
     caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))],
-) -> dict[str, Any]:
-    """Return the ciphertext and the DEK wrapped for the requester, if the access is on chain."""
+) -> JSONResponse:
+    """Return the record's disclosure for this access, sealed under a one-time key wrapped for the requester."""
     body = parse(KeyRequestIn, caller.body)
     try:
         record = bytes.fromhex(record_id.removeprefix("0x"))
@@ -126,7 +128,8 @@ def release_key(
         raise NotFoundError(f"record {record_id} is not held here") from None
     if len(record) != 32:
         raise NotFoundError(f"record {record_id} is not held here")
-    return release.release_key(gw, caller.address, record, seq, body.block)
+    answer = release.release_key(gw, caller.address, record, seq, body.block, body.withhold)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 def _subject_or_member(gw: Gateway, caller: Caller, subject: str) -> None:

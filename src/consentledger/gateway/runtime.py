@@ -28,6 +28,7 @@ from consentledger.gateway.membership import MembershipCache
 from consentledger.gateway.sweep import SweepReport, sweep
 from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
+from consentledger.store.custody import adopt_predecessors
 from consentledger.store.rotation import require_one_kek
 from consentledger.store.sessions import PageSessions
 
@@ -51,6 +52,7 @@ class Gateway:
     members: MembershipCache
     kek_id: str
     kek: bytes
+    pseudonym_secret: bytes
     x25519: X25519PrivateKey
     peers: httpx.Client
     indexer: Indexer
@@ -87,6 +89,9 @@ class Gateway:
         engine = make_engine(settings.store_url)
         create_schema(engine)
         require_one_kek(engine, keys.kek_id)
+        adopted = adopt_predecessors(engine, account.address, ledger.current_signer)
+        if adopted:
+            log.info("took over records of earlier signing keys after a rotation: %s", adopted)
         store = Store(engine)
         sender = ledger.sender(account, confirmations=settings.confirmations)
         return cls(
@@ -98,6 +103,7 @@ class Gateway:
             members=MembershipCache(ledger, settings.membership_ttl),
             kek_id=keys.kek_id,
             kek=keys.kek,
+            pseudonym_secret=keys.pseudonym_secret,
             x25519=keys.x25519,
             x25519_next=keys.x25519_next,
             key_lock=keys.lock,

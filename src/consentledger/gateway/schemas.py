@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from consentledger.crypto.disclosure import Withholding
 from consentledger.errors import PayloadValidationError
 
 Hex32 = Field(pattern=r"^0x[0-9a-fA-F]{64}$")
@@ -17,12 +18,21 @@ class _Body(BaseModel):
 
 
 class RecordIn(_Body):
-    """POST /v1/records."""
+    """POST /v1/records: a record about `subject`, derived from others, or an anonymous `aggregate` of them."""
 
-    subject: str = AddressField
+    subject: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
     category: int = Field(ge=1, le=65535)
     payload: dict[str, Any]
     derived_from: list[Annotated[str, Hex32]] = Field(default_factory=list, max_length=32)
+    aggregate: bool = False
+
+    @model_validator(mode="after")
+    def _subject_matches_kind(self) -> RecordIn:
+        if self.aggregate and (self.subject is not None or not self.derived_from):
+            raise ValueError("an anonymous aggregate has derived_from sources and no subject")
+        if not self.aggregate and self.subject is None and not self.derived_from:
+            raise ValueError("a record needs a subject (or derived_from sources)")
+        return self
 
 
 class ConsentTerms(_Body):
@@ -59,17 +69,19 @@ class SweepIn(_Body):
 
 
 class AccessIn(_Body):
-    """POST /v1/access."""
+    """POST /v1/access; `withhold` says what becomes of identifying fields an unidentified access may not see."""
 
     record: str = Hex32
     purpose: int = Field(ge=1, le=127)
     consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
+    withhold: Withholding = Withholding.REMOVE
 
 
 class KeyRequestIn(_Body):
-    """POST /v1/keys/{record}/{seq}: the block the access was mined in."""
+    """POST /v1/keys/{record}/{seq}: the block the access was mined in, and how to withhold identifying fields."""
 
     block: int = Field(ge=0)
+    withhold: Withholding = Withholding.REMOVE
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -36,7 +36,11 @@ def init_agency(
     password_env: str = "CONSENTLEDGER_KEY_PASSWORD",
     account: LocalAccount | None = None,
 ) -> NewAgency:
-    """Create `directory` with agency.toml, signer.json, x25519.pem and kek.json; refuse to overwrite."""
+    """Create `directory` with agency.toml, signer.json, x25519.pem, kek.json and pseudonym.json; refuse to overwrite.
+
+    pseudonym.json holds the secret the gateway derives each requester's pseudonym key from, in the
+    KEK file's format; it is kept apart from the KEK so pseudonyms stay stable when the KEK rotates.
+    """
     config = directory / "agency.toml"
     if config.exists():
         raise ConfigurationError(f"{config} already exists; choose another directory")
@@ -44,6 +48,7 @@ def init_agency(
     address = new_keystore(directory / "signer.json", password, account=account)
     x25519_public = new_x25519_keyfile(directory / "x25519.pem", password)
     kek_id = new_kek_file(directory / "kek.json", password)
+    new_kek_file(directory / "pseudonym.json", password)
     public_url = f"http://{host}:{port}"
     lines = [
         f"name = {_quote(name)}",
@@ -52,6 +57,7 @@ def init_agency(
         'signer_keystore = "signer.json"',
         'x25519_keyfile = "x25519.pem"',
         'kek_keyfile = "kek.json"',
+        'pseudonym_keyfile = "pseudonym.json"',
         f"password_env = {_quote(password_env)}",
         f"store_url = {_quote(store_url)}",
         f"host = {_quote(host)}",
