@@ -8,14 +8,18 @@ import pytest
 from sqlalchemy import Engine, delete, insert, select, update
 
 from consentledger import audit
+from consentledger import governance as gov
 from consentledger.audit import tables as t
 from consentledger.audit.checks import DiscrepancyKind as Kind
 from consentledger.governance import purpose_mask
-from consentledger.types import MemberStatus, Role, TombstoneReason
+from consentledger.types import MemberStatus, Role, Sensitivity, TombstoneReason
 
 from .world import EPIDEMIC, FLEETING, FLEETING_RETENTION, LAB, RESEARCH, World, hexid
 
 pytestmark = pytest.mark.process
+
+TEMPORARY = TEMPORARY_LOG = 60
+"""A purpose and a category that only the sunset test uses."""
 
 
 @pytest.fixture
@@ -175,3 +179,26 @@ def test_an_access_at_its_purposes_sunset_is_caught(world: World, indexed: Engin
     report = audit.verify(indexed, world.ledger())
     assert findings(report) == {(Kind.PURPOSE_SUNSET, stats, 2), (Kind.PURPOSE_SUNSET, contact, 1)}
     assert f"purpose {RESEARCH} was sunset at" in report.discrepancies[0].message
+
+
+def test_a_record_whose_purposes_all_ended_without_tombstone_is_caught(world: World, sqlite_engine: Engine) -> None:
+    """A category kept only for a purpose that governance sunsets: its live record is overdue; a tombstone clears it."""
+    world.govern(
+        gov.add_purpose(TEMPORARY, "temporary-outbreak"),
+        gov.add_category(TEMPORARY_LOG, "outbreak-log", Sensitivity.OPEN, 86_400, ["note"], [], [TEMPORARY]),
+    )
+    record = world.register("outbreak", world.bob, TEMPORARY_LOG)
+    indexer = audit.Indexer(sqlite_engine, world.ledger())
+    indexer.sync()
+    assert not findings(audit.verify(sqlite_engine, world.ledger()))
+
+    world.govern(gov.set_purpose_sunset(TEMPORARY, world.now() + 1))
+    world.advance(3)
+    indexer.sync()
+    report = audit.verify(sqlite_engine, world.ledger())
+    world.tombstone("outbreak")
+    indexer.sync()
+
+    assert findings(report) == {(Kind.SUNSET_OVERDUE, record, None)}
+    assert "emergency sunset" in report.discrepancies[0].message
+    assert not findings(audit.verify(sqlite_engine, world.ledger()))

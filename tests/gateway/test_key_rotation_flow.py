@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account import Account
 
 from consentledger.chain.node import ChainKind, LocalNode, start_node
 from consentledger.crypto.disclosure import Disclosure
@@ -156,3 +157,36 @@ def test_accesses_keep_working_through_an_x25519_rotation_by_governance(rotating
     transport.stop()
     transport.start()
     assert expect(consortium.access(transport, rotating.record), 200)["payload"] == PAYLOAD
+
+
+def test_a_custodian_rotates_its_signer_through_governance_and_keeps_its_records(rotating: Rotating) -> None:
+    """Health writes a new signer keystore, governance moves it there with the printed command, --finish makes it
+    current; restarted, health's gateway serves the record its old key registered, registers new ones with the
+    new key, and the old key is revoked. (Last in this module: health's address changes.)"""
+    consortium, health = rotating.consortium, rotating.consortium.health
+    old = health.address
+    begun = cli("keys", "rotate-signer", "--config", config(health))
+    assert begun.returncode == 0, begun.stderr
+    (command,) = [line.strip() for line in begun.stdout.splitlines() if "org propose rotate-signer" in line]
+    new = shlex.split(command)[-1]
+    early = cli("keys", "rotate-signer", "--config", config(health), "--finish")
+    assert early.returncode == 2 and "has not rotated" in early.stderr, early.stderr
+    funder = consortium.ledger.w3
+    funder.eth.send_transaction({"from": funder.eth.accounts[0], "to": new, "value": 10**18})
+
+    manifest = str(health.directory.parent / "deployment.json")
+    governed = cli(*shlex.split(command)[1:], "--rpc", rotating.chain.rpc_url, "--manifest", manifest,
+                   "--dev-account", "0")
+    assert governed.returncode == 0 and "executed" in governed.stdout, governed.stderr
+    finished = cli("keys", "rotate-signer", "--config", config(health), "--finish")
+    assert finished.returncode == 0 and f"signer {new} is now current" in finished.stdout, finished.stderr
+    health.stop()
+    health.start()
+
+    assert consortium.ledger.current_signer(old) == new
+    assert consortium.ledger.member(old).status.name == "REVOKED"
+    assert expect(consortium.access(consortium.transport, rotating.record), 200)["payload"] == PAYLOAD
+    new_key = bytes(Account.decrypt(json.loads((health.directory / "signer.json").read_text()), DEV_PASSWORD))
+    body = {"subject": Account.create().address, "category": DISTRICT_STATS, "payload": {"district": "Far", "cases": 3}}
+    stored = expect(signed(health, new_key, "POST", "/v1/records", body, audience=new), 201)
+    assert consortium.ledger.record(bytes.fromhex(stored["record"][2:])).custodian == new

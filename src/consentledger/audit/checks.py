@@ -58,6 +58,7 @@ class DiscrepancyKind(StrEnum):
     PURPOSE_NOT_ALLOWED = "purpose_not_allowed"
     PURPOSE_SUNSET = "purpose_sunset"
     RETENTION_OVERDUE = "retention_overdue"
+    SUNSET_OVERDUE = "sunset_overdue"
     CONSENT_ON_AGGREGATE = "consent_on_aggregate"
     IDENTIFIED_MISMATCH = "identified_mismatch"
 

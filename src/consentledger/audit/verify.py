@@ -2,7 +2,8 @@
 
 Five things are checked, as of the index's cursor block: (a) every record's hash chain, recomputed
 from the indexed accesses, ends at the head the chain holds; (b) every access's consent was valid
-at its position in the chain; (c) no record is past its retention without a tombstone; (d) every
+at its position in the chain; (c) no record is past its retention, or collected only for purposes
+that have all reached their emergency sunset, without a tombstone; (d) every
 access was made by an active member holding the REQUESTER role; (e) every access's purpose was
 allowed for the record's category and not past its sunset.
 
@@ -38,6 +39,7 @@ from consentledger.audit.source import ChainSource
 from consentledger.chain.history import GENESIS
 from consentledger.consent import Consent, consent_id
 from consentledger.governance import purposes_in
+from consentledger.lifecycle import ended_categories
 from consentledger.types import RecordKind, Sensitivity
 
 if TYPE_CHECKING:
@@ -96,6 +98,12 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
             for row in conn.execute(select(t.categories.c.id, t.categories.c.sensitivity))
         }
         members = conn.execute(select(func.count()).select_from(t.members)).scalar_one()
+        ended = ended_categories(
+            {row.id: row.allowed_purposes for row in conn.execute(select(t.categories.c.id,
+                                                                         t.categories.c.allowed_purposes))},
+            {row.id: row.sunset for row in conn.execute(select(t.purposes.c.id, t.purposes.c.sunset))},
+            cursor.timestamp or 0,
+        )
         checker = AccessChecker(
             records=records, sensitivities=sensitivities, consents=consents, memberships=_memberships(conn),
             roles=_roles(conn), allowed_purposes=_allowed_purposes(conn), sunsets=_sunsets(conn),
@@ -125,6 +133,13 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
                 DiscrepancyKind.RETENTION_OVERDUE,
                 f"retained until {facts.retain_until}, {now - facts.retain_until} s before block {cursor.block}, "
                 "and still not tombstoned",
+                record=record_id, block=cursor.block,
+            ))
+        elif facts.tombstoned is None and facts.category in ended:
+            found.append(Discrepancy(
+                DiscrepancyKind.SUNSET_OVERDUE,
+                f"every purpose of category {facts.category} has ended (emergency sunset) by block {cursor.block}, "
+                "and the record is still not tombstoned",
                 record=record_id, block=cursor.block,
             ))
     return VerifyReport(

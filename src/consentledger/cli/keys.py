@@ -1,4 +1,4 @@
-"""`consentledger keys`: create and inspect signer keystores; rotate an agency's KEK and X25519 key."""
+"""`consentledger keys`: create and inspect signer keystores; rotate an agency's KEK, X25519 key and signer."""
 
 from __future__ import annotations
 
@@ -114,6 +114,44 @@ def rotate_x25519(
                   "others approve with `consentledger org approve ID`):")
     console.print(f"  {rotation.set_keys_command()}")
     console.print(f"then: consentledger keys rotate-x25519 --config {config} --finish")
+
+
+@app.command("rotate-signer")
+def rotate_signer(
+    config: ConfigOption = Path("agency.toml"),
+    finish: Annotated[
+        bool, typer.Option("--finish", help="Make the new keystore current once governance has rotated to it.")
+    ] = False,
+) -> None:
+    """Write a new signer keystore beside the current one and print the governance command moving the member to it.
+
+    After governance ran it, `--finish` makes the new keystore current (the old one is destroyed);
+    restart the gateway: it signs with the new key and takes over the old key's records. On a chain
+    that charges gas, fund the new address first.
+    """
+    from consentledger.cli.common import open_ledger
+    from consentledger.crypto.keyfiles import next_keyfile
+    from consentledger.gateway.signer_rotation import begin_signer_rotation, finish_signer_rotation
+    from consentledger.settings import load_settings
+
+    settings = load_settings(config)
+    ledger = open_ledger(settings.rpc_url, settings.manifest)
+    if finish:
+        rotation, changed = finish_signer_rotation(settings, ledger)
+        state = "is now current; the old keystore is destroyed" if changed else "was already current"
+        console.print(f"signer {rotation.current} {state}; restart the gateway to sign with it")
+        return
+    rotation, created = begin_signer_rotation(settings, password_from_env(settings.password_env), ledger)
+    where = "written to" if created else "already waiting in"
+    console.print(f"new signer {rotation.next} {where} {next_keyfile(rotation.keystore)}")
+    if rotation.on_chain == rotation.next:
+        console.print(f"the chain already moved to it: finish with "
+                      f"`consentledger keys rotate-signer --config {config} --finish`")
+        return
+    console.print("have governance move the member to it (an admin proposes; others approve with "
+                  "`consentledger org approve ID`):")
+    console.print(f"  {rotation.rotate_command()}")
+    console.print(f"then: consentledger keys rotate-signer --config {config} --finish, and restart the gateway")
 
 
 class _ProgressPrinter:
