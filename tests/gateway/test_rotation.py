@@ -34,13 +34,15 @@ RECORDS = 6
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """An agency's settings with a KEK file, an X25519 key file and a SQLite store (no chain, no signer)."""
+    """An agency's settings with KEK, pseudonym and X25519 key files and a SQLite store (no chain, no signer)."""
     new_kek_file(tmp_path / "kek.json", PASSWORD)
+    new_kek_file(tmp_path / "pseudonym.json", PASSWORD)
     new_x25519_keyfile(tmp_path / "x25519.pem", PASSWORD)
     return Settings(
         name="health", rpc_url="http://127.0.0.1:9", manifest=tmp_path / "deployment.json",
         signer_keystore=tmp_path / "signer.json", x25519_keyfile=tmp_path / "x25519.pem",
-        kek_keyfile=tmp_path / "kek.json", store_url=f"sqlite:///{tmp_path / 'agency.db'}",
+        kek_keyfile=tmp_path / "kek.json", pseudonym_keyfile=tmp_path / "pseudonym.json",
+        store_url=f"sqlite:///{tmp_path / 'agency.db'}",
     )
 
 

@@ -55,6 +55,29 @@ def put(
     print_json(result)
 
 
+@app.command("put-aggregate")
+def put_aggregate(
+    category: Annotated[int, typer.Option(min=0, max=65535, help="Data category id (its K must be > 0).")],
+    payload_file: Annotated[str, typer.Option(help="JSON object of field: value; - reads stdin.")],
+    derived_from: Annotated[str, typer.Option(help="Comma-separated ids of the records it aggregates.")],
+    gateway: GatewayOption,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Retry-safe key: a retry with it returns the first answer.")
+    ] = None,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Store an anonymous aggregate of records covering at least the category's K distinct subjects.
+
+    It names no subject and is shared with active requesters without consent while its sources live.
+    """
+    payload = read_payload(payload_file)
+    with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
+        result = client.put_aggregate(category, payload, split_list(derived_from), idempotency_key=idempotency_key)
+    print_json(result)
+
+
 @app.command("get")
 def get(
     record: Annotated[str, typer.Argument(help="Record id (0x + 64 hex).")],
