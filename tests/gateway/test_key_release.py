@@ -14,6 +14,7 @@ from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
 from consentledger.crypto.vault import open_sealed
 from consentledger.errors import IntegrityError
 from consentledger.localnet import DEV_PASSWORD
+from consentledger.store import RecordState
 from consentledger.store.tables import records
 
 from .world import DISTRICT_STATS, Consortium, expect, signed
@@ -112,3 +113,15 @@ def test_tampered_storage_fails_integrity_yet_the_access_is_on_chain(consortium:
     assert "payload" not in answer
     (entry,) = consortium.accesses(record)
     assert (entry.seq, entry.requester) == (1, consortium.transport.address)
+
+
+def test_a_record_shredded_before_its_tombstone_lands_answers_410_to_the_requester(consortium: Consortium) -> None:
+    """In the window between the custodian shredding a record and its tombstone reaching the chain, the access is
+    recorded but the requester's gateway answers 410 record_destroyed (the custodian's word), not a 502."""
+    record = consortium.ingest({"district": "North", "cases": 2}, category=DISTRICT_STATS)
+    consortium.store(consortium.health).set_record_state(record, RecordState.SHREDDED)  # no tombstone queued
+
+    answer = expect(consortium.access(consortium.transport, record), 410, "record_destroyed")
+
+    assert answer["record"] == record and "payload" not in answer
+    assert [e.seq for e in consortium.accesses(record)] == [1]

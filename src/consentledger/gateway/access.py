@@ -14,7 +14,7 @@ from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
-from consentledger.errors import IntegrityError, PeerError
+from consentledger.errors import IntegrityError, PeerError, RecordDestroyedError
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
@@ -109,6 +109,10 @@ def _fetch_key(
             detail, code = response.text[:200], None
         if code == IntegrityError.code:
             raise IntegrityError(f"the custodian found the record damaged: {detail}")
+        if code == RecordDestroyedError.code:
+            # Shredded at the custodian while its tombstone was still on its way to the chain.
+            raise RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),
+                                       answer.get("tombstone"))
         raise PeerError(f"custodian gateway refused the key (HTTP {response.status_code}): {detail}")
     result: dict[str, Any] = response.json()
     return result
