@@ -13,19 +13,9 @@ def identified_access(consents: Sequence[Consent]) -> bool:
     return bool(consents) and all(consent.identified for consent in consents)
 
 
-def visible_payload(
-    payload: Mapping[str, Any], identifying_fields: Iterable[str], identified: bool,
-    *, pseudonyms: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Return the payload a requester may receive: identifying fields withheld unless the access is identified.
-
-    A withheld field may still appear as its `pseudonyms` entry (never the value itself).
-    """
+def visible_payload(payload: Mapping[str, Any], identifying_fields: Iterable[str], identified: bool) -> dict[str, Any]:
+    """Return the payload a requester may receive: identifying fields withheld unless the access is identified."""
     if identified:
         return dict(payload)
     withheld = set(identifying_fields)
-    allowed = dict(pseudonyms or {})
-    return {
-        field: value for field, value in payload.items()
-        if field not in withheld or (field in allowed and value == allowed[field])
-    }
+    return {field: value for field, value in payload.items() if field not in withheld}

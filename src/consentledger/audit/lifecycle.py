@@ -1,4 +1,4 @@
-"""How records and consents ended, from the index: tombstones with their tx, a subject's live consents."""
+"""How records and consents end, from the index: tombstones with their tx, live consents, the catalog's purposes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from consentledger.audit import tables as t
 from consentledger.consent import Consent
@@ -49,6 +49,14 @@ class IndexedConsent:
         """Return `{id, consent (Consent.to_json), granted_tx, granted_block}`."""
         return {"id": self.id, "consent": self.consent.to_json(), "granted_tx": self.granted_tx,
                 "granted_block": self.granted_block}
+
+
+def catalog_purposes(conn: Connection) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Return the indexed catalog's current state: each category's allowed purposes, each purpose's sunset (0: none)."""
+    categories = {row.id: list(row.allowed_purposes) for row in conn.execute(
+        select(t.categories.c.id, t.categories.c.allowed_purposes))}
+    sunsets = {row.id: int(row.sunset) for row in conn.execute(select(t.purposes.c.id, t.purposes.c.sunset))}
+    return categories, sunsets
 
 
 def tombstones(

@@ -35,6 +35,7 @@ from consentledger.audit.checks import (
 )
 from consentledger.audit.events import AccessRow
 from consentledger.audit.indexer import read_cursor
+from consentledger.audit.lifecycle import catalog_purposes
 from consentledger.audit.source import ChainSource
 from consentledger.chain.history import GENESIS
 from consentledger.consent import Consent, consent_id
@@ -98,12 +99,7 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
             for row in conn.execute(select(t.categories.c.id, t.categories.c.sensitivity))
         }
         members = conn.execute(select(func.count()).select_from(t.members)).scalar_one()
-        ended = ended_categories(
-            {row.id: row.allowed_purposes for row in conn.execute(select(t.categories.c.id,
-                                                                         t.categories.c.allowed_purposes))},
-            {row.id: row.sunset for row in conn.execute(select(t.purposes.c.id, t.purposes.c.sunset))},
-            cursor.timestamp or 0,
-        )
+        ended = ended_categories(*catalog_purposes(conn), cursor.timestamp or 0)
         checker = AccessChecker(
             records=records, sensitivities=sensitivities, consents=consents, memberships=_memberships(conn),
             roles=_roles(conn), allowed_purposes=_allowed_purposes(conn), sunsets=_sunsets(conn),

@@ -58,8 +58,8 @@ def request_access(
         "custodian": info.custodian,
         "identified": entry.identified,
         "use": "immediate" if category.sensitivity is Sensitivity.PROTECTED else "standard",
-        "payload": visible_payload(shown.visible_payload(), category.identifying_fields, entry.identified,
-                                   pseudonyms=shown.pseudonyms),
+        # Pseudonyms stand only for withheld fields (Disclosure.from_json checks), never for their values.
+        "payload": {**visible_payload(shown.fields, category.identifying_fields, entry.identified), **shown.pseudonyms},
     }
 
 

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from consentledger.audit import tables as t
 from consentledger.audit.indexer import read_cursor
+from consentledger.audit.lifecycle import catalog_purposes
 from consentledger.chain.relay import tombstone_payload
 from consentledger.lifecycle import ended_categories, tombstone_due
 from consentledger.store import OutboxStatus, QueuedWrite, RecordState, Store
@@ -129,9 +130,7 @@ def drain(gw: Gateway, *, timeout: float) -> int:
 
 def _due(conn: Connection, custodian: str, now: int, limit: int) -> list[tuple[str, TombstoneReason]]:
     """Return up to `limit` live, unshredded records of `custodian` due at block time `now`, oldest first."""
-    categories = {row.id: list(row.allowed_purposes) for row in conn.execute(
-        select(t.categories.c.id, t.categories.c.allowed_purposes))}
-    sunsets = {row.id: int(row.sunset) for row in conn.execute(select(t.purposes.c.id, t.purposes.c.sunset))}
+    categories, sunsets = catalog_purposes(conn)
     ended = ended_categories(categories, sunsets, now)
     r, i = records.c, t.records.c
     rows = conn.execute(
