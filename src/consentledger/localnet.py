@@ -21,7 +21,7 @@ from consentledger.chain.ledger import Ledger
 from consentledger.chain.node import free_port
 from consentledger.chain.sender import TransactionSender
 from consentledger.errors import NodeStartError
-from consentledger.gateway.setup import NewAgency, init_agency
+from consentledger.gateway.admin.setup import NewAgency, init_agency
 from consentledger.types import Role
 
 PASSWORD_ENV = "CONSENTLEDGER_KEY_PASSWORD"

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, func, select
 from consentledger.crypto.keyfiles import load_kek_file, next_keyfile
 from consentledger.crypto.vault import new_dek, open_sealed, record_aad, seal, unwrap_dek, wrap_dek
 from consentledger.errors import IntegrityError
-from consentledger.gateway.setup import init_agency
+from consentledger.gateway.admin.setup import init_agency
 from consentledger.settings import Settings, load_settings
 from consentledger.store import create_schema, make_engine
 from consentledger.store.tables import records

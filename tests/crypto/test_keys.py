@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from consentledger.chain.accounts import dev_account
+from consentledger.cli.common import load_signer
 from consentledger.crypto.keys import (
     DEFAULT_PASSWORD_ENV,
     keystore_address,
     load_account,
-    load_signer,
     new_keystore,
     password_from_env,
 )

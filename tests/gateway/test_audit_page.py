@@ -19,7 +19,7 @@ from eth_account.signers.local import LocalAccount
 
 from consentledger import governance
 from consentledger.client import GatewayClient
-from consentledger.gateway.audit_page import COOKIE
+from consentledger.gateway.routes.audit_page import COOKIE
 from consentledger.types import Role
 
 from .conftest import Audited

@@ -19,8 +19,8 @@ from consentledger.crypto.keyfiles import (
 )
 from consentledger.crypto.vault import new_dek, open_sealed, record_aad, seal, unwrap_dek, wrap_dek
 from consentledger.errors import ConfigurationError, IntegrityError, KeystoreError
+from consentledger.gateway.admin.kek_rotation import KekProgress, rotate_kek
 from consentledger.gateway.keyring import open_agency_keys
-from consentledger.gateway.rotation import KekProgress, rotate_kek
 from consentledger.settings import Settings
 from consentledger.store import Store, StoredRecord, create_schema, make_engine
 from consentledger.store.rotation import Kek, census, rewrap_all, rewrap_batch

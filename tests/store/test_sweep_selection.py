@@ -10,7 +10,7 @@ from eth_account import Account
 from sqlalchemy import insert
 
 from consentledger.audit import tables as t
-from consentledger.gateway.sweep import MAX_TOMBSTONE_TRIES, sweep_batch
+from consentledger.gateway.flows.sweep import MAX_TOMBSTONE_TRIES, sweep_batch
 from consentledger.store import OutboxStatus, QueuedWrite, RecordState, Store, StoredRecord
 from consentledger.types import TombstoneReason
 

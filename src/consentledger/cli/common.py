@@ -12,6 +12,7 @@ import typer
 from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
+from consentledger.crypto.keys import DEFAULT_PASSWORD_ENV
 from consentledger.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -43,9 +44,35 @@ DEFAULT_MANIFEST = Path("deployment.json")
 
 def signer(keystore: Path | None, password_env: str, dev_account: int | None) -> LocalAccount:
     """Return the signing account from a keystore or a dev account index."""
-    from consentledger.crypto.keys import load_signer
-
     return load_signer(keystore, password_env, dev_account)
+
+
+def load_signer(
+    keystore: Path | None,
+    password_env: str = DEFAULT_PASSWORD_ENV,
+    dev_index: int | None = None,
+) -> LocalAccount:
+    """Return the signer a command was told to use: a keystore file, or a dev account index.
+
+    Dev accounts (`--dev-account N`) have publicly known keys: use them on local test chains only.
+    Exactly one of `keystore` and `dev_index` must be given.
+    """
+    if keystore is not None and dev_index is not None:
+        raise ConfigurationError("give either --keystore or --dev-account, not both")
+    if keystore is not None:
+        from consentledger.crypto.keys import load_account, password_from_env
+
+        return load_account(keystore, password_from_env(password_env))
+    if dev_index is not None:
+        if dev_index < 0:
+            raise ConfigurationError(f"--dev-account must be >= 0, got {dev_index}")
+        from consentledger.chain.accounts import dev_account
+
+        return dev_account(dev_index)
+    raise ConfigurationError(
+        f"no signer: pass --keystore FILE (password in ${password_env}) "
+        "or, on a local test chain, --dev-account N"
+    )
 
 
 def open_ledger(rpc: str, manifest: Path) -> Ledger:

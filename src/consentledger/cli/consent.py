@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from eth_account.signers.local import LocalAccount
 
-from consentledger.cli.common import parse_duration
+from consentledger.cli.common import load_signer, parse_duration
 from consentledger.client import GatewayClient, parse_address, parse_record_id
 from consentledger.consent import NO_RECORD, Consent
 from consentledger.crypto.files import write_private_file
@@ -75,8 +75,6 @@ def read_consent(path: Path) -> Consent:
 
 def subject_signer(keystore: Path | None, password_env: str, dev_account: int | None) -> LocalAccount:
     """Return the data subject's account from `--subject-keystore` or `--subject-dev-account`."""
-    from consentledger.crypto.keys import load_signer
-
     if (keystore is None) == (dev_account is None):
         raise ConfigurationError(
             f"give the subject's key: --subject-keystore FILE (password in ${password_env}) "

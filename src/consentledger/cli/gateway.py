@@ -38,7 +38,7 @@ def init(
     """Write DIR/agency.toml and new encrypted keys (signer, X25519, KEK); print what to register."""
     from consentledger.chain.accounts import dev_account
     from consentledger.crypto.keys import password_from_env
-    from consentledger.gateway.setup import init_agency
+    from consentledger.gateway.admin.setup import init_agency
 
     account = dev_account(from_dev_account) if from_dev_account is not None else None
     agency = init_agency(
@@ -86,7 +86,7 @@ def sweep(
     Asks the running gateway of this config if it answers; otherwise sweeps and relays here.
     """
     from consentledger.cli.consent import print_json
-    from consentledger.gateway.sweep_once import run_sweep
+    from consentledger.gateway.admin.sweep_once import run_sweep
     from consentledger.settings import load_settings
 
     report = run_sweep(load_settings(config), batch=batch)

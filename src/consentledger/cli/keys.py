@@ -18,7 +18,7 @@ from consentledger.crypto.keys import (
 )
 
 if TYPE_CHECKING:
-    from consentledger.gateway.rotation import KekProgress
+    from consentledger.gateway.admin.kek_rotation import KekProgress
 
 app = typer.Typer(help="Create and inspect signer keystores; rotate an agency's KEK and X25519 key.",
                   no_args_is_help=True)
@@ -67,7 +67,7 @@ def rotate_kek(
 
     Payloads are not re-encrypted. After a crash, run the same command again: it resumes.
     """
-    from consentledger.gateway.rotation import rotate_kek as rotate
+    from consentledger.gateway.admin.kek_rotation import rotate_kek as rotate
     from consentledger.settings import load_settings
 
     settings = load_settings(config)
@@ -90,7 +90,7 @@ def rotate_x25519(
     """
     from consentledger.cli.common import open_ledger
     from consentledger.crypto.keyfiles import next_keyfile
-    from consentledger.gateway.rotation import begin_x25519_rotation, finish_x25519_rotation
+    from consentledger.gateway.admin.kek_rotation import begin_x25519_rotation, finish_x25519_rotation
     from consentledger.settings import load_settings
 
     settings = load_settings(config)
@@ -131,7 +131,7 @@ def rotate_signer(
     """
     from consentledger.cli.common import open_ledger
     from consentledger.crypto.keyfiles import next_keyfile
-    from consentledger.gateway.signer_rotation import begin_signer_rotation, finish_signer_rotation
+    from consentledger.gateway.admin.signer_rotation import begin_signer_rotation, finish_signer_rotation
     from consentledger.settings import load_settings
 
     settings = load_settings(config)

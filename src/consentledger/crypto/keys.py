@@ -11,9 +11,8 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
-from consentledger.chain.accounts import dev_account
 from consentledger.crypto.files import write_private_file
-from consentledger.errors import ConfigurationError, KeystoreError
+from consentledger.errors import KeystoreError
 from consentledger.types import Address
 
 DEFAULT_PASSWORD_ENV = "CONSENTLEDGER_KEY_PASSWORD"
@@ -73,30 +72,6 @@ def password_from_env(var: str) -> str:
     if not password:
         raise KeystoreError(f"keystore password missing: set the environment variable {var}")
     return password
-
-
-def load_signer(
-    keystore: Path | None,
-    password_env: str = DEFAULT_PASSWORD_ENV,
-    dev_index: int | None = None,
-) -> LocalAccount:
-    """Return the signer a command was told to use: a keystore file, or a dev account index.
-
-    Dev accounts (`--dev-account N`) have publicly known keys: use them on local test chains only.
-    Exactly one of `keystore` and `dev_index` must be given.
-    """
-    if keystore is not None and dev_index is not None:
-        raise ConfigurationError("give either --keystore or --dev-account, not both")
-    if keystore is not None:
-        return load_account(keystore, password_from_env(password_env))
-    if dev_index is not None:
-        if dev_index < 0:
-            raise ConfigurationError(f"--dev-account must be >= 0, got {dev_index}")
-        return dev_account(dev_index)
-    raise ConfigurationError(
-        f"no signer: pass --keystore FILE (password in ${password_env}) "
-        "or, on a local test chain, --dev-account N"
-    )
 
 
 def _read_keystore(path: Path) -> dict[str, Any]:

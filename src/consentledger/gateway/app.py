@@ -11,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from consentledger.errors import ConsentLedgerError, ContractRevertError
-from consentledger.gateway import audit_page, audit_routes, lifecycle_routes
-from consentledger.gateway.routers import router
+from consentledger.gateway.routes import access, audit, audit_page, consents, health, lifecycle, records
 from consentledger.gateway.runtime import Gateway
+from consentledger.gateway.upkeep import start_upkeep
 from consentledger.signing import SIGNED_HEADERS
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if upkeep:
-            gateway.start_upkeep()
+            start_upkeep(gateway)
         try:
             yield
         finally:
@@ -45,10 +45,8 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     app = FastAPI(title=f"consentledger gateway — {gateway.settings.name}", description=DESCRIPTION,
                   version="1", lifespan=lifespan)
     app.state.gateway = gateway
-    app.include_router(router)
-    app.include_router(audit_routes.router)
-    app.include_router(audit_page.router)
-    app.include_router(lifecycle_routes.router)
+    for routes in (health, records, consents, access, lifecycle, audit, audit_page):
+        app.include_router(routes.router)
 
     @app.exception_handler(ConsentLedgerError)
     async def our_error(request: Request, exc: ConsentLedgerError) -> JSONResponse:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -22,22 +20,17 @@ from consentledger.chain.sender import TransactionSender
 from consentledger.crypto.files import FileLock
 from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
-from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
-from consentledger.gateway.sweep import SweepReport, sweep
 from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
 from consentledger.store.custody import adopt_predecessors
 from consentledger.store.rotation import require_one_kek
-from consentledger.store.sessions import PageSessions
 
 log = logging.getLogger(__name__)
 
 INDEXER_LOCK = "consentledger-indexer"
 """The leader lock under which one replica at a time writes the shared audit index (PostgreSQL)."""
-SWEEPER_LOCK = "consentledger-sweeper"
-"""The leader lock under which one replica at a time shreds and tombstones due records (PostgreSQL)."""
 
 
 @dataclass
@@ -60,10 +53,9 @@ class Gateway:
     key_lock: FileLock | None = None  # a shared lock on the KEK file, so no KEK rotation runs under this gateway
     _relay_lock: threading.Lock = field(default_factory=threading.Lock)
     _index_lock: threading.Lock = field(default_factory=threading.Lock)
-    _sweep_lock: threading.Lock = field(default_factory=threading.Lock)
-    _next_sweep: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _upkeep: threading.Thread | None = None
+    sweep_lock: threading.Lock = field(default_factory=threading.Lock)  # one sweep at a time in this process
+    stop: threading.Event = field(default_factory=threading.Event)  # set on close: background work ends
+    upkeep: threading.Thread | None = None  # the background loop (`gateway.upkeep`), once started
 
     @property
     def org(self) -> str:
@@ -153,44 +145,11 @@ class Gateway:
         finally:
             self._index_lock.release()
 
-    def sweep_now(self, batch: int | None = None) -> SweepReport | None:
-        """Return the report of a sweep run now (`gateway.sweep`), or None if another replica is sweeping.
-
-        The sweep shreds and tombstones every record of this organisation past retention or sunset.
-        One sweep at a time per process; one leader among replicas (SWEEPER_LOCK).
-        """
-        with self._sweep_lock, self.store.leader_lock(SWEEPER_LOCK) as leader:
-            if not leader:
-                return None
-            return sweep(self, batch=batch or self.settings.sweep_batch)
-
-    def start_upkeep(self) -> None:
-        """Finish chain writes left from before (first), then keep relaying, watching membership, indexing."""
-        self.relay_now()
-        self._upkeep = threading.Thread(target=self._upkeep_loop, name="gateway-upkeep", daemon=True)
-        self._upkeep.start()
-
     def close(self) -> None:
         """Stop background work and release connections."""
-        self._stop.set()
-        if self._upkeep is not None:
-            self._upkeep.join(timeout=10)
+        self.stop.set()
+        if self.upkeep is not None:
+            self.upkeep.join(timeout=10)
         self.peers.close()
         if self.key_lock is not None:
             self.key_lock.release()
-
-    def _upkeep_loop(self) -> None:
-        while not self._stop.wait(self.settings.relay_interval):
-            try:
-                self.relay_now()
-                self.members.watch()
-                self.store.purge_nonces(datetime.now(UTC))
-                PageSessions(self.store.engine).purge()
-                self.index_now()
-                if time.monotonic() >= self._next_sweep:
-                    self._next_sweep = time.monotonic() + self.settings.sweep_interval
-                    self.sweep_now()
-            except ConsentLedgerError as exc:  # chain or store down: try again next round
-                log.warning("gateway upkeep: %s", exc)
-            except Exception:  # never let the upkeep thread die silently
-                log.exception("gateway upkeep failed")

@@ -27,8 +27,8 @@ from consentledger.errors import (
     PayloadValidationError,
     UncoveredConsentsError,
 )
+from consentledger.gateway.flows.tombstones import ON_CHAIN, write_status
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.tombstones import ON_CHAIN, write_status
 from consentledger.store import QueuedWrite, RecordState
 from consentledger.store.db import flush_deleted
 from consentledger.types import TombstoneReason

@@ -21,8 +21,8 @@ from consentledger.audit.checks import Discrepancy, DiscrepancyKind
 from consentledger.audit.render import content_security_policy, render_audit_page
 from consentledger.chain.history import fold
 from consentledger.errors import AuthenticationError, AuthorizationError
-from consentledger.gateway.audit_routes import ADDRESS_PATTERN, PURPOSE_PATTERN, RECORD_PATTERN, UNIX_QUERY
 from consentledger.gateway.auth import Caller, active_member, authenticate, gateway_of
+from consentledger.gateway.routes.audit import ADDRESS_PATTERN, PURPOSE_PATTERN, RECORD_PATTERN, UNIX_QUERY
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import PageSessionIn, parse
 from consentledger.store.sessions import PageSession, PageSessions, PageView

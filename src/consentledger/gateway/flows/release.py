@@ -20,8 +20,8 @@ from consentledger.crypto.disclosure import Withholding, disclose, pseudonym_key
 from consentledger.crypto.keyx import access_context, wrap_for
 from consentledger.crypto.vault import new_dek, open_sealed, record_aad, seal, unwrap_dek
 from consentledger.errors import AuthorizationError, NotFoundError
+from consentledger.gateway.flows.tombstones import destroyed
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.tombstones import destroyed
 from consentledger.store import RecordState
 from consentledger.types import AccessEntry, MemberStatus, Role, Sensitivity, TombstoneReason
 

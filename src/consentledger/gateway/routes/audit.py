@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from consentledger.gateway import auditing
 from consentledger.gateway.auth import Caller, authenticate, gateway_of, member_with
+from consentledger.gateway.flows import auditing
 from consentledger.gateway.runtime import Gateway
 from consentledger.types import Role
 

@@ -36,6 +36,9 @@ from consentledger.types import TombstoneReason
 if TYPE_CHECKING:
     from consentledger.gateway.runtime import Gateway
 
+SWEEPER_LOCK = "consentledger-sweeper"
+"""The leader lock under which one replica at a time shreds and tombstones due records (PostgreSQL)."""
+
 MAX_TOMBSTONE_TRIES = 3
 """How many tombstone writes a shredded record gets in all when earlier ones failed (see `sweep_batch`)."""
 
@@ -99,7 +102,7 @@ def sweep(gw: Gateway, *, batch: int) -> SweepReport:
     """Shred and tombstone every due record of the gateway's organisation, `batch` records per transaction.
 
     Each batch is chosen from a freshly synced index and its tombstones relayed before the next.
-    The caller holds the sweeper's leader lock (`Gateway.sweep_now`).
+    The caller holds the sweeper's leader lock (`sweep_now`).
     """
     report: SweepReport | None = None
     try:
@@ -114,6 +117,17 @@ def sweep(gw: Gateway, *, batch: int) -> SweepReport:
     finally:
         if report is not None and report.shredded:
             flush_deleted(gw.store.engine)
+
+
+def sweep_now(gw: Gateway, batch: int | None = None) -> SweepReport | None:
+    """Return the report of a sweep run now (`sweep`), or None if another replica is sweeping.
+
+    One sweep at a time per process (`Gateway.sweep_lock`); one leader among replicas (SWEEPER_LOCK).
+    """
+    with gw.sweep_lock, gw.store.leader_lock(SWEEPER_LOCK) as leader:
+        if not leader:
+            return None
+        return sweep(gw, batch=batch or gw.settings.sweep_batch)
 
 
 def drain(gw: Gateway, *, timeout: float) -> int:

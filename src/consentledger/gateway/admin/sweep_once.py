@@ -15,8 +15,8 @@ import httpx
 
 from consentledger.client import GatewayClient
 from consentledger.crypto.keys import keystore_address, load_account, password_from_env
+from consentledger.gateway.flows.sweep import drain, sweep_now
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.sweep import drain
 from consentledger.settings import Settings
 
 _ANY_ADDRESS = {"", "0.0.0.0", "::", "[::]"}
@@ -36,7 +36,7 @@ def run_sweep(settings: Settings, *, batch: int | None = None, drain_timeout: fl
     gw = Gateway.open(settings)
     try:
         gw.relay_now()
-        report = gw.sweep_now(batch)
+        report = sweep_now(gw, batch)
         queued = drain(gw, timeout=drain_timeout)
     finally:
         gw.close()

@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse
 
 from consentledger.consent import Consent
 from consentledger.errors import AuthorizationError
-from consentledger.gateway import erasure
 from consentledger.gateway.auth import Caller, authenticate, gateway_of
+from consentledger.gateway.flows import erasure
+from consentledger.gateway.flows.sweep import sweep_now
+from consentledger.gateway.flows.tombstones import ON_CHAIN
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import ErasureIn, SweepIn, parse
-from consentledger.gateway.tombstones import ON_CHAIN
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
@@ -65,7 +66,7 @@ def sweep(gw: GatewayDep, caller: Annotated[Caller, Depends(own_org_any_standing
     organisation's chain writes still waiting for the relay.
     """
     body = parse(SweepIn, caller.body)
-    report = gw.sweep_now(body.batch)
+    report = sweep_now(gw, body.batch)
     counts = gw.store.count_by_status()
     queued = counts["pending"] + counts["sent"]
     if report is None:

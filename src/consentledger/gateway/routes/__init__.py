@@ -1,0 +1,1 @@
+"""The gateway's HTTP surface: parse, call one flow, render. One router a file."""

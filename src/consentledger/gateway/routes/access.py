@@ -1,0 +1,48 @@
+"""An access: the requester's own organisation asks, the custodian releases for an entry on chain."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse
+
+from consentledger.errors import NotFoundError
+from consentledger.gateway.auth import Caller, gateway_of, member_with, own_org
+from consentledger.gateway.flows import access, release
+from consentledger.gateway.routes.consents import consent_terms
+from consentledger.gateway.runtime import Gateway
+from consentledger.gateway.schemas import AccessIn, KeyRequestIn, parse
+from consentledger.types import Role
+
+router = APIRouter(prefix="/v1")
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+
+
+@router.post("/access", summary="Access a record for a purpose (requester's own org)")
+def request_access(
+    gw: GatewayDep, caller: Annotated[Caller, Depends(own_org(Role.REQUESTER))]
+) -> JSONResponse:
+    """Record the access on chain, fetch the disclosure from the custodian, verify and decrypt it."""
+    body = parse(AccessIn, caller.body)
+    consents = [consent_terms(c) for c in body.consents]
+    answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+@router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
+def release_key(
+    record_id: str,
+    seq: Annotated[int, Path(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")],
+    gw: GatewayDep,
+    caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))],
+) -> JSONResponse:
+    """Return the record's disclosure for this access, sealed under a one-time key wrapped for the requester."""
+    body = parse(KeyRequestIn, caller.body)
+    try:
+        record = bytes.fromhex(record_id.removeprefix("0x"))
+    except ValueError:
+        raise NotFoundError(f"record {record_id} is not held here") from None
+    if len(record) != 32:
+        raise NotFoundError(f"record {record_id} is not held here")
+    answer = release.release_key(gw, caller.address, record, seq, body.block, body.withhold)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})

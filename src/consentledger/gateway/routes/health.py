@@ -1,0 +1,29 @@
+"""Unsigned endpoints: liveness and the ledger's EIP-712 domain."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from consentledger.errors import ChainUnavailableError
+from consentledger.gateway.auth import gateway_of
+from consentledger.gateway.runtime import Gateway
+
+router = APIRouter(prefix="/v1")
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+
+
+@router.get("/health", summary="Liveness, this gateway's organisation and chain (unsigned)")
+def health(gw: GatewayDep) -> dict[str, Any]:
+    """Return status, org address and name, chain id and the latest block; 503 if the chain is unreachable."""
+    try:
+        block = gw.ledger.w3.eth.block_number
+    except OSError as exc:  # requests' connection errors and timeouts; anything else stays a 500
+        raise ChainUnavailableError(f"chain unreachable: {exc}") from None
+    return {"status": "ok", "org": gw.org, "name": gw.settings.name, "chain_id": gw.chain_id, "block": block}
+
+@router.get("/chain/domain", summary="The ledger's EIP-712 domain for signing consents (unsigned)")
+def domain(gw: GatewayDep) -> dict[str, Any]:
+    """Return the EIP-712 domain read from `eip712Domain()`."""
+    return gw.ledger.domain().as_dict()

@@ -1,0 +1,47 @@
+"""The gateway's background work: relay queued chain writes, watch membership, index, sweep."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+from consentledger.errors import ConsentLedgerError
+from consentledger.gateway.flows.sweep import sweep_now
+from consentledger.gateway.runtime import Gateway
+from consentledger.store.sessions import PageSessions
+
+log = logging.getLogger(__name__)
+
+
+def start_upkeep(gw: Gateway) -> None:
+    """Finish chain writes left from before (first), then keep the upkeep loop running until `gw.close()`."""
+    gw.relay_now()
+    gw.upkeep = threading.Thread(target=_loop, args=(gw,), name="gateway-upkeep", daemon=True)
+    gw.upkeep.start()
+
+
+def upkeep_once(gw: Gateway, *, sweep: bool) -> None:
+    """Run one round: relay, membership events, expired nonces and page sessions, index; with `sweep` a sweep."""
+    gw.relay_now()
+    gw.members.watch()
+    gw.store.purge_nonces(datetime.now(UTC))
+    PageSessions(gw.store.engine).purge()
+    gw.index_now()
+    if sweep:
+        sweep_now(gw)
+
+
+def _loop(gw: Gateway) -> None:
+    next_sweep = 0.0
+    while not gw.stop.wait(gw.settings.relay_interval):
+        try:
+            due = time.monotonic() >= next_sweep
+            if due:
+                next_sweep = time.monotonic() + gw.settings.sweep_interval
+            upkeep_once(gw, sweep=due)
+        except ConsentLedgerError as exc:  # chain or store down: try again next round
+            log.warning("gateway upkeep: %s", exc)
+        except Exception:  # never let the upkeep thread die silently
+            log.exception("gateway upkeep failed")
