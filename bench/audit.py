@@ -58,6 +58,8 @@ PROTECTED_SHARE = 0.3
 """Share of records in the PROTECTED category (each with one consent naming it); the rest are OPEN."""
 PURPOSES = {1: "epidemic-control", 2: "research", 3: "statistics", 4: "audit"}
 REQUESTERS, CUSTODIANS = 16, 4
+ACTORS = 50
+"""Acting clients (staff and apps) of the requesters, as pseudonyms on chain."""
 LOGS_PER_BLOCK = 8
 FIRST_BLOCK, BLOCK_SECONDS, GENESIS_TIME = 100, 2, 1_700_000_000
 FAR_FUTURE = 2**39
@@ -66,7 +68,7 @@ CROSS_CHECK = 2_000
 TRACE_WARMUP = 5
 GOAL_TRACE_P50_MS, GOAL_VERIFY_S = 50.0, 20.0
 
-ACCESS_TOPIC = "0x" + keccak(text="AccessRecorded(uint24,bytes32,address,uint8,bytes32,bool,bytes32,uint40)").hex()
+ACCESS_TOPIC = "0x" + keccak(text="AccessRecorded(uint24,bytes32,address,bytes32,uint8,bytes32,bool,bytes32,uint40)").hex()
 ACCESS_LEDGER = to_checksum_address(keccak(text="bench access ledger")[:20])
 CONSORTIUM = to_checksum_address(keccak(text="bench consortium")[:20])
 
@@ -104,6 +106,7 @@ class World:
     records: list[Record]
     seq: list[int] = field(default_factory=list)
     heads: list[bytes] = field(default_factory=list)
+    actors: list[bytes] = field(default_factory=lambda: [keccak(text=f"bench clerk {i}") for i in range(ACTORS)])
 
     @classmethod
     def build(cls, subjects: int, records: int, rng: random.Random) -> World:
@@ -140,15 +143,15 @@ def generate_logs(world: World, count: int, first_event: int, rng: random.Random
         seq = world.seq[index] + 1
         timestamp = GENESIS_TIME + block * BLOCK_SECONDS
         requester_word = bytes(12) + bytes.fromhex(requester[2:])
-        # The same bytes eth_abi encodes in chain.history.link: seven static words, keccak'd (never identified).
-        previous = world.heads[index]
-        head = keccak(previous + word(seq) + requester_word + word(purpose) + record.consent + word(0)
+        # The same bytes eth_abi encodes in chain.history.link: eight static words, keccak'd (never identified).
+        previous, actor = world.heads[index], world.actors[rng.randrange(ACTORS)]
+        head = keccak(previous + word(seq) + requester_word + actor + word(purpose) + record.consent + word(0)
                       + word(timestamp))
         world.seq[index], world.heads[index] = seq, head
         logs.append({
             "address": ACCESS_LEDGER,
             "topics": [ACCESS_TOPIC, "0x" + word(seq).hex(), "0x" + record.id.hex(), "0x" + requester_word.hex()],
-            "data": "0x" + (word(purpose) + record.consent + word(0) + head + word(timestamp)).hex(),
+            "data": "0x" + (actor + word(purpose) + record.consent + word(0) + head + word(timestamp)).hex(),
             "blockNumber": hex(block),
             "blockHash": block_hash,
             "transactionHash": "0x" + rng.randbytes(32).hex(),

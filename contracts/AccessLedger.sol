@@ -17,8 +17,11 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
     /// @notice Binds the ledger to `consortium_`, whose members and catalog it enforces.
     constructor(IConsortium consortium_) ConsortiumMember(consortium_) {}
 
-    /// @notice Records an access by the caller to `recordId` for `purposeId`, consuming one use of
-    /// each consent, and appends it to the record's hash chain.
+    /// @notice Records an access by the caller to `recordId` for `purposeId` on behalf of `actor`,
+    /// consuming one use of each consent, and appends it to the record's hash chain.
+    /// @param actor The acting person or application inside the caller's organisation, pseudonymous:
+    /// keccak256(abi.encode(client address, salt)) with a salt only the organisation holds (it
+    /// discloses the pair to an auditor in a signed statement); 0 when the organisation acted itself.
     /// @dev Requirements:
     /// - the record exists, is not tombstoned and is within retention;
     /// - the caller is an ACTIVE REQUESTER; the purpose is allowed for the category and not past sunset;
@@ -31,7 +34,7 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
     /// The entry is `identified` iff consents were presented and every one allows identified access.
     /// Emits AccessRecorded.
     /// @return seq The access's position in the record's chain (1-based); (record, seq) names it.
-    function requestAccess(bytes32 recordId, uint8 purposeId, Consent[] calldata consents)
+    function requestAccess(bytes32 recordId, uint8 purposeId, bytes32 actor, Consent[] calldata consents)
         external
         returns (uint24 seq)
     {
@@ -58,11 +61,11 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         seq = core.accesses + 1;
         _records[recordId].accesses = seq;
         bytes32 newHead = keccak256(
-            abi.encode(_heads[recordId], seq, msg.sender, purposeId, consentRef, identified, block.timestamp)
+            abi.encode(_heads[recordId], seq, msg.sender, actor, purposeId, consentRef, identified, block.timestamp)
         );
         _heads[recordId] = newHead;
         emit AccessRecorded(
-            seq, recordId, msg.sender, purposeId, consentRef, identified, newHead, uint40(block.timestamp)
+            seq, recordId, msg.sender, actor, purposeId, consentRef, identified, newHead, uint40(block.timestamp)
         );
     }
 

@@ -3,10 +3,12 @@
 
 Three ministries found a consortium (2-of-3). Governance approves a purpose and a catalog category
 and admits a health bureau (custodian) and a transport bureau (requester), each with its own
-gateway. The health bureau collects records through its gateway (a field off the positive list is
-refused); the data subject signs a one-time consent; the transport bureau's gateway records the
-access on chain, fetches the key from the health bureau's gateway and decrypts; a second access is
-refused; the audit index is built from the chain and the audit trace printed and verified.
+gateway, and each agency registers its staff as clients with their own keys. A clerk of the health
+bureau collects records through its gateway (a field off the positive list is refused); the data
+subject signs a one-time consent; an analyst of the transport bureau asks its gateway, which records
+the access on chain (naming the analyst as a pseudonymous actor), fetches the disclosure from the
+health bureau's gateway and decrypts; a second access is refused; the audit index is built from the
+chain, the audit trace printed and verified, and the auditor learns who the actor was.
 
 With `--serve` everything keeps running after the story (until Ctrl-C) and `.demo/env` holds the
 variables the README's copy-paste examples use (`source .demo/env`).
@@ -30,7 +32,9 @@ from rich.console import Console
 from rich.table import Table
 
 from consentledger import governance
+from consentledger.actors import ClientRole
 from consentledger.audit import Indexer, trace, verify
+from consentledger.audit.actors import check_disclosure
 from consentledger.chain.accounts import dev_account, dev_accounts
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
@@ -40,9 +44,11 @@ from consentledger.chain.node import ChainKind, start_node
 from consentledger.chain.sender import TransactionSender
 from consentledger.client import GatewayClient
 from consentledger.consent import Consent
-from consentledger.crypto.keys import new_keystore
+from consentledger.crypto.keys import load_account, new_keystore
 from consentledger.errors import GatewayError
+from consentledger.gateway.admin.clients import add_client
 from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency, admit, create_agency
+from consentledger.settings import load_settings
 from consentledger.store import make_engine
 from consentledger.types import Role, Sensitivity
 
@@ -51,6 +57,7 @@ EPIDEMIC_CONTROL = 1
 CONTACT_TRACE = 1
 AUDITOR_DEV_ACCOUNT, HEALTH_DEV_ACCOUNT, TRANSPORT_DEV_ACCOUNT = 3, 5, 6
 SUBJECT_PASSWORD = "the data subject's own passphrase"
+CLIENT_PASSWORD_ENV, CLIENT_PASSWORD = "CONSENTLEDGER_CLIENT_PASSWORD", "a member of staff's own passphrase"
 
 
 def step(text: str) -> None:
@@ -101,14 +108,18 @@ def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
     auditor = dev_account(AUDITOR_DEV_ACCOUNT)
     govern(ledger, a, b, governance.admit_member(auditor.address, Role.AUDITOR, "audit office"))
 
+    step("each agency registers its staff with their own keys (`consentledger agency client add`)")
+    clerk = _add_client(workdir, health, "Ana Lima (clerk)", ClientRole.COLLECT)
+    analyst = _add_client(workdir, transport, "Tom Berg (analyst)", ClientRole.REQUEST)
+
     step("starting both gateways as real processes (`consentledger gateway serve`)")
     agencies: list[Agency] = [health, transport]
     try:
         for agency in agencies:
             agency.start()
-        code, record, subject = _share(ledger, health, transport)
+        code, record, subject = _share(ledger, health, transport, clerk, analyst)
         if code == 0:
-            code = _audit(ledger, workdir, subject.address)
+            code = _audit(ledger, workdir, subject.address, transport, auditor)
         _write_env(workdir, rpc_url, manifest, health, transport, record, subject)
         if code == 0 and serve:
             _serve_until_stopped(workdir)
@@ -119,14 +130,26 @@ def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
         step("gateways stopped")
 
 
-def _share(ledger: Ledger, health: Agency, transport: Agency) -> tuple[int, str, LocalAccount]:
+def _add_client(workdir: Path, agency: Agency, name: str, role: ClientRole) -> LocalAccount:
+    """Register a member of `agency`'s staff with a new key of their own; return that key."""
+    keystore = workdir / "clients" / f"{name.split()[0].lower()}.json"
+    keystore.parent.mkdir(exist_ok=True)
+    client = add_client(load_settings(agency.created.config), name, role, new_key=keystore, password=CLIENT_PASSWORD)
+    console.print(f"    {agency.name}: {name} ({role.value}) key {client.address} → {keystore}; "
+                  f"actor on chain 0x{client.actor.hex()[:16]}…")
+    return load_account(keystore, CLIENT_PASSWORD)
+
+
+def _share(
+    ledger: Ledger, health: Agency, transport: Agency, clerk: LocalAccount, analyst: LocalAccount
+) -> tuple[int, str, LocalAccount]:
     """Collect, consent, access, refuse; return (exit code, the record's id, the data subject)."""
     subject = Account.create()
     names = {health.address: health.name, transport.address: transport.name, subject.address: "data subject"}
-    with GatewayClient(health.url, dev_account(HEALTH_DEV_ACCOUNT)) as health_gw, \
-            GatewayClient(transport.url, dev_account(TRANSPORT_DEV_ACCOUNT)) as transport_gw, \
+    with GatewayClient(health.url, clerk) as health_gw, \
+            GatewayClient(transport.url, analyst) as transport_gw, \
             GatewayClient(transport.url, subject) as subject_app:
-        step("the health bureau collects a contact trace through its gateway")
+        step("the health bureau's clerk collects a contact trace through its gateway, signing with her own key")
         payload = {"name": "Lee", "phone": "555-0101", "district": "North", "visited_at": "2026-11-20"}
         stored = health_gw.put_record(subject.address, CONTACT_TRACE, payload, idempotency_key="intake-0001")
         record = stored["record"]
@@ -143,10 +166,11 @@ def _share(ledger: Ledger, health: Agency, transport: Agency) -> tuple[int, str,
         granted = subject_app.sign_and_grant(consent)
         console.print(f"    consent {granted['consent'][:18]}… granted on chain (one use)")
 
-        step("the transport bureau asks its gateway for the record, for epidemic control")
+        step("the transport bureau's analyst asks its gateway for the record, for epidemic control")
         access = transport_gw.request_access(record, EPIDEMIC_CONTROL, [consent])
-        console.print(f"    access seq {access['seq']} recorded in block {access['block']} (tx {access['tx'][:18]}…); "
-                      f"key released by the custodian for that access only")
+        console.print(f"    access seq {access['seq']} recorded in block {access['block']} (tx {access['tx'][:18]}…) "
+                      f"by actor {access['actor'][:18]}… (the analyst, pseudonymous on chain); "
+                      f"released by the custodian for that access only")
         withheld = sorted(set(payload) - set(access["payload"]))
         console.print(f"    decrypted and checked against the on-chain commitment: {access['payload']}")
         console.print(f"    identifying fields withheld ({', '.join(withheld)}): the consent does not allow "
@@ -168,11 +192,12 @@ def _share(ledger: Ledger, health: Agency, transport: Agency) -> tuple[int, str,
     check = check_record_chain(ledger, record_id)
     console.print(f"    record {record[:18]}… custodian {names[info.custodian]}, subject {names[info.subject]}, "
                   f"retained until {time.strftime('%Y-%m-%d', time.gmtime(info.retain_until))}")
-    table = Table("seq", "time (UTC)", "requester", "purpose", "consent", "head", "tx", "block")
+    table = Table("seq", "time (UTC)", "requester", "actor", "purpose", "consent", "head", "tx", "block")
     for e in check.entries:
         table.add_row(
             str(e.seq), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e.timestamp)),
-            names.get(e.requester, e.requester), ledger.purpose(e.purpose).name, "0x" + e.consent.hex()[:12] + "…",
+            names.get(e.requester, e.requester), "0x" + e.actor.hex()[:12] + "…", ledger.purpose(e.purpose).name,
+            "0x" + e.consent.hex()[:12] + "…",
             "0x" + e.head.hex()[:12] + "…", "0x" + e.tx_hash.hex()[:12] + "…", str(e.block_number),
         )
     console.print(table)
@@ -182,16 +207,19 @@ def _share(ledger: Ledger, health: Agency, transport: Agency) -> tuple[int, str,
     return (0 if check.ok else 1), record, subject
 
 
-def _audit(ledger: Ledger, workdir: Path, subject: str) -> int:
-    """Index the chain into `workdir/audit.db`, print the subject's audit trace and verify everything."""
+def _audit(ledger: Ledger, workdir: Path, subject: str, transport: Agency, auditor: LocalAccount) -> int:
+    """Index the chain into `workdir/audit.db`, print the subject's audit trace, verify everything, name the actor."""
     step("the audit trace (`consentledger audit trace --subject …`, from an index of the chain's events)")
     engine = make_engine(f"sqlite:///{workdir / 'audit.db'}")
     console.print(f"    {Indexer(engine, ledger).sync().describe()}")
-    table = Table("seq", "time (UTC)", "record", "custodian", "requester", "purpose", "consent", "tx", "block")
-    for line in trace(engine, subject=subject):
+    table = Table("seq", "time (UTC)", "record", "custodian", "requester", "actor", "purpose", "consent", "tx",
+                  "block")
+    lines = trace(engine, subject=subject)
+    for line in lines:
         table.add_row(
             str(line.seq), line.time.strftime("%Y-%m-%d %H:%M:%S"), line.record[:12] + "…",
             line.custodian_name or str(line.custodian), line.requester_name or line.requester,
+            (line.actor or "organisation")[:12] + "…",
             line.purpose_name or str(line.purpose), (line.consent or "-")[:12] + "…", line.tx_hash[:12] + "…",
             str(line.block),
         )
@@ -201,6 +229,14 @@ def _audit(ledger: Ledger, workdir: Path, subject: str) -> int:
     console.print(f"    `consentledger audit verify`: {'[green]' if report.ok else '[red]'}{report.summary()}[/]")
     for discrepancy in report.discrepancies:
         console.print(f"    [red]{discrepancy.line()}[/]")
+    actors = sorted({line.actor for line in lines if line.actor})
+    step("the auditor asks the transport bureau who that actor is (`consentledger audit actor`)")
+    with GatewayClient(transport.url, auditor) as audit_office:
+        for actor in actors:
+            _, disclosed = check_disclosure(ledger, audit_office.who_is(actor))
+            console.print(f"    {'[green]verified[/]' if disclosed.ok else '[red]NOT VERIFIED[/]'}: {disclosed.reason}")
+            if not disclosed.ok:
+                return 1
     return 0 if report.ok else 1
 
 
@@ -218,6 +254,10 @@ def _write_env(workdir: Path, rpc_url: str, manifest: Path, health: Agency, tran
         "HEALTH": health.url,
         "HEALTH_CONFIG": str(health.created.config),
         "TRANSPORT": transport.url,
+        "TRANSPORT_CONFIG": str(transport.created.config),
+        CLIENT_PASSWORD_ENV: CLIENT_PASSWORD,
+        "CLERK_KEYSTORE": str(workdir / "clients" / "ana.json"),
+        "ANALYST_KEYSTORE": str(workdir / "clients" / "tom.json"),
         "HEALTH_DEV_ACCOUNT": str(HEALTH_DEV_ACCOUNT),
         "TRANSPORT_DEV_ACCOUNT": str(TRANSPORT_DEV_ACCOUNT),
         "AUDITOR_DEV_ACCOUNT": str(AUDITOR_DEV_ACCOUNT),

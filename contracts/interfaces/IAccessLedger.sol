@@ -22,12 +22,14 @@ interface IAccessLedger is IRecordRegistry, IConsentRegistry {
     /// @notice An access was granted and appended to the record's hash chain.
     /// @param consent The consent id, 0 for an OPEN category without consent, or for several
     /// consents (derived records) keccak256 of their ids in the order presented.
+    /// @param actor The acting client of the requester (pseudonymous; 0 for the organisation itself).
     /// @param identified True iff at least one consent was presented and every one allows identified
     /// access; otherwise the custodian removes or pseudonymises the category's identifying fields.
     event AccessRecorded(
         uint24 indexed seq,
         bytes32 indexed record,
         address indexed requester,
+        bytes32 actor,
         uint8 purpose,
         bytes32 consent,
         bool identified,
@@ -35,8 +37,8 @@ interface IAccessLedger is IRecordRegistry, IConsentRegistry {
         uint40 timestamp
     );
 
-    /// @notice Records an access by the caller to `recordId` for `purposeId` under `consents`.
-    function requestAccess(bytes32 recordId, uint8 purposeId, Consent[] calldata consents)
+    /// @notice Records an access by the caller's `actor` to `recordId` for `purposeId` under `consents`.
+    function requestAccess(bytes32 recordId, uint8 purposeId, bytes32 actor, Consent[] calldata consents)
         external
         returns (uint24 seq);
 

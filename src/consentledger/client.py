@@ -30,7 +30,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class GatewayClient:
-    """A caller of one gateway, signing as `account` (an org signer, or a data subject's key).
+    """A caller of one gateway, signing as `account` (an agency's registered client, a member, or a data subject).
 
     The gateway's organisation address (the signatures' audience) and chain id are fetched once from
     `/v1/health` when not given. Use as a context manager, or call `close()`.
@@ -192,7 +192,7 @@ class GatewayClient:
     def request_access(
         self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = (), *, pseudonymise: bool = False
     ) -> dict[str, Any]:
-        """Return the released record: `{record, seq, tx, block, payload, category, custodian, identified, use}`.
+        """Return the released record: `{record, seq, tx, block, payload, category, custodian, identified, actor, use}`.
 
         The gateway records the access on chain first; `seq`, `tx` and `block` locate that entry.
         Unless the access is `identified`, the category's identifying fields are removed, or with
@@ -281,6 +281,15 @@ class GatewayClient:
         records); None lets the gateway choose by the caller's roles. The link opens once, in one browser.
         """
         return self._json(self.send_signed("POST", "/v1/audit/session", {} if view is None else {"view": view}))
+
+    def clients(self) -> dict[str, Any]:
+        """Return `{org, clients}`: the gateway's registered clients and their actors (its audit liaison only)."""
+        return self._json(self.send_signed("GET", "/v1/clients"))
+
+    def who_is(self, actor: str | bytes) -> dict[str, Any]:
+        """Return `{statement, signature, revoked_at}`: the agency's signed statement of who `actor` is (auditors)."""
+        actor_hex = actor if isinstance(actor, str) else "0x" + actor.hex()
+        return self._json(self.send_signed("GET", f"/v1/actors/{actor_hex}"))
 
     # -- the signed transport -------------------------------------------------------------------
 

@@ -125,6 +125,12 @@ class RecordExistsError(ConsentLedgerError):
     http_status, exit_code, code = 409, 12, "record_exists"
 
 
+class ClientExistsError(ConsentLedgerError):
+    """Raised when a key is registered as a gateway client a second time (keys are never reused)."""
+
+    http_status, exit_code, code = 409, 12, "client_exists"
+
+
 class TransactionNotMinedError(TransactionFailedError):
     """Raised when a sent transaction has no receipt (or too few confirmations) when the wait ends."""
 

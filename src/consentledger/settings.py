@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     page_session_ttl: int = Field(900, gt=0, le=86400, description="Seconds an audit page session lasts.")
     sweep_interval: float = Field(30.0, gt=0, description="Seconds between retention and sunset sweeps.")
     sweep_batch: int = Field(100, gt=0, le=10_000, description="Records shredded per database transaction.")
+    allow_org_key_requests: bool = Field(
+        False, description="Also accept the organisation's signer key where a registered client is expected "
+        "(collect, request). Off: staff and applications sign with their own client keys and the org key "
+        "never leaves the gateway; on only for local tests and benchmarks.",
+    )
 
     @classmethod
     def settings_customise_sources(

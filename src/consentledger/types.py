@@ -15,6 +15,12 @@ RecordId = NewType("RecordId", bytes)
 ConsentId = NewType("ConsentId", bytes)
 """A consent's EIP-712 digest (32 bytes)."""
 
+ActorId = NewType("ActorId", bytes)
+"""An acting client's pseudonym on chain: keccak256(abi.encode(client address, salt)), 32 bytes."""
+
+NO_ACTOR = ActorId(bytes(32))
+"""The actor of an access the organisation made with its own signer key, not through a registered client."""
+
 
 class Role(IntFlag):
     """Member role bits (contracts/interfaces/IConsortium.sol `Roles`)."""
@@ -183,3 +189,5 @@ class AccessEntry:
     tx_hash: bytes
     identified: bool = False
     """Whether the custodian may release identifying fields (every presented consent allows it)."""
+    actor: ActorId = NO_ACTOR
+    """The requester's acting client, pseudonymous (`consentledger.actors`); zero when the organisation acted."""

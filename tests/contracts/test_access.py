@@ -25,11 +25,11 @@ ZERO = b"\0" * 32
 
 
 def expected_head(previous: bytes, seq: int, requester: str, purpose: int, consent: bytes,
-                  timestamp: int, identified: bool = False) -> bytes:
-    """Return keccak256(abi.encode(previous, seq, requester, purpose, consent, identified, timestamp))."""
+                  timestamp: int, identified: bool = False, actor: bytes = ZERO) -> bytes:
+    """Return keccak256(abi.encode(previous, seq, requester, actor, purpose, consent, identified, timestamp))."""
     return keccak(encode(
-        ["bytes32", "uint24", "address", "uint8", "bytes32", "bool", "uint256"],
-        [previous, seq, requester, purpose, consent, identified, timestamp],
+        ["bytes32", "uint24", "address", "bytes32", "uint8", "bytes32", "bool", "uint256"],
+        [previous, seq, requester, actor, purpose, consent, identified, timestamp],
     ))
 
 
@@ -42,15 +42,16 @@ def test_one_time_consent_grants_one_access_and_emits_access_recorded(net: Net) 
     cid = net.grant(consent)
     when = net.next_time()
 
+    clerk = keccak(b"a clerk of the transport bureau")
     call = net.ledger.access.functions.requestAccess(
-        net.records.contact, EPIDEMIC, [consent.as_tuple()]
+        net.records.contact, EPIDEMIC, clerk, [consent.as_tuple()]
     )
     receipt = net.transport.transact(call)
 
     (event,) = net.events(net.ledger.access.events.AccessRecorded(), receipt)
-    head = expected_head(ZERO, 1, net.transport.address, EPIDEMIC, cid, when)
+    head = expected_head(ZERO, 1, net.transport.address, EPIDEMIC, cid, when, actor=clerk)
     assert event == {
-        "seq": 1, "record": net.records.contact, "requester": net.transport.address,
+        "seq": 1, "record": net.records.contact, "requester": net.transport.address, "actor": clerk,
         "purpose": EPIDEMIC, "consent": cid, "identified": False, "head": head, "timestamp": when,
     }
     assert net.ledger.head(net.records.contact) == head

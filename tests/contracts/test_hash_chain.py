@@ -13,7 +13,7 @@ from consentledger.types import AccessEntry
 
 from .world import EPIDEMIC, LAB_RESULT, RESEARCH, Net
 
-ACCESS_RECORDED = keccak(text="AccessRecorded(uint24,bytes32,address,uint8,bytes32,bool,bytes32,uint40)")
+ACCESS_RECORDED = keccak(text="AccessRecorded(uint24,bytes32,address,bytes32,uint8,bytes32,bool,bytes32,uint40)")
 GENESIS = b"\0" * 32
 
 
@@ -24,6 +24,7 @@ class RawAccess:
     seq: int
     record: bytes
     requester: str
+    actor: bytes
     purpose: int
     consent: bytes
     identified: bool
@@ -43,24 +44,24 @@ def raw_accesses(net: Net, record: bytes) -> list[RawAccess]:
     decoded = []
     for log in sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"])):
         _, seq_topic, record_topic, requester_topic = log["topics"]
-        purpose, consent, identified, head, timestamp = decode(
-            ["uint8", "bytes32", "bool", "bytes32", "uint40"], bytes(log["data"])
+        actor, purpose, consent, identified, head, timestamp = decode(
+            ["bytes32", "uint8", "bytes32", "bool", "bytes32", "uint40"], bytes(log["data"])
         )
         decoded.append(RawAccess(
             seq=int.from_bytes(seq_topic, "big"),
             record=bytes(record_topic),
             requester=to_checksum_address(bytes(requester_topic)[12:]),
-            purpose=purpose, consent=consent, identified=identified, head=head, timestamp=timestamp,
+            actor=actor, purpose=purpose, consent=consent, identified=identified, head=head, timestamp=timestamp,
             block_number=log["blockNumber"],
         ))
     return decoded
 
 
 def chain_link(previous: bytes, access: RawAccess) -> bytes:
-    """Return keccak256(abi.encode(previous, seq, requester, purpose, consent, identified, timestamp))."""
+    """Return keccak256(abi.encode(previous, seq, requester, actor, purpose, consent, identified, timestamp))."""
     return keccak(encode(
-        ["bytes32", "uint24", "address", "uint8", "bytes32", "bool", "uint256"],
-        [previous, access.seq, access.requester, access.purpose, access.consent, access.identified,
+        ["bytes32", "uint24", "address", "bytes32", "uint8", "bytes32", "bool", "uint256"],
+        [previous, access.seq, access.requester, access.actor, access.purpose, access.consent, access.identified,
          access.timestamp],
     ))
 

@@ -35,7 +35,7 @@ from consentledger.chain.sender import TransactionSender
 from consentledger.consent import NO_RECORD, Consent, sign_consent
 from consentledger.errors import ContractRevertError
 from consentledger.governance import ProposedAction
-from consentledger.types import AccessEntry, Role, Sensitivity
+from consentledger.types import AccessEntry, ActorId, Role, Sensitivity
 
 DAY = 86_400
 EPIDEMIC, RESEARCH = 1, 2
@@ -246,9 +246,10 @@ class Net:
         record: bytes,
         purpose: int,
         consents: Sequence[Consent] = (),
+        actor: bytes = bytes(32),
     ) -> AccessEntry:
-        """Request an access and return the appended hash-chain entry."""
-        return self.ledger.request_access(requester, record, purpose, consents)
+        """Request an access (on behalf of `actor`) and return the appended hash-chain entry."""
+        return self.ledger.request_access(requester, record, purpose, consents, actor=ActorId(actor))
 
     # ------------------------------------------------------------------ events
 

@@ -195,13 +195,17 @@ class Consortium:
 
 
 def start_consortium(
-    rpc_url: str, root: Path, members: Mapping[str, tuple[int, Role]], *, settings: Mapping[str, float] | None = None
+    rpc_url: str, root: Path, members: Mapping[str, tuple[int, Role]], *,
+    settings: Mapping[str, float | bool] | None = None,
 ) -> Consortium:
     """Deploy a ledger on `rpc_url` (admin: dev account 0), set up the catalog, admit and start `members`.
 
     `members` maps an agency name to its dev account index and roles; the gateways start in parallel.
-    `settings` (numbers, e.g. `sweep_interval`) are added to every agency.toml, so a restart keeps them.
+    `settings` (numbers and flags, e.g. `sweep_interval`) are added to every agency.toml, so a restart
+    keeps them. These gateways accept their org keys as callers (`allow_org_key_requests`) unless the
+    settings say otherwise, so tests about other rules need no client set-up; `test_clients` covers clients.
     """
+    settings = {"allow_org_key_requests": True, **(settings or {})}
     w3 = connect(rpc_url)
     admin = dev_account(ADMIN)
     ledger = deploy(w3, admin, [admin.address], 1)
@@ -213,7 +217,7 @@ def start_consortium(
     for name, (index, roles) in members.items():
         agency = create_agency(root, name, dev_index=index, rpc_url=rpc_url, manifest=manifest)
         with agency.created.config.open("a") as config:
-            config.writelines(f"{key} = {value!r}\n" for key, value in (settings or {}).items())
+            config.writelines(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
         admit(ledger, consortium.admin, [], agency, roles)
         consortium.agencies[name] = agency
         consortium.keys[agency.address] = bytes(dev_account(index).key)

@@ -162,7 +162,8 @@ class AccessChecker:
     def _chain(self, row: AccessRow) -> None:
         last_seq, last_head = self._last.get(row.record, (0, GENESIS))
         previous = self.folded.get(row.record, GENESIS)
-        words = (row.seq, _word(row.requester), row.purpose, hex_bytes(row.consent), row.identified, row.timestamp)
+        words = (row.seq, _word(row.requester), hex_bytes(row.actor), row.purpose, hex_bytes(row.consent),
+                 row.identified, row.timestamp)
         folded = self.folded[row.record] = link_words(previous, *words)
         emitted = hex_bytes(row.head)
         if row.seq != last_seq + 1:

@@ -16,7 +16,7 @@ from eth_abi import decode
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
 
-from consentledger.types import AccessEntry, Address, RecordId
+from consentledger.types import AccessEntry, ActorId, Address, RecordId
 
 ACCESS_RECORDED = "AccessRecorded"
 ACCESS_RECORDED_ABI: dict[str, Any] = {
@@ -27,6 +27,7 @@ ACCESS_RECORDED_ABI: dict[str, Any] = {
         {"indexed": True, "name": "seq", "type": "uint24"},
         {"indexed": True, "name": "record", "type": "bytes32"},
         {"indexed": True, "name": "requester", "type": "address"},
+        {"indexed": False, "name": "actor", "type": "bytes32"},
         {"indexed": False, "name": "purpose", "type": "uint8"},
         {"indexed": False, "name": "consent", "type": "bytes32"},
         {"indexed": False, "name": "identified", "type": "bool"},
@@ -62,6 +63,7 @@ class AccessRow(NamedTuple):
     record: str
     seq: int
     requester: str
+    actor: str
     purpose: int
     consent: str
     identified: bool
@@ -81,7 +83,7 @@ class AccessRow(NamedTuple):
             record=RecordId(hex_bytes(self.record)), seq=self.seq, requester=Address(self.requester),
             purpose=self.purpose, consent=hex_bytes(self.consent), head=hex_bytes(self.head),
             timestamp=self.timestamp, block_number=self.block, tx_hash=hex_bytes(self.tx_hash),
-            identified=self.identified,
+            identified=self.identified, actor=ActorId(hex_bytes(self.actor)),
         )
 
 
@@ -161,7 +163,8 @@ def access_row(event: DecodedEvent) -> AccessRow:
     """Return the AccessRow carried by a decoded AccessRecorded event."""
     args = event.args
     return AccessRow(
-        record=args["record"], seq=int(args["seq"]), requester=args["requester"], purpose=int(args["purpose"]),
+        record=args["record"], seq=int(args["seq"]), requester=args["requester"], actor=args["actor"],
+        purpose=int(args["purpose"]),
         consent=args["consent"], identified=bool(args["identified"]), head=args["head"],
         timestamp=int(args["timestamp"]),
         block=event.block_number, tx_hash=event.tx_hash, log_index=event.log_index,

@@ -287,6 +287,7 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
             _e(category),
             _link(f"?org={line.custodian}", names.org(line.custodian or ""), line.custodian or "", links),
             _link(f"?org={line.requester}", names.org(line.requester), line.requester, links),
+            f'<span title="{_e(line.actor)}">{_e(_short(line.actor))}</span>' if line.actor else "organisation",
             _link(f"?purpose={line.purpose}", f"{purpose} ({line.purpose})", str(line.purpose), links),
             f'<span title="{_e(line.consent)}">{_e(_short(line.consent))}</span>' if line.consent else "-",
             f'<span title="{_e(line.tx_hash)}">{_e(_short(line.tx_hash))}</span>',
@@ -297,11 +298,12 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
             f'<tr{classes} data-time="{_e(line.time.isoformat())}" data-record="{_e(line.record)}" '
             f'data-seq="{line.seq}" data-category="{_e(line.category if line.category is not None else "")}" '
             f'data-custodian="{_e(line.custodian or "")}" data-requester="{_e(line.requester)}" '
-            f'data-purpose="{line.purpose}" data-consent="{_e(line.consent or "")}" data-tx="{_e(line.tx_hash)}" '
+            f'data-actor="{_e(line.actor or "")}" data-purpose="{line.purpose}" '
+            f'data-consent="{_e(line.consent or "")}" data-tx="{_e(line.tx_hash)}" '
             f'data-block="{line.block}" data-search-requester="{_e(names.search(line.requester))}" '
             f'data-search-record="{_e(record_text)}">'
             + "".join(
-                f'<td class="mono">{cell}</td>' if column in (1, 6, 7) else f"<td>{cell}</td>"
+                f'<td class="mono">{cell}</td>' if column in (1, 5, 7, 8) else f"<td>{cell}</td>"
                 for column, cell in enumerate(cells)
             )
             + "</tr>"
@@ -316,7 +318,7 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
         f'<span id="shown" class="shown muted">{len(lines)} of {len(lines)} accesses shown</span>',
         "</div>",
         '<table id="accesses"><thead><tr><th>time (UTC)</th><th>record</th><th>category</th><th>custodian</th>'
-        "<th>requester</th><th>purpose</th><th>consent</th><th>tx</th><th>block</th></tr></thead>",
+        "<th>requester</th><th>actor</th><th>purpose</th><th>consent</th><th>tx</th><th>block</th></tr></thead>",
         "<tbody>",
         *rows,
         "</tbody></table>",

@@ -175,6 +175,7 @@ accesses = Table(
     Column("record", _Hash, primary_key=True),
     Column("seq", Integer, primary_key=True),
     Column("requester", _Address, nullable=False),
+    Column("actor", _Hash, nullable=False, comment="the acting client (pseudonym); 0x00…00: the org"),
     Column("purpose", Integer, nullable=False),
     Column("consent", _Hash, nullable=False, comment="0x00…00: OPEN category without consent"),
     Column("identified", Boolean, nullable=False, comment="identifying fields released (every consent allowed it)"),

@@ -12,6 +12,7 @@ from sqlalchemy import Engine, Select, or_, select
 from consentledger.audit import tables as t
 from consentledger.audit.events import ZERO_HASH
 from consentledger.errors import ConfigurationError
+from consentledger.types import AccessEntry, ActorId, Address, RecordId
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class TraceLine:
     custodian_name: str | None
     requester: str
     requester_name: str | None
+    actor: str | None
+    """The requester's acting client as a pseudonym (its agency can disclose who it is); None: the org itself."""
     purpose: int
     purpose_name: str | None
     consent: str | None
@@ -36,13 +39,23 @@ class TraceLine:
     block: int
     log_index: int
 
+    def entry(self) -> AccessEntry:
+        """Return the hash-chain entry this line shows (its emitted head left empty), for `chain.history.fold`."""
+        return AccessEntry(
+            record=RecordId(bytes.fromhex(self.record[2:])), seq=self.seq, requester=Address(self.requester),
+            purpose=self.purpose, consent=bytes.fromhex(self.consent[2:]) if self.consent else bytes(32), head=b"",
+            timestamp=int(self.time.timestamp()), block_number=self.block, tx_hash=bytes.fromhex(self.tx_hash[2:]),
+            identified=self.identified, actor=ActorId(bytes.fromhex(self.actor[2:]) if self.actor else bytes(32)),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """Return the line as JSON-ready data (time as ISO-8601 UTC and as unix seconds)."""
         return {
             "seq": self.seq, "time": self.time.isoformat(timespec="seconds"), "timestamp": int(self.time.timestamp()),
             "record": self.record, "subject": self.subject, "category": self.category,
             "category_name": self.category_name, "custodian": self.custodian, "custodian_name": self.custodian_name,
-            "requester": self.requester, "requester_name": self.requester_name, "purpose": self.purpose,
+            "requester": self.requester, "requester_name": self.requester_name, "actor": self.actor,
+            "purpose": self.purpose,
             "purpose_name": self.purpose_name, "consent": self.consent, "identified": self.identified,
             "tx_hash": self.tx_hash,
             "block": self.block, "log_index": self.log_index,
@@ -105,7 +118,8 @@ def trace(
             seq=row["seq"], time=datetime.fromtimestamp(row["timestamp"], UTC), record=row["record"],
             subject=row["subject"], category=row["category"], category_name=row["category_name"],
             custodian=row["custodian"], custodian_name=row["custodian_name"], requester=row["requester"],
-            requester_name=row["requester_name"], purpose=row["purpose"], purpose_name=row["purpose_name"],
+            requester_name=row["requester_name"], actor=None if row["actor"] == ZERO_HASH else row["actor"],
+            purpose=row["purpose"], purpose_name=row["purpose_name"],
             consent=None if row["consent"] == ZERO_HASH else row["consent"], identified=bool(row["identified"]),
             tx_hash=row["tx_hash"],
             block=row["block"], log_index=row["log_index"],
@@ -119,7 +133,7 @@ def _query() -> Select[Any]:
     requester, custodian = t.members.alias("requester_member"), t.members.alias("custodian_member")
     return (
         select(
-            a.c.seq, a.c.timestamp, a.c.record, a.c.requester, a.c.purpose, a.c.consent, a.c.identified,
+            a.c.seq, a.c.timestamp, a.c.record, a.c.requester, a.c.actor, a.c.purpose, a.c.consent, a.c.identified,
             a.c.tx_hash, a.c.block,
             a.c.log_index, r.c.subject, r.c.category, r.c.custodian,
             t.categories.c.name.label("category_name"), t.purposes.c.name.label("purpose_name"),

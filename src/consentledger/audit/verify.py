@@ -163,7 +163,7 @@ class _ConsentResolver:
         data = self.source.transaction_input(row.tx_hash)
         if data is None or data[:4] != self.selector:
             return None  # sent through another contract: its calldata is not requestAccess's
-        record, _, terms = decode(self.types, data[4:])
+        record, *_, terms = decode(self.types, data[4:])  # (record, purpose, actor, consents)
         if "0x" + bytes(record).hex() != row.record or not terms:
             return None
         domain = self.ledger.domain()

@@ -23,8 +23,10 @@ from consentledger.consent import Consent, Eip712Domain
 from consentledger.errors import ChainUnavailableError, ManifestError
 from consentledger.governance import ProposedAction, purposes_in
 from consentledger.types import (
+    NO_ACTOR,
     AccessEntry,
     Action,
+    ActorId,
     Address,
     Category,
     ConsentStatus,
@@ -281,11 +283,12 @@ class Ledger:
         return sender.transact(self.access.functions.revokeConsentBySignature(consent.as_tuple(), signature))
 
     def request_access(
-        self, sender: TransactionSender, record_id: bytes, purpose: int, consents: Sequence[Consent] = ()
+        self, sender: TransactionSender, record_id: bytes, purpose: int, consents: Sequence[Consent] = (),
+        *, actor: ActorId = NO_ACTOR,
     ) -> AccessEntry:
-        """Record an access by the sender; return the appended hash-chain entry."""
+        """Record an access by the sender on behalf of `actor` (its client's pseudonym); return the new entry."""
         receipt = sender.transact(
-            self.access.functions.requestAccess(record_id, purpose, [c.as_tuple() for c in consents])
+            self.access.functions.requestAccess(record_id, purpose, actor, [c.as_tuple() for c in consents])
         )
         (event,) = self.access.events.AccessRecorded().process_receipt(receipt, errors=DISCARD)
         return entry_from_event(event)
@@ -305,4 +308,5 @@ def entry_from_event(event: Any) -> AccessEntry:
         block_number=int(event["blockNumber"]),
         tx_hash=bytes(event["transactionHash"]),
         identified=bool(args["identified"]),
+        actor=ActorId(bytes(args["actor"])),
     )

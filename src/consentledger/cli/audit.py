@@ -55,7 +55,8 @@ DbOption = Annotated[
 DEFAULT_DB = "sqlite:///audit.db"
 _CSV_FIELDS = (
     "seq", "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
-    "requester", "requester_name", "purpose", "purpose_name", "consent", "identified", "tx_hash", "block", "log_index",
+    "requester", "requester_name", "actor", "purpose", "purpose_name", "consent", "identified", "tx_hash", "block",
+    "log_index",
 )
 
 
@@ -230,12 +231,15 @@ def _moment(unix: int | None) -> datetime | None:
 
 
 def _print_table(lines: list[TraceLine]) -> None:
-    table = Table("time", "record", "seq", "category", "custodian", "requester", "purpose", "consent", "tx", "block")
+    table = Table(
+        "time", "record", "seq", "category", "custodian", "requester", "actor", "purpose", "consent", "tx", "block"
+    )
     for line in lines:
         table.add_row(
             line.time.strftime("%Y-%m-%d %H:%M:%S"), _short(line.record), str(line.seq),
             _named(line.category_name, line.category), _named(line.custodian_name, line.custodian),
-            _named(line.requester_name, line.requester), _named(line.purpose_name, line.purpose),
+            _named(line.requester_name, line.requester), _short(line.actor) if line.actor else "organisation",
+            _named(line.purpose_name, line.purpose),
             _short(line.consent) if line.consent else "-", _short(line.tx_hash), str(line.block),
         )
     console.print(table)
@@ -249,3 +253,58 @@ def _named(name: str | None, value: object) -> str:
 
 def _short(value: str) -> str:
     return value[:8] + "…" + value[-4:] if len(value) > 16 else value
+
+
+@app.command("actor")
+def actor(
+    gateway: GatewayOption,
+    actor_id: Annotated[str, typer.Argument(metavar="ACTOR", help="The actor pseudonym of an access entry (0x…).")],
+    out: Annotated[Path | None, typer.Option(help="Also save the signed statement here.")] = None,
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Ask the acting agency's gateway who ACTOR is and check its signed answer against the chain.
+
+    Sign as an auditor organisation (--keystore / --dev-account). Exit 9 if the statement does not hold.
+    """
+    import json
+
+    from consentledger.client import GatewayClient
+
+    with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
+        answer = client.who_is(actor_id)
+    if out is not None:
+        out.write_text(json.dumps(answer, indent=2) + "\n")
+    _show_disclosure(rpc, manifest, answer)
+
+
+@app.command("check-actor")
+def check_actor(
+    statement_file: Annotated[Path, typer.Argument(metavar="FILE", help="A statement saved by `audit actor --out`.")],
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+) -> None:
+    """Check a saved actor statement against the chain (offline from any gateway). Exit 9 if it does not hold."""
+    import json
+
+    try:
+        answer = json.loads(statement_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read the statement {statement_file}: {exc}") from None
+    _show_disclosure(rpc, manifest, answer if isinstance(answer, dict) else {})
+
+
+def _show_disclosure(rpc: str, manifest: Path, answer: dict[str, object]) -> None:
+    from consentledger.audit.actors import check_disclosure
+    from consentledger.errors import IntegrityError
+
+    statement, verdict = check_disclosure(open_ledger(rpc, manifest), answer)
+    if not verdict.ok:
+        raise IntegrityError(f"the actor statement does not hold: {verdict.reason}")
+    console.print(f"verified: {verdict.reason}")
+    if answer.get("revoked_at"):
+        console.print(f"the client's key was revoked at {answer['revoked_at']}")
+

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from consentledger.cli import clients
 from consentledger.cli.common import (
     DEFAULT_MANIFEST,
     DEFAULT_RPC,
@@ -20,7 +21,8 @@ from consentledger.cli.common import (
     show_time,
 )
 
-agency_app = typer.Typer(help="Set up an agency: keys and gateway configuration.", no_args_is_help=True)
+agency_app = typer.Typer(help="Set up an agency: keys, gateway configuration, clients.", no_args_is_help=True)
+agency_app.add_typer(clients.app, name="client")
 gateway_app = typer.Typer(help="Run an agency gateway.", no_args_is_help=True)
 
 

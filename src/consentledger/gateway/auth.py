@@ -1,28 +1,37 @@
-"""Who is calling: signed-request verification, replay refusal and on-chain role checks."""
+"""Who is calling: signed-request verification, replay refusal, the agency's clients and on-chain role checks."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from consentledger.actors import ClientRole
 from consentledger.errors import AuthorizationError, PayloadTooLargeError, ReplayError
 from consentledger.gateway.runtime import Gateway
 from consentledger.signing import CLOCK_WINDOW_SECONDS, RequestSignature, verify_request
-from consentledger.types import Member, MemberStatus, Role
+from consentledger.store.clients import Client
+from consentledger.types import NO_ACTOR, ActorId, Member, MemberStatus, Role
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated request: who signed it and the exact body they signed."""
+    """An authenticated request: who signed it, the exact body they signed, and the agency client it is."""
 
     address: str
     body: bytes
+    client: Client | None = None
+    """The registered client of this agency that signed (None for a member, subject or the org key)."""
+
+    @property
+    def actor(self) -> ActorId:
+        """Return the pseudonym an access by this caller carries on chain (NO_ACTOR for the org key)."""
+        return self.client.actor if self.client is not None else NO_ACTOR
 
     @property
     def body_sha256(self) -> str:
@@ -69,15 +78,32 @@ def active_member(gw: Gateway, caller: Caller, role: Role) -> Member:
     return member
 
 
-def own_org(role: Role) -> Callable[[Request], Awaitable[Caller]]:
-    """Dependency: the caller must be this gateway's own organisation, ACTIVE, holding `role`."""
+def agency_client(role: ClientRole) -> Callable[[Request], Awaitable[Caller]]:
+    """Dependency: a registered, unrevoked client of this agency holding `role`, the agency ACTIVE on chain.
+
+    The agency must hold the member role the client role needs (CUSTODIAN to collect, REQUESTER to
+    request). The organisation's own signer key is accepted only where `allow_org_key_requests` is set:
+    that key signs the agency's chain transactions and stays inside the gateway.
+    """
 
     async def dependency(request: Request) -> Caller:
         caller = await authenticate(request)
         gw = gateway_of(request)
-        if caller.address != gw.org:
-            raise AuthorizationError("only this gateway's own organisation may use this endpoint")
-        await run_in_threadpool(active_member, gw, caller, role)
+        if caller.address == gw.org:
+            if not gw.settings.allow_org_key_requests:
+                raise AuthorizationError("the organisation's signer key is not a client key: sign with a client key "
+                                         "registered by `consentledger agency client add`")
+        else:
+            client = await run_in_threadpool(gw.clients.get, caller.address)
+            if client is None or not client.active:
+                state = "was revoked" if client is not None else "is not a registered client of this agency"
+                raise AuthorizationError(f"{caller.address} {state}")
+            if client.role is not role:
+                raise AuthorizationError(f"client {client.name!r} holds the {client.role.value} role, "
+                                         f"not {role.value}")
+            caller = replace(caller, client=client)
+        if role.member_role is not None:
+            await run_in_threadpool(active_member, gw, Caller(gw.org, b""), role.member_role)
         return caller
 
     return dependency

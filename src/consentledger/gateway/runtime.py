@@ -24,6 +24,7 @@ from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
+from consentledger.store.clients import Clients
 from consentledger.store.custody import adopt_predecessors
 from consentledger.store.rotation import require_one_kek
 
@@ -49,6 +50,7 @@ class Gateway:
     x25519: X25519PrivateKey
     peers: httpx.Client
     indexer: Indexer
+    clients: Clients
     x25519_next: X25519PrivateKey | None = None  # during an X25519 rotation: the key governance is switching to
     key_lock: FileLock | None = None  # a shared lock on the KEK file, so no KEK rotation runs under this gateway
     _relay_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,6 +103,7 @@ class Gateway:
             key_lock=keys.lock,
             peers=httpx.Client(timeout=settings.peer_timeout, trust_env=False),
             indexer=Indexer(engine, ledger),
+            clients=Clients(engine),
         )
 
     def relay_now(self) -> None:

@@ -1,4 +1,4 @@
-"""The gateway's tables: stored records, seen request nonces, the chain-write outbox and audit-page sessions."""
+"""The gateway's tables: stored records, seen request nonces, the chain-write outbox, audit-page sessions, clients."""
 
 from __future__ import annotations
 
@@ -108,3 +108,15 @@ page_sessions = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 Index("ix_page_sessions_expires_at", page_sessions.c.expires_at)
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("address", String(42), primary_key=True, comment="the client's own key (checksummed)"),
+    Column("name", String(200), nullable=False, comment="the person or application, as the agency names it"),
+    Column("role", String(16), nullable=False, comment="collect | request | audit-liaison"),
+    Column("salt", LargeBinary, nullable=False, comment="32 random bytes: actor = keccak256(address word, salt)"),
+    Column("actor", String(66), nullable=False, unique=True, comment="the pseudonym access entries carry on chain"),
+    Column("added_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True, comment="set once: the key is refused from then on"),
+)

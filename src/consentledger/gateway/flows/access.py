@@ -18,20 +18,20 @@ from consentledger.errors import IntegrityError, PeerError, RecordDestroyedError
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
-from consentledger.types import Member, MemberStatus, Sensitivity
+from consentledger.types import NO_ACTOR, ActorId, Member, MemberStatus, Sensitivity
 
 
 def request_access(
     gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent],
-    withhold: Withholding = Withholding.REMOVE,
+    withhold: Withholding = Withholding.REMOVE, *, actor: ActorId = NO_ACTOR,
 ) -> dict[str, Any]:
-    """Record the access on chain, then return the custodian's disclosure, checked against the commitment.
+    """Record the access on chain for `actor`, then return the custodian's disclosure, checked against the commitment.
 
     Identifying fields are removed or pseudonymised (`withhold`) by the custodian unless the chain
     recorded the access as identified (every presented consent allows it); this gateway drops any
     it would still receive. Nothing of the record or its one-time key is kept here.
     """
-    entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents)
+    entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents, actor=actor)
     info = gw.ledger.record(record_id)
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
@@ -57,6 +57,7 @@ def request_access(
         "category": info.category,
         "custodian": info.custodian,
         "identified": entry.identified,
+        "actor": "0x" + entry.actor.hex(),
         "use": "immediate" if category.sensitivity is Sensitivity.PROTECTED else "standard",
         # Pseudonyms stand only for withheld fields (Disclosure.from_json checks), never for their values.
         "payload": {**visible_payload(shown.fields, category.identifying_fields, entry.identified), **shown.pseudonyms},

@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
+from consentledger.actors import ClientRole
 from consentledger.errors import NotFoundError
-from consentledger.gateway.auth import Caller, gateway_of, member_with, own_org
+from consentledger.gateway.auth import Caller, agency_client, gateway_of, member_with
 from consentledger.gateway.flows import access, release
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
@@ -21,12 +22,13 @@ GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 @router.post("/access", summary="Access a record for a purpose (requester's own org)")
 def request_access(
-    gw: GatewayDep, caller: Annotated[Caller, Depends(own_org(Role.REQUESTER))]
+    gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))]
 ) -> JSONResponse:
     """Record the access on chain, fetch the disclosure from the custodian, verify and decrypt it."""
     body = parse(AccessIn, caller.body)
     consents = [consent_terms(c) for c in body.consents]
-    answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold)
+    answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold,
+                                   actor=caller.actor)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")

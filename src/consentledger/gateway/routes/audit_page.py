@@ -26,7 +26,7 @@ from consentledger.gateway.routes.audit import ADDRESS_PATTERN, PURPOSE_PATTERN,
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import PageSessionIn, parse
 from consentledger.store.sessions import PageSession, PageSessions, PageView
-from consentledger.types import AccessEntry, Address, MemberStatus, RecordId, Role
+from consentledger.types import MemberStatus, Role
 
 router = APIRouter()
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
@@ -131,19 +131,10 @@ def _own_records_checked(gw: Gateway, subject: str, block: int | None) -> Verify
         Discrepancy(DiscrepancyKind.HEAD_MISMATCH, f"the listed accesses chain to {computed}, the chain holds "
                     f"{heads[record]}", record=record)
         for record, accesses in by_record.items()
-        if (computed := "0x" + fold(map(_entry, accesses)).hex()) != heads[record]
+        if (computed := "0x" + fold(line.entry() for line in accesses).hex()) != heads[record]
     )
     return VerifyReport(found, block, records=len(by_record), accesses=len(lines), consents=0, members=0,
                         heads_checked=len(heads))
-
-
-def _entry(line: TraceLine) -> AccessEntry:
-    return AccessEntry(
-        record=RecordId(bytes.fromhex(line.record[2:])), seq=line.seq, requester=Address(line.requester),
-        purpose=line.purpose,        consent=bytes.fromhex(line.consent[2:]) if line.consent else bytes(32), head=b"",
-        timestamp=int(line.time.timestamp()), block_number=line.block, tx_hash=bytes.fromhex(line.tx_hash[2:]),
-        identified=line.identified,
-    )
 
 
 def _title(session: PageSession, block: int | None) -> str:

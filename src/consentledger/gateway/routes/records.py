@@ -7,14 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 
+from consentledger.actors import ClientRole
 from consentledger.errors import NotFoundError
-from consentledger.gateway.auth import Caller, gateway_of, own_org
+from consentledger.gateway.auth import Caller, agency_client, gateway_of
 from consentledger.gateway.flows import ingest
 from consentledger.gateway.flows.tombstones import destroyed
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import RecordIn, parse
 from consentledger.store import RecordState, StoredRecord
-from consentledger.types import Role
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
@@ -33,7 +33,7 @@ def _record_view(record: StoredRecord) -> dict[str, Any]:
 @router.post("/records", status_code=201, summary="Collect a record (custodian's own org)")
 def put_record(
     gw: GatewayDep,
-    caller: Annotated[Caller, Depends(own_org(Role.CUSTODIAN))],
+    caller: Annotated[Caller, Depends(agency_client(ClientRole.COLLECT))],
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Check the positive list, encrypt, store and register on chain; 202 while the chain write is queued."""
@@ -48,7 +48,7 @@ def put_record(
 
 @router.get("/records/{record_id}", summary="A record's metadata (custodian's own org)")
 def get_record(
-    record_id: str, gw: GatewayDep, caller: Annotated[Caller, Depends(own_org(Role.CUSTODIAN))]
+    record_id: str, gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.COLLECT))]
 ) -> dict[str, Any]:
     """Return the stored record's metadata (never its content); 410 naming why if it was destroyed."""
     stored = gw.store.get_record(record_id.lower())
