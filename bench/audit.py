@@ -68,7 +68,8 @@ CROSS_CHECK = 2_000
 TRACE_WARMUP = 5
 GOAL_TRACE_P50_MS, GOAL_VERIFY_S = 50.0, 20.0
 
-ACCESS_TOPIC = "0x" + keccak(text="AccessRecorded(uint24,bytes32,address,bytes32,uint8,bytes32,bool,bytes32,uint40)").hex()
+ACCESS_SIGNATURE = "AccessRecorded(uint24,bytes32,address,bytes32,uint8,bytes32,bool,bytes32,uint40)"
+ACCESS_TOPIC = "0x" + keccak(text=ACCESS_SIGNATURE).hex()
 ACCESS_LEDGER = to_checksum_address(keccak(text="bench access ledger")[:20])
 CONSORTIUM = to_checksum_address(keccak(text="bench consortium")[:20])
 
