@@ -16,7 +16,7 @@ from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.sender import TransactionSender
 from consentledger.consent import Consent, sign_consent
-from consentledger.types import Role, Sensitivity, TombstoneReason
+from consentledger.types import ActorId, Role, Sensitivity, TombstoneReason
 
 TARGETS: dict[str, int] = {
     "requestAccess (first access to a record)": 80_000,
@@ -106,17 +106,18 @@ def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
         ledger.grant_consent(relay, consent, sign_consent(consent, subject.key, domain))
         return consent
 
+    clerk = ActorId(keccak(b"a clerk's actor pseudonym"))  # a client acts: a non-zero word costs more calldata
     warm_consent = consent_for(warmup, 1)
-    ledger.request_access(r, warmup, 1, [warm_consent])  # the ledger's first access ever, not a record's
+    ledger.request_access(r, warmup, 1, [warm_consent], actor=clerk)  # the ledger's first access ever, not a record's
     consent = consent_for(record, 5)
     rec.note("grantConsent (relayed)", rec.last_receipt(relay))
-    ledger.request_access(r, record, 1, [consent])
+    ledger.request_access(r, record, 1, [consent], actor=clerk)
     rec.note("requestAccess (first access to a record)", rec.last_receipt(r))
-    ledger.request_access(r, record, 1, [consent])
+    ledger.request_access(r, record, 1, [consent], actor=clerk)
     rec.note("requestAccess (repeat access)", rec.last_receipt(r))
-    ledger.request_access(r, open_record, 1, [])
+    ledger.request_access(r, open_record, 1, [], actor=clerk)
     rec.note("requestAccess (OPEN category, no consent, first)", rec.last_receipt(r))
-    ledger.request_access(r, open_record, 1, [])
+    ledger.request_access(r, open_record, 1, [], actor=clerk)
     rec.note("requestAccess (OPEN category, no consent, repeat)", rec.last_receipt(r))
     subject_sender = ledger.sender(subject)
     _fund(w3, funder, subject.address)
