@@ -57,7 +57,8 @@ EPIDEMIC_CONTROL = 1
 CONTACT_TRACE = 1
 AUDITOR_DEV_ACCOUNT, HEALTH_DEV_ACCOUNT, TRANSPORT_DEV_ACCOUNT = 3, 5, 6
 SUBJECT_PASSWORD = "the data subject's own passphrase"
-CLIENT_PASSWORD_ENV, CLIENT_PASSWORD = "CONSENTLEDGER_CLIENT_PASSWORD", "a member of staff's own passphrase"
+CLIENT_PASSWORD = DEV_PASSWORD
+"""The demo's staff keystores open with the demo's password (`.demo/env` exports it), so examples need no other."""
 
 
 def step(text: str) -> None:
@@ -255,7 +256,6 @@ def _write_env(workdir: Path, rpc_url: str, manifest: Path, health: Agency, tran
         "HEALTH_CONFIG": str(health.created.config),
         "TRANSPORT": transport.url,
         "TRANSPORT_CONFIG": str(transport.created.config),
-        CLIENT_PASSWORD_ENV: CLIENT_PASSWORD,
         "CLERK_KEYSTORE": str(workdir / "clients" / "ana.json"),
         "ANALYST_KEYSTORE": str(workdir / "clients" / "tom.json"),
         "HEALTH_DEV_ACCOUNT": str(HEALTH_DEV_ACCOUNT),

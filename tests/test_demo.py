@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +42,7 @@ def test_demo_story_on_the_shared_ganache_then_the_readme_commands(ganache: Loca
                             env["SUBJECT_KEYSTORE"])
         pages = [httpx.get(link.stdout.strip(), follow_redirects=True, trust_env=False, timeout=60)
                  for link in (auditor_link, subject_link)]
+        staffed = _staff_commands(env, workdir)
     finally:
         demo.send_signal(signal.SIGTERM)
         rest, _ = demo.communicate(timeout=60)
@@ -65,6 +67,35 @@ def test_demo_story_on_the_shared_ganache_then_the_readme_commands(ganache: Loca
     assert "audit view" in auditor_link.stderr and "subject view" in subject_link.stderr
     for page in pages:
         assert page.status_code == 200 and env["RECORD"] in page.text
+    collected, accessed, traced, who, checked = staffed
+    assert collected["state"] == "registered" and accessed["payload"]["district"] == "East"
+    [entry] = json.loads(traced.stdout)
+    assert entry["actor"] == accessed["actor"] and entry["actor"] != "0x" + "00" * 32
+    assert "verified: actor" in who.stdout and "Tom Berg (analyst)" in who.stdout
+    assert "Tom Berg (analyst)" in checked.stdout
+
+
+def _staff_commands(env: dict[str, str], workdir: Path) -> tuple[Any, ...]:
+    """The README's client example: the clerk collects, the analyst accesses, the auditor learns who acted."""
+    (workdir / "trace.json").write_text(json.dumps(
+        {"name": "Kim", "phone": "555-0102", "district": "East", "visited_at": "2026-11-22"}))
+    collected = json.loads(_cli(env, "record", "put", "--gateway", env["HEALTH"], "--subject", env["SUBJECT"],
+                                "--category", "1", "--payload-file", str(workdir / "trace.json"),
+                                "--keystore", env["CLERK_KEYSTORE"]).stdout)
+    consent = workdir / "consent.json"
+    _cli(env, "consent", "grant", "--gateway", env["TRANSPORT"], "--grantee", env["TRANSPORT_ADDRESS"],
+         "--category", "1", "--purpose", "1", "--max-uses", "1", "--subject-keystore", env["SUBJECT_KEYSTORE"],
+         "--out", str(consent))
+    access = _cli(env, "access", "request", "--gateway", env["TRANSPORT"], "--record", str(collected["record"]),
+                  "--purpose", "1", "--consent-file", str(consent), "--keystore", env["ANALYST_KEYSTORE"])
+    actor = access.stderr.split("by actor ")[1].split()[0]
+    accessed = {"payload": json.loads(access.stdout), "actor": actor}
+    traced = _cli(env, "audit", "trace", "--record", str(collected["record"]), "--json")
+    statement = workdir / "who.json"
+    who = _cli(env, "audit", "actor", "--gateway", env["TRANSPORT"], actor, "--dev-account",
+               env["AUDITOR_DEV_ACCOUNT"], "--out", str(statement))
+    checked = _cli(env, "audit", "check-actor", str(statement))
+    return collected, accessed, traced, who, checked
 
 
 def _read_until(process: subprocess.Popen[str], marker: str, *, timeout: float) -> str:

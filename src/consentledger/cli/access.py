@@ -47,6 +47,6 @@ def request(
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         escape(
             f"access #{result.get('seq')} to record {result.get('record')} recorded in tx {result.get('tx')} "
-            f"(block {result.get('block')})"
+            f"(block {result.get('block')}) by actor {result.get('actor')}"
         )
     )
