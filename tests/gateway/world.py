@@ -25,6 +25,7 @@ from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger, entry_from_event
 from consentledger.chain.sender import TransactionSender
+from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.consent import Consent, sign_consent
 from consentledger.localnet import Agency, admit, create_agency
 from consentledger.signing import SIGNED_HEADERS, sign_request
@@ -173,6 +174,13 @@ class Consortium:
         body = {"consent": consent.to_json(), "signature": "0x" + signature.hex()}
         expect(signed(grantee, subject.key, "POST", "/v1/consents", body), 201)
         return consent
+
+    def attest(self, subject: LocalAccount, record: str) -> dict[str, Any]:
+        """Have `subject` sign their record's attestation and relay it through health's gateway; return the answer."""
+        info = self.ledger.record(bytes.fromhex(record[2:]))
+        signature = sign_attestation(RecordAttestation.of(info), subject.key, self.ledger.domain())
+        body = {"signature": "0x" + signature.hex()}
+        return expect(signed(self.health, subject.key, "POST", f"/v1/records/{record}/attestation", body), 200)
 
     def access(
         self, requester: Agency, record: str, consents: Sequence[Consent] = (), **options: Any
