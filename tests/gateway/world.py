@@ -20,12 +20,12 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
 
 from consentledger import governance
+from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.chain.accounts import dev_account
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger, entry_from_event
 from consentledger.chain.sender import TransactionSender
-from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.consent import Consent, sign_consent
 from consentledger.localnet import Agency, admit, create_agency
 from consentledger.signing import SIGNED_HEADERS, sign_request
