@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from eth_account import Account
 
 from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.client import GatewayClient
+from consentledger.errors import ConfigurationError
 from consentledger.types import RecordKind
 
 from .world import AGGREGATE_K, DISTRICT_STATS, LAB_RESULT, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
 
+CLI = str(Path(sys.executable).parent / "consentledger")
 ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
@@ -128,3 +136,32 @@ def test_a_record_not_on_chain_has_no_attestation_terms(consortium: Consortium) 
     alice = Account.create()
     response = signed(consortium.health, alice.key, "GET", "/v1/records/0x" + "ab" * 32 + "/attestation")
     expect(response, 404, "not_found")
+
+
+def _attest_cli(consortium: Consortium, record: str, keystore: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CONSENTLEDGER_SUBJECT_PASSWORD": "subject pass"}
+    return subprocess.run(
+        [CLI, "record", "attest", "--gateway", consortium.health.url, "--record", record,
+         "--subject-keystore", str(keystore)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_the_cli_signs_with_the_subject_keystore_and_relays(consortium: Consortium, tmp_path: Path) -> None:
+    """`record attest` with Alice's keystore attests her record; with Bob's it refuses in one line, sending nothing."""
+    alice, bob = Account.create(), Account.create()
+    record = lab(consortium, alice.address)
+    keystores = {}
+    for name, account in (("alice", alice), ("bob", bob)):
+        keystores[name] = tmp_path / f"{name}.json"
+        keystores[name].write_text(json.dumps(Account.encrypt(account.key, "subject pass")))
+
+    refused = _attest_cli(consortium, record, keystores["bob"])
+    assert refused.returncode == ConfigurationError.exit_code
+    assert f"subject is {alice.address} but the signing key is {bob.address}" in refused.stderr
+    assert not consortium.ledger.record(bytes.fromhex(record[2:])).attested
+
+    done = _attest_cli(consortium, record, keystores["alice"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["attested"] is True
+    assert consortium.ledger.record(bytes.fromhex(record[2:])).attested
