@@ -45,10 +45,11 @@ def check_aggregate(gw: Gateway, category: Category, sources: Sequence[bytes]) -
     subjects = {info.subject for info in infos if info.attested}
     if len(subjects) < category.min_aggregate_subjects:
         unattested = sum(1 for info in infos if not info.attested)
+        silent = f" ({unattested} of {len(infos)} sources not attested by their subjects)" if unattested else ""
         raise PayloadValidationError(
             f"an anonymous aggregate of category {category.name!r} needs at least "
             f"{category.min_aggregate_subjects} distinct subjects who attested its sources; these sources cover "
-            f"{len(subjects)} ({unattested} of {len(infos)} sources not attested by their subjects)"
+            f"{len(subjects)}{silent}"
         )
     return len(subjects)
 
