@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {ConsortiumMember} from "./ConsortiumMember.sol";
 import {IRecordRegistry} from "./interfaces/IRecordRegistry.sol";
 
-/// @title RecordRegistry — registration and tombstoning of off-chain records.
-abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
+/// @title RecordRegistry — registration, subject attestation and tombstoning of off-chain records.
+/// @notice Attestations are signed in the ledger's EIP-712 domain (see ConsentRegistry, which names it).
+abstract contract RecordRegistry is IRecordRegistry, EIP712, ConsortiumMember {
     /// @notice Most original sources a derived record may have (bounds the loop in requestAccess).
     uint256 public constant MAX_SOURCES = 32;
+    bytes32 public constant RECORD_ATTESTATION_TYPEHASH =
+        keccak256("RecordAttestation(bytes32 record,address custodian,uint16 category,bytes32 commitment)");
 
     /// @dev The part of a record read (and, via `accesses`, written) on every access: one slot.
     /// A record exists iff retainUntil != 0 (retention is never zero).
@@ -20,9 +25,11 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
         uint24 accesses;
     }
 
+    /// @dev `attested` shares the slot with the custodian, so attesting costs one warm-slot write.
     struct RecordMeta {
         address custodian;
         uint40 createdAt;
+        bool attested;
     }
 
     mapping(bytes32 recordId => RecordCore) internal _records;
@@ -49,10 +56,13 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
     }
 
     /// @notice Registers `id`, held off chain by the caller, as an anonymous aggregate of `derivedFrom`.
-    /// @dev As registerRecord for a derived record without subject, and the original sources must
-    /// cover at least the category's minAggregateSubjects (K > 0) distinct subjects. Accessing an
-    /// aggregate needs no consent (it identifies nobody) but, like any derived record, live sources.
-    /// Emits RecordRegistered and AggregateRegistered.
+    /// @dev As registerRecord for a derived record without subject, and the original sources
+    /// attested by their subjects (attestRecord) must cover at least the category's
+    /// minAggregateSubjects (K > 0) distinct subjects: a custodian can register records about any
+    /// address, so only a subject's own signature makes them count. Unattested sources may be part of
+    /// the aggregate but count for nothing. Accessing an aggregate needs no consent (it identifies
+    /// nobody) but, like any derived record, live sources.
+    /// Emits RecordRegistered and AggregateRegistered (with the attested distinct subjects).
     function registerAggregate(bytes32 id, uint16 categoryId, bytes32 commitment, bytes32[] calldata derivedFrom)
         external
     {
@@ -60,9 +70,31 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
         bytes32[] storage originals =
             _register(id, address(0), categoryId, commitment, derivedFrom, RecordKind.Aggregate);
         uint256 required = _consortium.category(categoryId).minAggregateSubjects;
-        uint256 subjects = _distinctSubjects(originals);
+        uint256 subjects = _distinctAttestedSubjects(originals);
         if (required == 0 || subjects < required) revert RecordRegistryTooFewSubjects(id, subjects, required);
         emit AggregateRegistered(id, uint16(subjects));
+    }
+
+    /// @notice Marks record `id` as confirmed by its subject, who signed EIP-712
+    /// `RecordAttestation(record, custodian, category, commitment)` over its on-chain terms; anyone may relay.
+    /// @dev Requirements: the record exists, is a collected (Plain) record and is not tombstoned; it is
+    /// not attested yet; the signature is a valid low-s ECDSA signature recovering to the record's
+    /// subject (the rules consents are checked by).
+    /// Emits RecordAttested.
+    function attestRecord(bytes32 id, bytes calldata signature) external {
+        RecordCore storage core = _existing(id);
+        if (core.kind != RecordKind.Plain) revert RecordRegistryInvalidRecord(id, "only a collected record is attested");
+        if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(id, core.tombstone);
+        RecordMeta storage meta = _meta[id];
+        if (meta.attested) revert RecordRegistryAlreadyAttested(id);
+        address subject = core.subject;
+        bytes32 digest = _hashTypedDataV4(
+            keccak256(abi.encode(RECORD_ATTESTATION_TYPEHASH, id, meta.custodian, core.category, _commitments[id]))
+        );
+        (address signer, ECDSA.RecoverError error,) = ECDSA.tryRecover(digest, signature);
+        if (error != ECDSA.RecoverError.NoError || signer != subject) revert RecordRegistryInvalidAttestation(id);
+        meta.attested = true;
+        emit RecordAttested(id, subject);
     }
 
     /// @notice Marks record `id` destroyed for `reason`; no access to it works afterwards.
@@ -96,7 +128,8 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
             commitment: _commitments[id],
             derivedFrom: _sources[id],
             accesses: core.accesses,
-            kind: core.kind
+            kind: core.kind,
+            attested: meta.attested
         });
     }
 
@@ -140,15 +173,16 @@ abstract contract RecordRegistry is IRecordRegistry, ConsortiumMember {
             kind: kind,
             accesses: 0
         });
-        _meta[id] = RecordMeta({custodian: msg.sender, createdAt: uint40(block.timestamp)});
+        _meta[id] = RecordMeta({custodian: msg.sender, createdAt: uint40(block.timestamp), attested: false});
         _commitments[id] = commitment;
         emit RecordRegistered(id, msg.sender, subject, categoryId, commitment, retainUntil, derivedFrom);
     }
 
-    /// @dev Counts the distinct subjects of `sources` (at most MAX_SOURCES, so quadratic is fine).
-    function _distinctSubjects(bytes32[] storage sources) private view returns (uint256 count) {
+    /// @dev Counts the distinct subjects of the attested `sources` (at most MAX_SOURCES, so quadratic is fine).
+    function _distinctAttestedSubjects(bytes32[] storage sources) private view returns (uint256 count) {
         address[] memory seen = new address[](sources.length);
         for (uint256 i = 0; i < sources.length; ++i) {
+            if (!_meta[sources[i]].attested) continue;
             address subject = _records[sources[i]].subject;
             bool known;
             for (uint256 j = 0; j < count; ++j) {

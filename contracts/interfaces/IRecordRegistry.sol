@@ -23,7 +23,8 @@ interface IRecordRegistry {
     }
 
     /// @notice A record as returned by `record()`; `derivedFrom` lists its original (non-derived)
-    /// sources, whose subjects must consent to any access unless `kind` is Aggregate.
+    /// sources, whose subjects must consent to any access unless `kind` is Aggregate. `attested`: the
+    /// subject confirmed the record with their own signature (only attested records count toward K).
     struct RecordView {
         address custodian;
         address subject;
@@ -35,6 +36,7 @@ interface IRecordRegistry {
         bytes32[] derivedFrom;
         uint24 accesses;
         RecordKind kind;
+        bool attested;
     }
 
     /// @dev No record has this id.
@@ -51,9 +53,13 @@ interface IRecordRegistry {
     error RecordRegistrySourceExpired(bytes32 record, uint40 retainUntil);
     /// @dev Only the record's custodian may do this.
     error RecordRegistryNotCustodian(bytes32 record, address caller);
-    /// @dev An aggregate's sources cover fewer distinct subjects than its category's K (0: the
-    /// category allows no anonymous aggregates).
+    /// @dev An aggregate's attested sources cover fewer distinct subjects than its category's K (0:
+    /// the category allows no anonymous aggregates).
     error RecordRegistryTooFewSubjects(bytes32 record, uint256 subjects, uint256 required);
+    /// @dev The attestation is not a valid (low-s) signature by the record's subject over its terms.
+    error RecordRegistryInvalidAttestation(bytes32 record);
+    /// @dev The record's subject has already attested it.
+    error RecordRegistryAlreadyAttested(bytes32 record);
 
     /// @notice A record was registered by its custodian.
     event RecordRegistered(
@@ -66,8 +72,10 @@ interface IRecordRegistry {
         bytes32[] derivedFrom
     );
     /// @notice Record `record` (registered in the same transaction) is an anonymous aggregate over
-    /// `subjects` distinct data subjects.
+    /// `subjects` distinct data subjects who attested its sources.
     event AggregateRegistered(bytes32 indexed record, uint16 subjects);
+    /// @notice `subject` confirmed record `record` (its custodian, category and commitment) with their signature.
+    event RecordAttested(bytes32 indexed record, address indexed subject);
     /// @notice A record was destroyed (crypto-shredded off chain) for `reason`.
     event RecordTombstoned(bytes32 indexed record, address indexed custodian, TombstoneReason reason);
 
@@ -83,6 +91,10 @@ interface IRecordRegistry {
     /// @notice Registers an anonymous aggregate held by the caller. See RecordRegistry for requirements.
     function registerAggregate(bytes32 id, uint16 categoryId, bytes32 commitment, bytes32[] calldata derivedFrom)
         external;
+
+    /// @notice Marks a record confirmed by its subject's EIP-712 `RecordAttestation` signature;
+    /// anyone may relay. See RecordRegistry for requirements.
+    function attestRecord(bytes32 id, bytes calldata signature) external;
 
     /// @notice Marks a record destroyed. See RecordRegistry for requirements.
     function tombstone(bytes32 id, TombstoneReason reason) external;

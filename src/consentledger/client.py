@@ -19,6 +19,7 @@ import httpx
 from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
+from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.consent import Consent, Eip712Domain, consent_id, sign_consent, sign_revocation
 from consentledger.errors import ConfigurationError, GatewayError, GatewayUnavailableError
 from consentledger.signing import sign_request
@@ -162,6 +163,34 @@ class GatewayClient:
     def get_record(self, record_id: str | bytes) -> dict[str, Any]:
         """Return one of this organisation's records, in the shape `put_record` returns."""
         return self._json(self.send_signed("GET", f"/v1/records/{record_hex(parse_record_id(record_id))}"))
+
+    def attestation_terms(self, record_id: str | bytes) -> dict[str, Any]:
+        """Return `{record, subject, attested, terms}`: what the record's subject signs to attest it."""
+        path = f"/v1/records/{record_hex(parse_record_id(record_id))}/attestation"
+        return self._json(self.send_signed("GET", path))
+
+    def attest_record(self, record_id: str | bytes, signature: bytes | str | None = None) -> dict[str, Any]:
+        """Return the record's attestation view with `tx` and `block` after relaying its subject's attestation.
+
+        Without `signature`, this client's account signs as the record's subject: it reads the terms
+        from the gateway and signs them only if it is that subject (ConfigurationError otherwise).
+        Terms that differ from the chain's cannot attest anything: the gateway and the contract
+        check the signature against the record as registered.
+        """
+        rid = record_hex(parse_record_id(record_id))
+        if signature is None:
+            view = self.attestation_terms(rid)
+            terms = RecordAttestation.from_json(view["terms"])
+            if terms.record.hex() != rid[2:] or to_checksum_address(view["subject"]) != self.account.address:
+                raise ConfigurationError(
+                    f"record {rid}'s subject is {view['subject']} but the signing key is {self.account.address}"
+                )
+            signature = sign_attestation(terms, self.account.key, self.domain())
+        return self._json(self.send_signed("POST", f"/v1/records/{rid}/attestation", {"signature": _hex(signature)}))
+
+    def my_records(self) -> dict[str, Any]:
+        """Return `{subject, records}`: the live records held at this gateway about the signer, with their terms."""
+        return self._json(self.send_signed("GET", "/v1/subjects/me/records"))
 
     # -- consents -------------------------------------------------------------------------------
 

@@ -203,3 +203,9 @@ class UncoveredConsentsError(ConsentLedgerError):
     def fields(self) -> dict[str, Any]:
         """Return the ids of the live consents the request did not revoke."""
         return {"missing": self.missing}
+
+
+class InvalidAttestationError(ConsentLedgerError):
+    """Raised when a record attestation is not a valid low-s signature by the record's subject over its terms."""
+
+    http_status, exit_code, code = 422, 21, "invalid_attestation"

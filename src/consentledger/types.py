@@ -172,6 +172,8 @@ class RecordInfo:
     derived_from: tuple[RecordId, ...]
     accesses: int
     kind: RecordKind = RecordKind.PLAIN
+    attested: bool = False
+    """Whether the subject confirmed the record with their own signature (attestRecord)."""
 
 
 @dataclass(frozen=True)

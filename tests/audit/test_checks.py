@@ -6,7 +6,15 @@ import pytest
 from eth_abi import encode
 from eth_utils import keccak
 
-from consentledger.audit.checks import AccessChecker, ConsentFacts, DiscrepancyKind, RecordFacts
+from consentledger.audit.checks import (
+    AccessChecker,
+    AggregateFacts,
+    AggregateSource,
+    ConsentFacts,
+    DiscrepancyKind,
+    RecordFacts,
+    check_aggregate,
+)
 from consentledger.audit.events import ZERO_HASH, AccessRow
 from consentledger.chain.history import GENESIS, link, link_words, requester_word
 from consentledger.types import MemberStatus, Role, Sensitivity
@@ -243,3 +251,31 @@ def test_a_consent_follows_its_grantee_s_signer_rotation_from_then_on() -> None:
     feed(LAB, block=3, requester=rotated)
     feed(LAB, block=5, requester=rotated)
     assert kinds(check) == [(DiscrepancyKind.WRONG_GRANTEE, LAB, 3)]
+
+
+def _aggregate(*sources: AggregateSource, announced: int = 2) -> AggregateFacts:
+    return AggregateFacts(AGGREGATE, OPEN, (10, 5), TX, announced, sources)
+
+
+def test_an_aggregate_over_k_subjects_who_attested_before_it_passes() -> None:
+    """Alice and Bob attested their sources at block 9, the aggregate came at block 10 with K = 2: nothing found."""
+    assert check_aggregate(_aggregate(AggregateSource(RECORD, ALICE, (9, 0)), AggregateSource(STATS, BOB, (9, 1))),
+                           2) == []
+
+
+@pytest.mark.parametrize(("sources", "k", "found"), [
+    ((AggregateSource(RECORD, ALICE, (9, 0)), AggregateSource(STATS, BOB, None)), 2, "over 1 distinct"),
+    ((AggregateSource(RECORD, ALICE, (9, 0)), AggregateSource(STATS, BOB, (10, 6))), 2, "over 1 distinct"),
+    ((AggregateSource(RECORD, ALICE, (9, 0)), AggregateSource(LAB, ALICE, (9, 1))), 2, "over 1 distinct"),
+    ((AggregateSource(RECORD, ALICE, (9, 0)), AggregateSource(STATS, BOB, (9, 1))), 0, "K = 0"),
+    ((AggregateSource(RECORD, ALICE, (9, 0)), AggregateSource(STATS, BOB, (9, 1)),
+      AggregateSource(DISTRICT, "0x" + "33" * 20, (9, 2))), 2, "announced 2 distinct subjects, but"),
+])
+def test_an_aggregate_short_of_attesting_subjects_is_named(
+    sources: tuple[AggregateSource, ...], k: int, found: str
+) -> None:
+    """Unattested, late or repeated subjects do not count; K = 0 allows none; the announced count must match."""
+    [discrepancy] = check_aggregate(_aggregate(*sources), k)
+    assert (discrepancy.kind, discrepancy.record, discrepancy.block) == (DiscrepancyKind.AGGREGATE_UNATTESTED,
+                                                                         AGGREGATE, 10)
+    assert found in discrepancy.message

@@ -15,7 +15,7 @@ from consentledger.audit.source import ChainSource
 from consentledger.chain.deploy import deploy
 from consentledger.errors import IndexMismatchError
 from consentledger.store import make_engine
-from consentledger.types import AccessEntry, MemberStatus, Role, Sensitivity, TombstoneReason
+from consentledger.types import AccessEntry, MemberStatus, RecordKind, Role, Sensitivity, TombstoneReason
 
 from .world import CONTACT, EPIDEMIC, FLEETING, LAB, RESEARCH, STATS, World, assert_same_index, hexid, rows
 
@@ -75,7 +75,13 @@ def test_sync_indexes_every_event_kind_with_its_fields(world: World, engine: Eng
     derived = records[hexid(world.records["derived"])]
     sources = [hexid(world.records["contact-alice"]), hexid(world.records["stats-bob"])]
     assert derived["derived_from"] == sources and derived["category"] == CONTACT
-    assert [s["source"] for s in rows(engine, t.record_sources, "position")] == sources
+    assert [s["source"] for s in rows(engine, t.record_sources, "position") if s["record"] == derived["id"]] == sources
+    district = records[hexid(world.records["district"])]
+    assert district["kind"] == RecordKind.AGGREGATE and district["subject"] == "0x" + "00" * 20
+    attested = records[hexid(world.records["stats-bob"])]
+    assert attested["attested_block"] is not None and attested["attested_tx"] is not None
+    assert attested["attested_block"] < district["registered_block"]
+    assert records[hexid(world.records["lab-alice"])]["attested_block"] is None
     assert records[hexid(world.records["erased"])]["tombstone"] == TombstoneReason.ERASURE
     assert records[hexid(world.records["lab-alice"])]["subject"] == world.alice.address
     assert records[hexid(world.records["lab-alice"])]["tombstone"] is None
@@ -91,7 +97,8 @@ def test_sync_indexes_every_event_kind_with_its_fields(world: World, engine: Eng
     names = {e["name"] for e in rows(engine, t.events)}
     assert {"MemberAdmitted", "MemberStatusChanged", "MemberRolesChanged", "MemberKeysChanged", "CategoryAdded",
             "CategoryPurposesChanged", "PurposeAdded", "PurposeSunsetChanged", "RecordRegistered",
-            "RecordTombstoned", "ConsentGranted", "ConsentRevoked", "ProposalCreated", "ProposalExecuted"} <= names
+            "RecordTombstoned", "RecordAttested", "AggregateRegistered", "ConsentGranted", "ConsentRevoked",
+            "ProposalCreated", "ProposalExecuted"} <= names
     assert ACCESS_RECORDED not in names
 
 

@@ -14,7 +14,7 @@ from consentledger.audit.checks import DiscrepancyKind as Kind
 from consentledger.governance import purpose_mask
 from consentledger.types import MemberStatus, Role, Sensitivity, TombstoneReason
 
-from .world import EPIDEMIC, FLEETING, FLEETING_RETENTION, LAB, RESEARCH, World, hexid
+from .world import AGGREGATE_K, EPIDEMIC, FLEETING, FLEETING_RETENTION, LAB, RESEARCH, World, hexid
 
 pytestmark = pytest.mark.process
 
@@ -202,3 +202,32 @@ def test_a_record_whose_purposes_all_ended_without_tombstone_is_caught(world: Wo
     assert findings(report) == {(Kind.SUNSET_OVERDUE, record, None)}
     assert "emergency sunset" in report.discrepancies[0].message
     assert not findings(audit.verify(sqlite_engine, world.ledger()))
+
+
+def test_an_aggregate_whose_source_attestation_is_missing_is_caught(world: World, indexed: Engine) -> None:
+    """Bob's attestation of his stats erased from the index: the district aggregate stands on one subject, below K."""
+    district, stats = hexid(world.records["district"]), hexid(world.records["stats-bob"])
+    assert audit.verify(indexed, world.ledger()).ok
+    with indexed.begin() as conn:
+        conn.execute(update(t.records).where(t.records.c.id == stats).values(attested_block=None))
+
+    report = audit.verify(indexed, world.ledger())
+
+    assert findings(report) == {(Kind.AGGREGATE_UNATTESTED, district, None)}
+    assert report.discrepancies[0].message == (
+        f"registered as an anonymous aggregate over 1 distinct attesting subjects, below the category's "
+        f"K = {AGGREGATE_K}; sources not attested by their subjects before it: {stats}"
+    )
+
+
+def test_an_attestation_after_its_aggregate_does_not_count(world: World, indexed: Engine) -> None:
+    """Alice's attestation planted after the aggregate's registration: too late to count toward its K."""
+    district, contact = hexid(world.records["district"]), hexid(world.records["contact-alice"])
+    with indexed.begin() as conn:
+        registered = conn.execute(select(t.records.c.registered_block).where(t.records.c.id == district)).scalar_one()
+        conn.execute(update(t.records).where(t.records.c.id == contact).values(attested_block=registered + 1))
+
+    report = audit.verify(indexed, world.ledger())
+
+    assert findings(report) == {(Kind.AGGREGATE_UNATTESTED, district, None)}
+    assert f"before it: {contact}" in report.discrepancies[0].message

@@ -2,8 +2,9 @@
 
 `build_world` deploys a fresh ledger (dev accounts 10–15, which tests/chain/test_gas.py also uses,
 one module at a time), governs in purposes, categories and members, registers plain and derived
-records, has unfunded subjects sign consents that a relayer registers, records accesses, revokes a
-consent, suspends and reinstates a member, and tombstones a record.
+records, has unfunded subjects sign consents and record attestations that a relayer registers,
+registers an anonymous aggregate over two attested records, records accesses, revokes a consent,
+suspends and reinstates a member, and tombstones a record.
 
 Each sender comes from a fresh `Ledger` (`World.ledger()`): a test that reverts the chain then
 sends through a new one, so no nonce allocator keeps counters from the reverted blocks.
@@ -22,6 +23,7 @@ from sqlalchemy import Engine, Table, select
 from web3 import Web3
 
 from consentledger import governance as gov
+from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.audit import tables as t
 from consentledger.chain.accounts import dev_accounts
 from consentledger.chain.compile import ContractArtifact, compile_contracts
@@ -38,6 +40,8 @@ EPIDEMIC, RESEARCH = 1, 2
 CONTACT, LAB, STATS, FLEETING = 1, 2, 3, 4
 """ONE_TIME, PROTECTED, OPEN, and an OPEN category kept only two seconds (for retention tests)."""
 FLEETING_RETENTION = 2
+AGGREGATE_K = 2
+"""District statistics may be anonymous aggregates over 2 distinct attesting subjects."""
 
 
 def record_id(name: str) -> bytes:
@@ -112,6 +116,22 @@ class World:
         self.records[name] = rid
         return hexid(rid)
 
+    def attest(self, name: str, subject: LocalAccount) -> None:
+        """Relay `subject`'s signed attestation of the named record."""
+        ledger = self.ledger()
+        terms = RecordAttestation.of(ledger.record(self.records[name]))
+        ledger.attest_record(ledger.sender(self.relayer), self.records[name],
+                             sign_attestation(terms, subject.key, ledger.domain()))
+
+    def aggregate(self, name: str, category: int, sources: Sequence[str]) -> str:
+        """Register the named anonymous aggregate of the named sources, held by health; return its index id."""
+        ledger = self.ledger()
+        rid = record_id(name)
+        ledger.register_aggregate(ledger.sender(self.health), rid, category, keccak(text=f"commitment:{name}"),
+                                  [self.records[s] for s in sources])
+        self.records[name] = rid
+        return hexid(rid)
+
     def revoke(self, name: str, subject: LocalAccount) -> None:
         """Relay `subject`'s signed revocation of the named consent."""
         ledger = self.ledger()
@@ -155,7 +175,7 @@ def build_world(rpc_url: str) -> World:
                          [EPIDEMIC, RESEARCH]),
         gov.add_category(LAB, "lab-result", Sensitivity.PROTECTED, 90 * DAY, ["test", "result"], [], [EPIDEMIC]),
         gov.add_category(STATS, "district-stats", Sensitivity.OPEN, 365 * DAY, ["district", "cases"], [],
-                         [EPIDEMIC, RESEARCH]),
+                         [EPIDEMIC, RESEARCH], min_aggregate_subjects=AGGREGATE_K),
         gov.add_category(FLEETING, "fleeting", Sensitivity.OPEN, FLEETING_RETENTION, ["note"], [], [EPIDEMIC]),
         gov.admit_member(health.address, Role.CUSTODIAN, "health bureau", b"\x01" * 32, "http://health"),
         gov.admit_member(transport.address, Role.REQUESTER, "transport bureau", b"\x02" * 32, "http://transport"),
@@ -172,6 +192,9 @@ def build_world(rpc_url: str) -> World:
     world.register("contact-bob", bob, CONTACT)
     world.register("erased", bob, STATS)
     world.register("derived", None, CONTACT, derived_from=["contact-alice", "stats-bob"])
+    world.attest("contact-alice", alice)
+    world.attest("stats-bob", bob)
+    world.aggregate("district", STATS, ["contact-alice", "stats-bob"])
 
     world.consent("contact", alice, transport, CONTACT, EPIDEMIC, max_uses=3)
     world.consent("lab", alice, transport, LAB, EPIDEMIC, record=world.records["lab-alice"], max_uses=5)

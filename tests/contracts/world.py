@@ -27,6 +27,7 @@ from web3.contract.contract import ContractEvent
 from web3.types import TxReceipt
 
 from consentledger import governance as gov
+from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.chain.compile import ContractArtifact, compile_contracts
 from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger
@@ -197,6 +198,17 @@ class Net:
             commitment_of(name), derived_from,
         )
         return rid
+
+    def attestation(self, record: bytes, signer: Party | None = None) -> bytes:
+        """Return `signer`'s (by default the record's subject's) EIP-712 attestation of `record`'s terms."""
+        info = self.ledger.record(record)
+        key = self.key_of(signer or info.subject).key
+        return sign_attestation(RecordAttestation.of(info), key, self.ledger.domain())
+
+    def attest(self, *records: bytes, relayer: TransactionSender | None = None) -> None:
+        """Relay each record's subject-signed attestation (by admin2 unless told)."""
+        for record in records:
+            self.ledger.attest_record(relayer or self.admin2, record, self.attestation(record))
 
     # ------------------------------------------------------------------ consents
 

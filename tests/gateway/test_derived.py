@@ -1,4 +1,4 @@
-"""Derived data through the gateways: analysis results need every source subject; anonymous aggregates need K."""
+"""Derived data through the gateways: analysis results need every source subject; aggregates need K attesting ones."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.process
 
 @dataclass(frozen=True)
 class Sources:
-    """Lab results of two subjects, held by health."""
+    """Lab results of two subjects, held by health, each attested by its subject."""
 
     alice: LocalAccount
     bob: LocalAccount
@@ -28,10 +28,12 @@ class Sources:
 
 @pytest.fixture(scope="module")
 def sources(consortium: Consortium) -> Sources:
-    """Alice's and Bob's lab results."""
+    """Alice's and Bob's lab results, which they attested."""
     alice, bob = Account.create(), Account.create()
     alice_lab = consortium.ingest({"test": "pcr", "result": "positive"}, category=LAB_RESULT, subject=alice.address)
     bob_lab = consortium.ingest({"test": "pcr", "result": "negative"}, category=LAB_RESULT, subject=bob.address)
+    consortium.attest(alice, alice_lab)
+    consortium.attest(bob, bob_lab)
     return Sources(alice, bob, alice_lab, bob_lab)
 
 
@@ -55,7 +57,7 @@ def test_an_aggregate_over_k_subjects_is_shared_without_consent(consortium: Cons
 
 
 @pytest.mark.parametrize(("category", "detail"), [
-    (DISTRICT_STATS, f"needs at least {AGGREGATE_K} distinct subjects; these sources cover 1"),
+    (DISTRICT_STATS, f"needs at least {AGGREGATE_K} distinct subjects who attested its sources; these sources cover 1"),
     (LAB_RESULT, "allows no anonymous aggregates"),
 ])
 def test_an_aggregate_below_k_is_refused_and_nothing_stored(

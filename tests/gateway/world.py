@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import func, select
 
 from consentledger import governance
+from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.chain.accounts import dev_account
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
@@ -173,6 +174,13 @@ class Consortium:
         body = {"consent": consent.to_json(), "signature": "0x" + signature.hex()}
         expect(signed(grantee, subject.key, "POST", "/v1/consents", body), 201)
         return consent
+
+    def attest(self, subject: LocalAccount, record: str) -> dict[str, Any]:
+        """Have `subject` sign their record's attestation and relay it through health's gateway; return the answer."""
+        info = self.ledger.record(bytes.fromhex(record[2:]))
+        signature = sign_attestation(RecordAttestation.of(info), subject.key, self.ledger.domain())
+        body = {"signature": "0x" + signature.hex()}
+        return expect(signed(self.health, subject.key, "POST", f"/v1/records/{record}/attestation", body), 200)
 
     def access(
         self, requester: Agency, record: str, consents: Sequence[Consent] = (), **options: Any

@@ -61,6 +61,8 @@ class DiscrepancyKind(StrEnum):
     SUNSET_OVERDUE = "sunset_overdue"
     CONSENT_ON_AGGREGATE = "consent_on_aggregate"
     IDENTIFIED_MISMATCH = "identified_mismatch"
+    AGGREGATE_UNATTESTED = "aggregate_unattested"
+    """An aggregate's sources attested (before it) by fewer distinct subjects than K, or than it announced."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,49 @@ class AccessChecker:
 
     def _flag(self, kind: DiscrepancyKind, row: AccessRow, message: str) -> None:
         self.found.append(Discrepancy(kind, message, row.record, row.seq, row.tx_hash, row.block))
+
+
+@dataclass(frozen=True)
+class AggregateSource:
+    """One original source of an aggregate: its id, its subject, and where (if ever) the subject attested it."""
+
+    record: str
+    subject: str
+    attested: Position | None
+
+
+@dataclass(frozen=True)
+class AggregateFacts:
+    """An anonymous aggregate as indexed: where it was registered, the subjects it announced, its sources."""
+
+    record: str
+    category: int
+    registered: Position
+    tx_hash: str
+    announced: int
+    sources: tuple[AggregateSource, ...]
+
+
+def check_aggregate(facts: AggregateFacts, k: int | None) -> list[Discrepancy]:
+    """Return what is wrong with an aggregate registered when its category's K was `k` (None: no such category).
+
+    Mirrors RecordRegistry.registerAggregate: only sources their subjects attested before the
+    registration count, each subject once, and they must reach K (> 0) and the announced count.
+    """
+    attested = [s for s in facts.sources if s.attested is not None and s.attested < facts.registered]
+    subjects = len({s.subject for s in attested})
+    missing = [s.record for s in facts.sources if s not in attested]
+    unattested = f"; sources not attested by their subjects before it: {', '.join(missing)}" if missing else ""
+    if not k or subjects < k:
+        message = (f"registered as an anonymous aggregate over {subjects} distinct attesting subjects, below the "
+                   f"category's K = {k or 0}{unattested}")
+    elif subjects != facts.announced:
+        message = (f"announced {facts.announced} distinct subjects, but its sources were attested by "
+                   f"{subjects}{unattested}")
+    else:
+        return []
+    return [Discrepancy(DiscrepancyKind.AGGREGATE_UNATTESTED, message, record=facts.record, tx_hash=facts.tx_hash,
+                        block=facts.registered[0])]
 
 
 _MAX_ROTATIONS = 16

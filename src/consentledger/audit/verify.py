@@ -1,11 +1,12 @@
 """Verify the indexed chain of responsibility against the chain and against the ledger's rules.
 
-Five things are checked, as of the index's cursor block: (a) every record's hash chain, recomputed
+Six things are checked, as of the index's cursor block: (a) every record's hash chain, recomputed
 from the indexed accesses, ends at the head the chain holds; (b) every access's consent was valid
 at its position in the chain; (c) no record is past its retention, or collected only for purposes
 that have all reached their emergency sunset, without a tombstone; (d) every
 access was made by an active member holding the REQUESTER role; (e) every access's purpose was
-allowed for the record's category and not past its sunset.
+allowed for the record's category and not past its sunset; (f) every anonymous aggregate's sources
+were attested, before it was registered, by at least its category's K distinct subjects.
 
 Roles and the catalog are replayed from the indexed governance events (`idx_events`), which keep
 every change; the member, category and purpose tables hold only the latest state.
@@ -26,12 +27,16 @@ from sqlalchemy import Connection, Engine, func, select
 from consentledger.audit import tables as t
 from consentledger.audit.checks import (
     AccessChecker,
+    AggregateFacts,
+    AggregateSource,
     ConsentFacts,
     Discrepancy,
     DiscrepancyKind,
     History,
     Position,
     RecordFacts,
+    as_of,
+    check_aggregate,
 )
 from consentledger.audit.events import AccessRow
 from consentledger.audit.indexer import read_cursor
@@ -112,7 +117,12 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
         )
         for row in stream:
             checker.check(AccessRow(*row))
+        aggregates = _aggregates(conn)
+        minimums = _replay(conn, ("CategoryAdded",), "category", lambda args: int(args["minAggregateSubjects"]))
     found = list(checker.found)
+    for aggregate in aggregates:
+        k = as_of(minimums.get(aggregate.category, ()), aggregate.registered)
+        found.extend(check_aggregate(aggregate, None if k is None else k[1]))
     heads = source.heads(sorted(records), cursor.block)
     for record_id, on_chain in heads.items():
         recomputed = "0x" + checker.folded.get(record_id, GENESIS).hex()
@@ -200,6 +210,34 @@ def _records(conn: Connection) -> dict[str, RecordFacts]:
                    r.derived_from, r.kind)
         )
     }
+
+
+def _aggregates(conn: Connection) -> list[AggregateFacts]:
+    """Return every indexed anonymous aggregate with its original sources' subjects and attestations."""
+    e, r, s = t.events.c, t.records.c, t.record_sources.c
+    source = t.records.alias("source")
+    aggregate = r.kind == int(RecordKind.AGGREGATE)
+    sources: dict[str, list[AggregateSource]] = defaultdict(list)
+    for row in conn.execute(
+        select(s.record, s.source, source.c.subject, source.c.attested_block, source.c.attested_log_index)
+        .join(source, source.c.id == s.source).join(t.records, r.id == s.record)
+        .where(aggregate).order_by(s.record, s.position)
+    ):
+        sources[row.record].append(
+            AggregateSource(row.source, row.subject, _pos(row.attested_block, row.attested_log_index))
+        )
+    categories = {row.id: row.category for row in conn.execute(select(r.id, r.category).where(aggregate))}
+    return [
+        AggregateFacts(
+            record=row.args["record"], category=categories.get(row.args["record"], 0),
+            registered=(row.block, row.log_index), tx_hash=row.tx_hash, announced=int(row.args["subjects"]),
+            sources=tuple(sources[row.args["record"]]),
+        )
+        for row in conn.execute(
+            select(e.block, e.log_index, e.tx_hash, e.args).where(e.name == "AggregateRegistered")
+            .order_by(e.block, e.log_index)
+        )
+    ]
 
 
 def _consents(conn: Connection) -> dict[str, ConsentFacts]:

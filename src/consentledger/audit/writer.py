@@ -67,6 +67,7 @@ def write_events(conn: Connection, decoded: Sequence[DecodedEvent], timestamps: 
     _insert_consents(conn, [e for e in others if e["name"] == "ConsentGranted"])
     bulk_insert_accesses(conn, accesses)
     _tombstone(conn, [e for e in others if e["name"] == "RecordTombstoned"])
+    _attest(conn, [e for e in others if e["name"] == "RecordAttested"])
     for event in others:
         if event["name"] == "ConsentRevoked":
             _revoke(conn, event)
@@ -86,6 +87,11 @@ def rollback_from(conn: Connection, fork_block: int) -> None:
         .where(r.tombstoned_block >= fork_block)
         .values(tombstone=None, tombstoned_at=None, tombstoned_block=None, tombstoned_log_index=None,
                 tombstoned_tx=None)
+    )
+    conn.execute(
+        update(t.records)
+        .where(r.attested_block >= fork_block)
+        .values(attested_block=None, attested_log_index=None, attested_tx=None)
     )
     conn.execute(
         delete(t.consents).where(
@@ -192,6 +198,21 @@ def _tombstone(conn: Connection, tombstoned: list[Event]) -> None:
         {"b_record": e["args"]["record"], "b_reason": e["args"]["reason"], "b_at": e["timestamp"],
          "b_block": e["block"], "b_log": e["log_index"], "b_tx": e["tx_hash"]}
         for e in tombstoned
+    ])
+
+
+def _attest(conn: Connection, attested: list[Event]) -> None:
+    if not attested:
+        return
+    statement = (
+        update(t.records)
+        .where(t.records.c.id == bindparam("b_record"))
+        .values(attested_block=bindparam("b_block"), attested_log_index=bindparam("b_log"),
+                attested_tx=bindparam("b_tx"))
+    )
+    conn.execute(statement, [
+        {"b_record": e["args"]["record"], "b_block": e["block"], "b_log": e["log_index"], "b_tx": e["tx_hash"]}
+        for e in attested
     ])
 
 

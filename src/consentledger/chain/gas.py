@@ -12,6 +12,7 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from consentledger import governance
+from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.sender import TransactionSender
@@ -79,7 +80,7 @@ def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
     ))
     rec.note("governance: add category (3 fields)", rec.last_receipt(a))
     ledger.propose(a, governance.add_category(
-        2, "district-stats", Sensitivity.OPEN, 30 * 86400, ["district", "cases"], [], [1]
+        2, "district-stats", Sensitivity.OPEN, 30 * 86400, ["district", "cases"], [], [1], min_aggregate_subjects=2
     ))
     ledger.propose(a, governance.admit_member(custodian.address, Role.CUSTODIAN, "health bureau", b"\x01" * 32, "http://127.0.0.1:9001"))
     rec.note("register member (admit, threshold 1)", rec.last_receipt(a))
@@ -122,8 +123,20 @@ def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
     subject_sender = ledger.sender(subject)
     _fund(w3, funder, subject.address)
     rec.note("revokeConsent (by subject)", ledger.revoke_consent(subject_sender, consent))
+    other = Account.create()
+    other_record = keccak(b"other subject's record")
+    ledger.register_record(c, other_record, other.address, 1, commitment)
+    rec.note("attestRecord (relayed)", ledger.attest_record(relay, record, _attestation(ledger, record, subject)))
+    ledger.attest_record(relay, other_record, _attestation(ledger, other_record, other))
+    rec.note("registerAggregate (2 attested sources, K = 2)", ledger.register_aggregate(
+        c, keccak(b"aggregate"), 2, commitment, [record, other_record]))
     rec.note("tombstone", ledger.tombstone(c, record, TombstoneReason.ERASURE))
     return rec.figures
+
+
+def _attestation(ledger: Ledger, record_id: bytes, subject: LocalAccount) -> bytes:
+    terms = RecordAttestation.of(ledger.record(record_id))
+    return sign_attestation(terms, subject.key, ledger.domain())
 
 
 def _fund(w3: Web3, payer: LocalAccount, to: str) -> None:

@@ -179,13 +179,12 @@ class Ledger:
 
     def record(self, record_id: bytes) -> RecordInfo:
         """Return what the chain knows of record `record_id`."""
-        (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses, kind) = (
-            self._read(self.access.functions.record(record_id).call)
-        )
+        (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses, kind,
+         attested) = self._read(self.access.functions.record(record_id).call)
         return RecordInfo(
             RecordId(bytes(record_id)), Address(custodian), Address(subject), category, created, retain_until,
             TombstoneReason(tombstone), bytes(commitment), tuple(RecordId(bytes(s)) for s in sources), accesses,
-            RecordKind(kind),
+            RecordKind(kind), bool(attested),
         )
 
     def head(self, record_id: bytes) -> bytes:
@@ -263,6 +262,14 @@ class Ledger:
     ) -> None:
         """Dry-run `registerAggregate` as the sender; raise ContractRevertError naming the rule it would break."""
         sender.call(self.access.functions.registerAggregate(record_id, category, commitment, list(derived_from)))
+
+    def attest_record(self, sender: TransactionSender, record_id: bytes, signature: bytes) -> TxReceipt:
+        """Relay the subject's EIP-712 RecordAttestation signature for `record_id`."""
+        return sender.transact(self.access.functions.attestRecord(record_id, signature))
+
+    def check_attest_record(self, sender: TransactionSender, record_id: bytes, signature: bytes) -> None:
+        """Dry-run `attestRecord` as the sender; raise ContractRevertError naming the rule it would break."""
+        sender.call(self.access.functions.attestRecord(record_id, signature))
 
     def tombstone(self, sender: TransactionSender, record_id: bytes, reason: TombstoneReason) -> TxReceipt:
         """Mark a record destroyed; only its custodian may."""

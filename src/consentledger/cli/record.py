@@ -1,4 +1,4 @@
-"""`consentledger record`: store a record through this organisation's gateway, look one up."""
+"""`consentledger record`: store a record through this organisation's gateway, look one up; a subject attests one."""
 
 from __future__ import annotations
 
@@ -10,11 +10,22 @@ from typing import Annotated, Any
 import typer
 
 from consentledger.cli.common import DevAccountOption, KeystoreOption, PasswordEnvOption, signer, split_list
-from consentledger.cli.consent import GatewayOption, print_json
+from consentledger.cli.consent import (
+    SUBJECT_PASSWORD_ENV,
+    GatewayOption,
+    SubjectDevAccountOption,
+    SubjectKeystoreOption,
+    SubjectPasswordEnvOption,
+    print_json,
+    subject_signer,
+)
 from consentledger.client import GatewayClient
 from consentledger.errors import ConfigurationError
 
-app = typer.Typer(help="Records held by this organisation's gateway: store, look up.", no_args_is_help=True)
+app = typer.Typer(
+    help="Records held by this organisation's gateway: store, look up; a data subject attests one.",
+    no_args_is_help=True,
+)
 
 
 def read_payload(source: str) -> dict[str, Any]:
@@ -89,3 +100,20 @@ def get(
     """Print one of this organisation's records: state, commitment, category, subject."""
     with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
         print_json(client.get_record(record))
+
+
+@app.command("attest")
+def attest(
+    record: Annotated[str, typer.Option("--record", help="Id (0x + 64 hex) of a record held about the subject.")],
+    gateway: GatewayOption,
+    subject_keystore: SubjectKeystoreOption = None,
+    subject_password_env: SubjectPasswordEnvOption = SUBJECT_PASSWORD_ENV,
+    subject_dev_account: SubjectDevAccountOption = None,
+) -> None:
+    """Sign, as the record's data subject, EIP-712 RecordAttestation over its on-chain terms and relay it.
+
+    Only attested records count toward an anonymous aggregate's K distinct subjects.
+    """
+    account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
+    with GatewayClient(gateway, account) as client:
+        print_json(client.attest_record(record))

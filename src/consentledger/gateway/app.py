@@ -11,7 +11,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from consentledger.errors import ConsentLedgerError, ContractRevertError
-from consentledger.gateway.routes import access, audit, audit_page, clients, consents, health, lifecycle, records
+from consentledger.gateway.routes import (
+    access,
+    attestations,
+    audit,
+    audit_page,
+    clients,
+    consents,
+    health,
+    lifecycle,
+    records,
+)
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.upkeep import start_upkeep
 from consentledger.signing import SIGNED_HEADERS
@@ -45,7 +55,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     app = FastAPI(title=f"consentledger gateway — {gateway.settings.name}", description=DESCRIPTION,
                   version="1", lifespan=lifespan)
     app.state.gateway = gateway
-    for routes in (health, records, consents, access, lifecycle, clients, audit, audit_page):
+    for routes in (health, records, attestations, consents, access, lifecycle, clients, audit, audit_page):
         app.include_router(routes.router)
 
     @app.exception_handler(ConsentLedgerError)

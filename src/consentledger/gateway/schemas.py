@@ -56,6 +56,12 @@ class SignedConsentIn(_Body):
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
 
 
+class AttestationIn(_Body):
+    """POST /v1/records/{id}/attestation: the subject's EIP-712 RecordAttestation signature."""
+
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
+
+
 class ErasureIn(_Body):
     """POST /v1/subjects/me/erasure: the subject's signed revocation of each of their live consents."""
 

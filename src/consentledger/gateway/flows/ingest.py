@@ -30,9 +30,10 @@ def check_against_catalog(fields: Sequence[str], payload: Mapping[str, Any], cat
 
 
 def check_aggregate(gw: Gateway, category: Category, sources: Sequence[bytes]) -> int:
-    """Return how many distinct subjects `sources` cover; PayloadValidationError below the category's K.
+    """Return how many distinct attesting subjects `sources` cover; PayloadValidationError below the category's K.
 
-    Derived and aggregate sources count through their own original sources, as the chain counts them.
+    As the chain counts them: derived and aggregate sources through their own original sources, and
+    only originals their subjects attested (a custodian can register records about anyone).
     """
     if category.min_aggregate_subjects == 0:
         raise PayloadValidationError(f"category {category.name!r} allows no anonymous aggregates (K = 0)")
@@ -40,11 +41,15 @@ def check_aggregate(gw: Gateway, category: Category, sources: Sequence[bytes]) -
     for source in sources:
         info = gw.ledger.record(source)
         originals.extend(info.derived_from if info.kind is not RecordKind.PLAIN else (source,))
-    subjects = {gw.ledger.record(original).subject for original in originals}
+    infos = [gw.ledger.record(original) for original in originals]
+    subjects = {info.subject for info in infos if info.attested}
     if len(subjects) < category.min_aggregate_subjects:
+        unattested = sum(1 for info in infos if not info.attested)
+        silent = f" ({unattested} of {len(infos)} sources not attested by their subjects)" if unattested else ""
         raise PayloadValidationError(
             f"an anonymous aggregate of category {category.name!r} needs at least "
-            f"{category.min_aggregate_subjects} distinct subjects; these sources cover {len(subjects)}"
+            f"{category.min_aggregate_subjects} distinct subjects who attested its sources; these sources cover "
+            f"{len(subjects)}{silent}"
         )
     return len(subjects)
 
