@@ -39,6 +39,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from consentledger import governance
+from consentledger.actors import ClientRole
 from consentledger.chain.accounts import dev_account
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
@@ -46,7 +47,9 @@ from consentledger.chain.ledger import Ledger
 from consentledger.chain.node import ChainKind, start_node
 from consentledger.chain.sender import TransactionSender
 from consentledger.consent import Consent, sign_consent
+from consentledger.gateway.admin.clients import agency_clients
 from consentledger.localnet import Agency, admit, create_agency
+from consentledger.settings import load_settings
 from consentledger.signing import sign_request
 from consentledger.types import Role, Sensitivity
 
@@ -148,6 +151,13 @@ def set_up(ledger: Ledger, admin: TransactionSender, root: Path, rpc_url: str) -
     return custodian, requester
 
 
+def register_client(agency: Agency, role: ClientRole) -> LocalAccount:
+    """Register a fresh client key of `agency` (as `agency client add --address` does); return it."""
+    client = Account.create()
+    agency_clients(load_settings(agency.created.config)).add(client.address, f"bench {role.value}", role)
+    return client
+
+
 @dataclass(frozen=True)
 class Options:
     """What to run: the command line."""
@@ -170,6 +180,7 @@ def run(opts: Options, stack: ExitStack) -> None:
     ledger.deployment.save(root / "deployment.json")
     admin = ledger.sender(dev_account(0))
     custodian, requester = set_up(ledger, admin, root, node.rpc_url)
+    clerk, analyst = register_client(custodian, ClientRole.COLLECT), register_client(requester, ClientRole.REQUEST)
     body_limit = {"CONSENTLEDGER_GATEWAY_MAX_BODY_BYTES": str(max(2 * MIB, int(opts.big_mib * MIB * 1.5)))}
     for agency in (custodian, requester):
         stack.push(_stopper(agency))
@@ -177,8 +188,8 @@ def run(opts: Options, stack: ExitStack) -> None:
 
     http = stack.enter_context(httpx.Client(timeout=120, trust_env=False))
     chain_id = ledger.deployment.chain_id
-    collect = SignedPoster(http, dev_account(CUSTODIAN_DEV).key, custodian, chain_id)
-    access = SignedPoster(http, dev_account(REQUESTER_DEV).key, requester, chain_id)
+    collect = SignedPoster(http, clerk.key, custodian, chain_id)  # staff sign with their own client keys
+    access = SignedPoster(http, analyst.key, requester, chain_id)
     subject = Account.create()
     small = {"name": "Lee", "note": secrets.token_hex(max(1, int(opts.size_kib * 1024) // 2))}
 
