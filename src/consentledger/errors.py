@@ -197,3 +197,19 @@ class UncoveredConsentsError(ConsentLedgerError):
     def fields(self) -> dict[str, Any]:
         """Return the ids of the live consents the request did not revoke."""
         return {"missing": self.missing}
+
+
+class ReleaseRefusedError(ConsentLedgerError):
+    """Raised when a custodian refuses to release an access's key: consent gone, window closed or count spent."""
+
+    http_status, exit_code, code = 403, 21, "release_refused"
+
+    def __init__(self, reason: str, detail: str, *, record: str | None = None, seq: int | None = None) -> None:
+        self.reason = reason
+        self.record = record
+        self.seq = seq
+        super().__init__(detail)
+
+    def fields(self) -> dict[str, Any]:
+        """Return why (e.g. consent_revoked, window_closed, limit_reached) and which access it concerns."""
+        return {"reason": self.reason, "record": self.record, "seq": self.seq}
