@@ -61,6 +61,9 @@ class DiscrepancyKind(StrEnum):
     SUNSET_OVERDUE = "sunset_overdue"
     CONSENT_ON_AGGREGATE = "consent_on_aggregate"
     IDENTIFIED_MISMATCH = "identified_mismatch"
+    RELEASE_WITHOUT_ACCESS = "release_without_access"
+    RELEASE_OUTSIDE_WINDOW = "release_outside_window"
+    RELEASE_OVER_LIMIT = "release_over_limit"
 
 
 @dataclass(frozen=True)

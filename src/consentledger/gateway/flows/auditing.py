@@ -14,6 +14,7 @@ from eth_utils import to_checksum_address
 
 from consentledger.audit import VerifyReport, trace, verify
 from consentledger.audit.lifecycle import tombstones
+from consentledger.audit.releases import ReleaseRules
 from consentledger.gateway.runtime import Gateway
 
 
@@ -48,8 +49,13 @@ def accesses_page(gw: Gateway, filters: AccessFilters, *, limit: int, offset: in
 def verify_report(gw: Gateway) -> dict[str, Any]:
     """Return the verification of the whole index against the chain and the ledger's rules, as JSON."""
     with gw.index_held():
-        report = verify(gw.store.engine, gw.ledger)
+        report = verify(gw.store.engine, gw.ledger, release_rules=release_rules(gw))
     return report_json(report)
+
+
+def release_rules(gw: Gateway) -> ReleaseRules:
+    """Return the release window and count this gateway enforces, to judge its release log by."""
+    return ReleaseRules(window=gw.settings.release_window, max_releases=gw.settings.max_releases)
 
 
 def report_json(report: VerifyReport) -> dict[str, Any]:
@@ -63,6 +69,7 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
         "consents": report.consents,
         "members": report.members,
         "heads_checked": report.heads_checked,
+        "releases": report.releases,
         "counts": report.counts(),
         "discrepancies": [
             {"kind": d.kind.value, "record": d.record, "seq": d.seq, "tx": d.tx_hash, "block": d.block,
