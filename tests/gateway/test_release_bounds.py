@@ -229,3 +229,26 @@ def test_verify_flags_releases_the_chain_does_not_back(
         ("release_over_limit", planted["protected"]["record"], planted["protected"]["seq"]),
     }
     assert report["releases"] >= 3 and not report["ok"]
+
+
+def test_the_requesters_gateway_passes_the_custodians_refusal_on(consortium: Consortium) -> None:
+    """When the custodian refuses the release of a new access (here its count was spent by rows planted in its log
+    before the access), transport's POST /v1/access answers 403 release_refused with the custodian's reason and
+    the access's record and seq, without payload; the access itself is on chain."""
+    record = consortium.ingest({"district": "West", "cases": 5}, category=DISTRICT_STATS)
+    engine = consortium.store(consortium.health).engine
+    spent = [{"record_id": record, "seq": 1, "ordinal": n, "requester": consortium.transport.address,
+              "access_block": 0, "access_tx": "0x" + "00" * 32, "access_time": 0, "consents": [], "withheld": [],
+              "withholding": "none", "use": "standard", "released_at": datetime.now(UTC)}
+             for n in range(1, MAX_RELEASES + 1)]
+    with engine.begin() as conn:
+        conn.execute(releases.insert(), spent)
+    try:
+        refused = expect(consortium.access(consortium.transport, record), 403, "release_refused")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(delete(releases).where(releases.c.record_id == record))
+
+    assert (refused["reason"], refused["record"], refused["seq"]) == ("limit_reached", record, 1)
+    assert refused["detail"].startswith("the custodian refused the release: ") and "payload" not in refused
+    assert [e.seq for e in consortium.accesses(record)] == [1]
