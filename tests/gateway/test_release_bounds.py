@@ -252,3 +252,25 @@ def test_the_requesters_gateway_passes_the_custodians_refusal_on(consortium: Con
     assert (refused["reason"], refused["record"], refused["seq"]) == ("limit_reached", record, 1)
     assert refused["detail"].startswith("the custodian refused the release: ") and "payload" not in refused
     assert [e.seq for e in consortium.accesses(record)] == [1]
+
+
+def test_an_auditor_sees_each_access_with_its_releases(consortium: Consortium, audited: Audited) -> None:
+    """GET /v1/audit/accesses at the custodian lists, beside each access, its releases: to whom, when, the consent
+    checked, what was withheld and how, the use."""
+    bob = Account.create()
+    record = consortium.ingest({"name": "Bo", "phone": "555-0104", "district": "South"}, category=CONTACT_TRACE,
+                               subject=bob.address)
+    consent = consortium.grant(bob, consortium.transport, CONTACT_TRACE)
+    access = expect(consortium.access(consortium.transport, record, [consent]), 200)
+    expect(key_request(consortium, access, [consent], withhold="pseudonymise"), 200)
+
+    with GatewayClient(consortium.health.url, audited.auditor) as auditor:
+        (item,) = auditor.audit_accesses(record=record)["items"]
+
+    cid = "0x" + consent_id(consent, consortium.ledger.domain()).hex()
+    assert [(r["ordinal"], r["requester"], r["consents"], r["withheld"], r["withholding"], r["use"])
+            for r in item["releases"]] == [
+        (1, consortium.transport.address, [cid], ["name", "phone"], "remove", "standard"),
+        (2, consortium.transport.address, [cid], ["name", "phone"], "pseudonymise", "standard"),
+    ]
+    assert all(r["released_at"] for r in item["releases"])

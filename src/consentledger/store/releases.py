@@ -8,7 +8,7 @@ PostgreSQL alike, and needs no lock held across requests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -40,6 +40,15 @@ class Release:
     use: str
     ordinal: int = 0
     released_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the release as an auditor sees it beside its access (times as ISO-8601 UTC)."""
+        when = self.released_at.isoformat(timespec="seconds") if self.released_at else None
+        return {
+            "ordinal": self.ordinal, "released_at": when, "requester": self.requester,
+            "consents": list(self.consents), "withheld": list(self.withheld), "withholding": self.withholding,
+            "use": self.use,
+        }
 
 
 def _utcnow() -> datetime:
@@ -84,6 +93,18 @@ class ReleaseLog:
                  .order_by(releases.c.ordinal))
         with self.engine.connect() as conn:
             return [_release_from(row) for row in conn.execute(query)]
+
+    def of_records(self, record_ids: Collection[str]) -> dict[tuple[str, int], list[Release]]:
+        """Return the releases of every access to `record_ids`, by (record, seq), first first."""
+        if not record_ids:
+            return {}
+        query = (select(releases).where(releases.c.record_id.in_(sorted(set(record_ids))))
+                 .order_by(releases.c.record_id, releases.c.seq, releases.c.ordinal))
+        found: dict[tuple[str, int], list[Release]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                found.setdefault((row.record_id, row.seq), []).append(_release_from(row))
+        return found
 
     @staticmethod
     def _count(conn: Connection, record_id: str, seq: int) -> int:

@@ -16,6 +16,7 @@ from consentledger.audit import VerifyReport, trace, verify
 from consentledger.audit.lifecycle import tombstones
 from consentledger.audit.releases import ReleaseRules
 from consentledger.gateway.runtime import Gateway
+from consentledger.store import ReleaseLog
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,12 @@ def accesses_page(gw: Gateway, filters: AccessFilters, *, limit: int, offset: in
         # One line more than asked tells whether another page follows, without counting them all.
         lines = trace(gw.store.engine, **asdict(filters), limit=limit + 1, offset=offset)
     more = len(lines) > limit
+    shown = lines[:limit]
+    released = ReleaseLog(gw.store.engine).of_records({line.record for line in shown})
     return {
-        "items": [line.to_json() for line in lines[:limit]],
+        # Beside each access, the disclosures this gateway released for it (as custodian).
+        "items": [{**line.to_json(), "releases": [r.to_json() for r in released.get((line.record, line.seq), [])]}
+                  for line in shown],
         "limit": limit,
         "offset": offset,
         "next_offset": offset + limit if more else None,
