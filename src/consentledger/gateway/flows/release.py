@@ -57,7 +57,8 @@ def release_key(
     ReleaseRefusedError unless `consents` (the terms the access presented, in order) hash to the
     entry's consent reference and each is still granted and unexpired at `now` (default: the
     clock), the access's block is at most `release_window` seconds old, and the access was released
-    fewer than `max_releases` times (a PROTECTED record: never). The release is logged first.
+    fewer than `max_releases` times (a PROTECTED record's: not yet). The release is logged before
+    the answer is returned.
     Identifying fields are removed or pseudonymised (`withhold`) unless the entry is identified.
     A PROTECTED record's disclosure is marked for immediate use: the requester must not keep it.
     """
