@@ -209,3 +209,19 @@ class InvalidAttestationError(ConsentLedgerError):
     """Raised when a record attestation is not a valid low-s signature by the record's subject over its terms."""
 
     http_status, exit_code, code = 422, 21, "invalid_attestation"
+
+
+class ReleaseRefusedError(ConsentLedgerError):
+    """Raised when a custodian refuses to release an access's key: consent gone, window closed or count spent."""
+
+    http_status, exit_code, code = 403, 22, "release_refused"
+
+    def __init__(self, reason: str, detail: str, *, record: str | None = None, seq: int | None = None) -> None:
+        self.reason = reason
+        self.record = record
+        self.seq = seq
+        super().__init__(detail)
+
+    def fields(self) -> dict[str, Any]:
+        """Return why (e.g. consent_revoked, window_closed, limit_reached) and which access it concerns."""
+        return {"reason": self.reason, "record": self.record, "seq": self.seq}

@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from consentledger.errors import ConfigurationError
 
 ENV_PREFIX = "CONSENTLEDGER_GATEWAY_"
+RELEASE_WINDOW = 300
+"""Default `release_window`: seconds after an access's block its key may be released (see the setting)."""
+MAX_RELEASES = 3
+"""Default `max_releases`: releases of one access's key (PROTECTED: always 1)."""
 
 
 class Settings(BaseSettings):
@@ -46,6 +50,26 @@ class Settings(BaseSettings):
         "(collect, request). Off: staff and applications sign with their own client keys and the org key "
         "never leaves the gateway; on only for local tests and benchmarks.",
     )
+    release_window: int = Field(
+        RELEASE_WINDOW, gt=0, le=86400,
+        description="Seconds after an access's block during which the custodian releases its key.",
+    )
+    """Seconds after an access's block during which the custodian releases its key (default 300).
+
+    The requester's gateway asks for the key right after the access is mined, so a release is
+    normally a second old. Five minutes leave room for a few retries after a network failure (each
+    waits up to `peer_timeout`, 30 s) and for clocks that drift from the chain's block timestamps,
+    while an access recorded on chain stops being a standing right to the data: a later use needs
+    a new access, which the chain records and counts against the consent.
+    """
+    max_releases: int = Field(
+        MAX_RELEASES, gt=0, le=100,
+        description="How many times one access's key is released (PROTECTED records: once, whatever this says).",
+    )
+    """How many times one access's key is released (default 3: the first request and two retries).
+
+    A PROTECTED record's disclosure is for immediate use, so it is released exactly once.
+    """
 
     @classmethod
     def settings_customise_sources(

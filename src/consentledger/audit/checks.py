@@ -63,6 +63,9 @@ class DiscrepancyKind(StrEnum):
     IDENTIFIED_MISMATCH = "identified_mismatch"
     AGGREGATE_UNATTESTED = "aggregate_unattested"
     """An aggregate's sources attested (before it) by fewer distinct subjects than K, or than it announced."""
+    RELEASE_WITHOUT_ACCESS = "release_without_access"
+    RELEASE_OUTSIDE_WINDOW = "release_outside_window"
+    RELEASE_OVER_LIMIT = "release_over_limit"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ at its position in the chain; (c) no record is past its retention, or collected 
 that have all reached their emergency sunset, without a tombstone; (d) every
 access was made by an active member holding the REQUESTER role; (e) every access's purpose was
 allowed for the record's category and not past its sunset; (f) every anonymous aggregate's sources
-were attested, before it was registered, by at least its category's K distinct subjects.
+were attested, before it was registered, by at least its category's K distinct subjects; (g) where the
+index shares its database with a custodian's release log, every release is for an access on chain,
+within the release window and count (`audit.releases`).
 
 Roles and the catalog are replayed from the indexed governance events (`idx_events`), which keep
 every change; the member, category and purpose tables hold only the latest state.
@@ -41,6 +43,7 @@ from consentledger.audit.checks import (
 from consentledger.audit.events import AccessRow
 from consentledger.audit.indexer import read_cursor
 from consentledger.audit.lifecycle import catalog_purposes
+from consentledger.audit.releases import ReleaseRules, check_releases
 from consentledger.audit.source import ChainSource
 from consentledger.chain.history import GENESIS
 from consentledger.consent import Consent, consent_id
@@ -67,6 +70,8 @@ class VerifyReport:
     consents: int
     members: int
     heads_checked: int
+    releases: int = 0
+    """Releases of the custodian's release log checked (0 when the index has none beside it)."""
 
     @property
     def ok(self) -> bool:
@@ -81,8 +86,9 @@ class VerifyReport:
         """Return a one-line summary of what was checked and found."""
         checked = (
             f"{self.records} records ({self.heads_checked} heads matched against the chain), "
-            f"{self.accesses} accesses, {self.consents} consents, {self.members} members "
-            f"up to block {self.block}"
+            f"{self.accesses} accesses, {self.consents} consents, {self.members} members"
+            + (f", {self.releases} releases" if self.releases else "")
+            + f" up to block {self.block}"
         )
         if self.ok:
             return f"verified {checked}: no discrepancies"
@@ -90,8 +96,11 @@ class VerifyReport:
         return f"checked {checked}: {len(self.discrepancies)} discrepancies ({kinds})"
 
 
-def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
-    """Check the index (as of its cursor) against the chain and the rules; return every discrepancy."""
+def verify(engine: Engine, ledger: Ledger, *, release_rules: ReleaseRules | None = None) -> VerifyReport:
+    """Check the index (as of its cursor) against the chain and the rules; return every discrepancy.
+
+    Releases beside the index are judged by `release_rules` (default: the gateway's default window and count).
+    """
     source = ChainSource(ledger)
     with engine.connect() as conn:
         cursor = read_cursor(conn)
@@ -119,6 +128,9 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
             checker.check(AccessRow(*row))
         aggregates = _aggregates(conn)
         minimums = _replay(conn, ("CategoryAdded",), "category", lambda args: int(args["minAggregateSubjects"]))
+        released, releases = check_releases(
+            conn, release_rules or ReleaseRules(), block=cursor.block, until=cursor.timestamp or 0
+        )
     found = list(checker.found)
     for aggregate in aggregates:
         k = as_of(minimums.get(aggregate.category, ()), aggregate.registered)
@@ -148,9 +160,10 @@ def verify(engine: Engine, ledger: Ledger) -> VerifyReport:
                 "and the record is still not tombstoned",
                 record=record_id, block=cursor.block,
             ))
+    found.extend(released)
     return VerifyReport(
         discrepancies=tuple(found), block=cursor.block, records=len(records), accesses=checker.accesses,
-        consents=len(consents), members=members, heads_checked=len(heads),
+        consents=len(consents), members=members, heads_checked=len(heads), releases=releases,
     )
 
 

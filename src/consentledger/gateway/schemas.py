@@ -84,10 +84,12 @@ class AccessIn(_Body):
 
 
 class KeyRequestIn(_Body):
-    """POST /v1/keys/{record}/{seq}: the block the access was mined in, and how to withhold identifying fields."""
+    """POST /v1/keys/{record}/{seq}: the block the access was mined in, how to withhold identifying fields, and
+    the terms of the consents the access presented (in order), which the custodian checks are still valid."""
 
     block: int = Field(ge=0)
     withhold: Withholding = Withholding.REMOVE
+    consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
 
 
 M = TypeVar("M", bound=BaseModel)

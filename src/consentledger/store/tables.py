@@ -1,4 +1,5 @@
-"""The gateway's tables: stored records, seen request nonces, the chain-write outbox, audit-page sessions, clients."""
+"""The gateway's tables: stored records, seen request nonces, the chain-write outbox, the release log,
+audit-page sessions and the agency's clients."""
 
 from __future__ import annotations
 
@@ -120,3 +121,24 @@ clients = Table(
     Column("added_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True, comment="set once: the key is refused from then on"),
 )
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("record_id", String(66), nullable=False, comment="0x id of the record whose disclosure was released"),
+    Column("seq", Integer, nullable=False, comment="the access's seq in the record's hash chain"),
+    Column("ordinal", Integer, nullable=False, comment="1 for the access's first release, 2 for its second, ..."),
+    Column("requester", String(42), nullable=False, comment="the organisation the disclosure was sealed for"),
+    Column("access_block", BigInteger, nullable=False),
+    Column("access_tx", String(66), nullable=False),
+    Column("access_time", BigInteger, nullable=False, comment="the access's block timestamp (unix seconds)"),
+    Column("consents", _Json, nullable=False, comment="0x ids of the consents checked still valid at release"),
+    Column("withheld", _Json, nullable=False, comment="identifying field names not disclosed as values"),
+    Column("withholding", String(16), nullable=False, comment="remove | pseudonymise | none (nothing withheld)"),
+    Column("use", String(16), nullable=False, comment="immediate (PROTECTED) | standard"),
+    Column("released_at", UtcDateTime, nullable=False),
+    # The count of releases per access is race-free because two releases cannot take the same ordinal.
+    UniqueConstraint("record_id", "seq", "ordinal", name="uq_releases_access_ordinal"),
+)
+Index("ix_releases_released_at", releases.c.released_at)

@@ -14,7 +14,7 @@ from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
-from consentledger.errors import IntegrityError, PeerError, RecordDestroyedError
+from consentledger.errors import IntegrityError, PeerError, RecordDestroyedError, ReleaseRefusedError
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
@@ -35,7 +35,7 @@ def request_access(
     info = gw.ledger.record(record_id)
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
-                          withhold)
+                          withhold, consents)
     try:
         wrapped = WrappedKey.from_json(released["wrapped_key"])
         sealed = base64.b64decode(released["disclosure"], validate=True)
@@ -87,12 +87,19 @@ def _custodian_now(gw: Gateway, registered: str) -> Member:
 
 
 def _fetch_key(
-    gw: Gateway, url: str, custodian: str, record_id: bytes, seq: int, block: int, withhold: Withholding
+    gw: Gateway, url: str, custodian: str, record_id: bytes, seq: int, block: int, withhold: Withholding,
+    consents: Sequence[Consent],
 ) -> dict[str, Any]:
+    """Return the custodian's release for access (record, seq); its refusals become our errors.
+
+    The consents' terms go along so the custodian can check, from the entry's consent reference,
+    that they are still valid on chain at release time.
+    """
     if not url:
         raise PeerError(f"custodian {custodian} has no gateway URL on chain")
     path = f"/v1/keys/0x{record_id.hex()}/{seq}"
-    body = json.dumps({"block": block, "withhold": withhold.value}, separators=(",", ":")).encode()
+    request = {"block": block, "withhold": withhold.value, "consents": [c.to_json() for c in consents]}
+    body = json.dumps(request, separators=(",", ":")).encode()
     signature = sign_request(
         gw.sender.account.key, chain_id=gw.chain_id, audience=custodian, method="POST", path=path, body=body,
         now=int(time.time()),
@@ -110,6 +117,10 @@ def _fetch_key(
             detail, code = response.text[:200], None
         if code == IntegrityError.code:
             raise IntegrityError(f"the custodian found the record damaged: {detail}")
+        if code == ReleaseRefusedError.code:
+            # The access is on chain, but its disclosure is not released (any more): say why, as the custodian did.
+            raise ReleaseRefusedError(str(answer.get("reason", "")), f"the custodian refused the release: {detail}",
+                                      record="0x" + record_id.hex(), seq=seq)
         if code == RecordDestroyedError.code:
             # Shredded at the custodian while its tombstone was still on its way to the chain.
             raise RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),

@@ -14,7 +14,9 @@ from eth_utils import to_checksum_address
 
 from consentledger.audit import VerifyReport, trace, verify
 from consentledger.audit.lifecycle import tombstones
+from consentledger.audit.releases import ReleaseRules
 from consentledger.gateway.runtime import Gateway
+from consentledger.store import ReleaseLog
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,12 @@ def accesses_page(gw: Gateway, filters: AccessFilters, *, limit: int, offset: in
         # One line more than asked tells whether another page follows, without counting them all.
         lines = trace(gw.store.engine, **asdict(filters), limit=limit + 1, offset=offset)
     more = len(lines) > limit
+    shown = lines[:limit]
+    released = ReleaseLog(gw.store.engine).of_records({line.record for line in shown})
     return {
-        "items": [line.to_json() for line in lines[:limit]],
+        # Beside each access, the disclosures this gateway released for it (as custodian).
+        "items": [{**line.to_json(), "releases": [r.to_json() for r in released.get((line.record, line.seq), [])]}
+                  for line in shown],
         "limit": limit,
         "offset": offset,
         "next_offset": offset + limit if more else None,
@@ -48,8 +54,13 @@ def accesses_page(gw: Gateway, filters: AccessFilters, *, limit: int, offset: in
 def verify_report(gw: Gateway) -> dict[str, Any]:
     """Return the verification of the whole index against the chain and the ledger's rules, as JSON."""
     with gw.index_held():
-        report = verify(gw.store.engine, gw.ledger)
+        report = verify(gw.store.engine, gw.ledger, release_rules=release_rules(gw))
     return report_json(report)
+
+
+def release_rules(gw: Gateway) -> ReleaseRules:
+    """Return the release window and count this gateway enforces, to judge its release log by."""
+    return ReleaseRules(window=gw.settings.release_window, max_releases=gw.settings.max_releases)
 
 
 def report_json(report: VerifyReport) -> dict[str, Any]:
@@ -63,6 +74,7 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
         "consents": report.consents,
         "members": report.members,
         "heads_checked": report.heads_checked,
+        "releases": report.releases,
         "counts": report.counts(),
         "discrepancies": [
             {"kind": d.kind.value, "record": d.record, "seq": d.seq, "tx": d.tx_hash, "block": d.block,

@@ -46,5 +46,6 @@ def release_key(
         raise NotFoundError(f"record {record_id} is not held here") from None
     if len(record) != 32:
         raise NotFoundError(f"record {record_id} is not held here")
-    answer = release.release_key(gw, caller.address, record, seq, body.block, body.withhold)
+    consents = [consent_terms(c) for c in body.consents]
+    answer = release.release_key(gw, caller.address, record, seq, body.block, body.withhold, consents)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})

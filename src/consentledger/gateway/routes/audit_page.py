@@ -22,6 +22,7 @@ from consentledger.audit.render import content_security_policy, render_audit_pag
 from consentledger.chain.history import fold
 from consentledger.errors import AuthenticationError, AuthorizationError
 from consentledger.gateway.auth import Caller, active_member, authenticate, gateway_of
+from consentledger.gateway.flows.auditing import release_rules
 from consentledger.gateway.routes.audit import ADDRESS_PATTERN, PURPOSE_PATTERN, RECORD_PATTERN, UNIX_QUERY
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import PageSessionIn, parse
@@ -97,7 +98,7 @@ def audit_page(
         lines = trace(gw.store.engine, subject=shown_subject, record=record, org=org, purpose=purpose,
                       since=since, until=until, limit=PAGE_LIMIT)
         if session.view is PageView.AUDIT:
-            report = verify(gw.store.engine, gw.ledger)
+            report = verify(gw.store.engine, gw.ledger, release_rules=release_rules(gw))
         else:
             report = _own_records_checked(gw, session.viewer, block)
     page = render_audit_page(
