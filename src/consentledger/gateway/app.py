@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from consentledger.errors import ConsentLedgerError, ContractRevertError
+from consentledger.gateway.body_limit import BodyLimit
 from consentledger.gateway.routes import access, audit, audit_page, consents, health, lifecycle, records
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.upkeep import start_upkeep
@@ -45,6 +46,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     app = FastAPI(title=f"consentledger gateway — {gateway.settings.name}", description=DESCRIPTION,
                   version="1", lifespan=lifespan)
     app.state.gateway = gateway
+    app.add_middleware(BodyLimit, max_bytes=gateway.settings.max_body_bytes)  # counts bytes before any route runs
     for routes in (health, records, consents, access, lifecycle, audit, audit_page):
         app.include_router(routes.router)
 
