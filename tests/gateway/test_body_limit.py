@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 import select
 import socket
 import threading
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httpx
