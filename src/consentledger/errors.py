@@ -197,3 +197,24 @@ class UncoveredConsentsError(ConsentLedgerError):
     def fields(self) -> dict[str, Any]:
         """Return the ids of the live consents the request did not revoke."""
         return {"missing": self.missing}
+
+
+class InvalidSignatureError(PayloadValidationError):
+    """Raised when a subject's consent or revocation signature is one the contract would refuse."""
+
+    http_status, exit_code, code = 422, 13, "invalid_signature"
+
+    def __init__(self, consent: str, what: str, problem: str) -> None:
+        self.consent = consent
+        self.problem = problem
+        super().__init__(f"the {what} of consent {consent} is refused: {problem}")
+
+    def fields(self) -> dict[str, Any]:
+        """Return the consent whose signature is bad, why, and the contract rule it would break."""
+        return {"consent": self.consent, "problem": self.problem, "rule": "ConsentRegistryInvalidSignature"}
+
+
+class ErasureIncompleteError(ConsentLedgerError):
+    """Raised when an erasure's tombstone or consent revocation failed on chain, so part of it did not take effect."""
+
+    http_status, exit_code, code = 502, 21, "erasure_incomplete"
