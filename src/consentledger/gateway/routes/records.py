@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.errors import NotFoundError
@@ -18,6 +18,9 @@ from consentledger.types import Role
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+"""Printable ASCII without spaces, at most 200 characters (what the store's column holds)."""
+RecordPath = Annotated[str, Path(max_length=66, description="0x-prefixed 32-byte record id")]
 
 
 def _record_view(record: StoredRecord) -> dict[str, Any]:
@@ -34,7 +37,7 @@ def _record_view(record: StoredRecord) -> dict[str, Any]:
 def put_record(
     gw: GatewayDep,
     caller: Annotated[Caller, Depends(own_org(Role.CUSTODIAN))],
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(pattern=IDEMPOTENCY_KEY_PATTERN)] = None,
 ) -> JSONResponse:
     """Check the positive list, encrypt, store and register on chain; 202 while the chain write is queued."""
     body = parse(RecordIn, caller.body)
@@ -48,7 +51,7 @@ def put_record(
 
 @router.get("/records/{record_id}", summary="A record's metadata (custodian's own org)")
 def get_record(
-    record_id: str, gw: GatewayDep, caller: Annotated[Caller, Depends(own_org(Role.CUSTODIAN))]
+    record_id: RecordPath, gw: GatewayDep, caller: Annotated[Caller, Depends(own_org(Role.CUSTODIAN))]
 ) -> dict[str, Any]:
     """Return the stored record's metadata (never its content); 410 naming why if it was destroyed."""
     stored = gw.store.get_record(record_id.lower())
