@@ -266,3 +266,30 @@ def test_second_erasure_by_the_cli_is_idempotent(
     settled = eventually(lambda: store.get_outbox(repeat.id), lambda w: w is not None and w.status in (
         OutboxStatus.DONE, OutboxStatus.FAILED), what="the repeated revocation settled")
     assert settled is not None and settled.status is OutboxStatus.DONE, settled
+
+
+def test_erasure_relays_a_withdrawal_of_an_unrelayed_consent_only_for_an_active_requester(
+    consortium: Consortium
+) -> None:
+    """An extra revocation of a consent never granted: refused (403, nothing shredded) when it names the subject's
+    own key as grantee; withdrawn on chain when it names transport, so transport can never relay it later."""
+    gil = _subject(consortium)
+    before = consortium.rows(consortium.health)
+    made_up = Consent.new(subject=gil.account.address, grantee=gil.account.address, category=CONTACT_TRACE,
+                          purpose=1, valid_until=2**39)
+    unrelayed = Consent.new(subject=gil.account.address, grantee=consortium.transport.address,
+                            category=CONTACT_TRACE, purpose=1, valid_until=2**39)
+
+    refused = expect(signed(consortium.health, gil.account.key, "POST", ERASURE_PATH,
+                            _revocations(consortium, gil.account, [*gil.consents, made_up])), 403, "forbidden")
+
+    assert f"consent {_id(consortium, made_up)} was never granted" in refused["detail"]
+    assert consortium.rows(consortium.health) == before
+    assert [_status(consortium, c) for c in gil.consents] == [ConsentStatus.GRANTED] * 2
+
+    answer = expect(signed(consortium.health, gil.account.key, "POST", ERASURE_PATH,
+                           _revocations(consortium, gil.account, [*gil.consents, unrelayed])), 200)
+
+    assert {c["consent"]: c["revocation"] for c in answer["consents"]} == {
+        _id(consortium, c): "on chain" for c in [*gil.consents, unrelayed]}
+    assert _status(consortium, unrelayed) is ConsentStatus.REVOKED

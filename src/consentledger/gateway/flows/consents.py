@@ -45,7 +45,7 @@ def relay_grant(gw: Gateway, caller: str, consent: Consent, signature: bytes) ->
     known = _on_chain(gw, name)
     if known is not None:
         return known
-    _grantee_may_receive(gw, consent.grantee)
+    grantee_may_receive(gw, consent.grantee)
     try:
         gw.ledger.grant_consent(gw.sender, consent, signature)
     except ContractRevertError as exc:
@@ -70,7 +70,7 @@ def relay_revocation(gw: Gateway, caller: str, consent: Consent, signature: byte
     if status is ConsentStatus.REVOKED:
         return _state(name, status, uses)
     if status is ConsentStatus.NONE:
-        _grantee_may_receive(gw, consent.grantee)
+        grantee_may_receive(gw, consent.grantee)
     try:
         gw.ledger.revoke_consent_by_signature(gw.sender, consent, signature)
     except ContractRevertError as exc:
@@ -85,7 +85,8 @@ def _may_relay(gw: Gateway, caller: str, subject: str) -> None:
         raise AuthorizationError("a consent is relayed for its subject or by an active member")
 
 
-def _grantee_may_receive(gw: Gateway, grantee: str) -> None:
+def grantee_may_receive(gw: Gateway, grantee: str) -> None:
+    """Return if `grantee` is an ACTIVE member holding REQUESTER; AuthorizationError naming its standing otherwise."""
     member = gw.members.get(grantee)
     if member.status is not MemberStatus.ACTIVE or Role.REQUESTER not in member.roles:
         standing = "not a member" if member.status is MemberStatus.NONE else member.status.name.lower()

@@ -7,7 +7,9 @@ signs a revocation for each and sends them all with the erasure request. The gat
 request (422, naming the missing consent ids) unless every live consent of the subject it knows is
 covered, and each revocation is signed exactly as the contract requires (`consent.recover_as_contract`:
 65 bytes, low s, v 27/28, the subject's); a signature the contract would refuse is a 422 naming the
-consent, before anything is shredded. Only then, in one database transaction, it shreds the records
+consent, before anything is shredded. A revocation of a consent never granted on chain (withdrawn
+before its grantee relays it) is relayed only if the grantee is an active requester, as its grant
+would be: otherwise any key could make the gateway pay for made-up revocations (403). Only then, in one database transaction, it shreds the records
 and queues their tombstones (reason ERASURE) and the revocations in the outbox (each row keyed by its
 consent id). Nothing is half done: the relay sends every queued write after any restart, each
 effect once; the answer says where each revocation is (on chain with tx and block, queued, sent,
@@ -31,11 +33,12 @@ from consentledger.errors import (
     InvalidSignatureError,
     UncoveredConsentsError,
 )
+from consentledger.gateway.flows.consents import grantee_may_receive
 from consentledger.gateway.flows.tombstones import ON_CHAIN, write_status
 from consentledger.gateway.runtime import Gateway
 from consentledger.store import OutboxStatus, QueuedWrite, RecordState
 from consentledger.store.db import flush_deleted
-from consentledger.types import TombstoneReason
+from consentledger.types import ConsentStatus, TombstoneReason
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,8 @@ def my_consents(gw: Gateway, subject: str) -> dict[str, Any]:
 def erase(gw: Gateway, subject: str, signed: Sequence[SignedRevocation]) -> dict[str, Any]:
     """Shred and tombstone `subject`'s records held here and revoke their consents; return what was affected.
 
-    Raises AuthorizationError for a revocation of another subject's consent, InvalidSignatureError
+    Raises AuthorizationError for a revocation of another subject's consent (or of one never granted
+    on chain whose grantee is no active requester: the gateway pays for no such transaction), InvalidSignatureError
     for one the contract would refuse (not the subject's, malleable, malformed), UncoveredConsentsError
     if a live consent is not revoked; all before anything is shredded or queued.
     A repeated erasure shreds nothing more and queues only what is still needed.
@@ -80,6 +84,8 @@ def erase(gw: Gateway, subject: str, signed: Sequence[SignedRevocation]) -> dict
         if missing:
             raise UncoveredConsentsError(missing)
         done = revocations(gw.store.engine, offered)
+        for name in sorted(offered.keys() - live - done.keys()):
+            _withdrawable(gw, name, offered[name][0])
         held = [r for r in gw.store.records_by_subject(subject) if r.custodian == gw.org]
         doomed = [QueuedWrite("tombstone", tombstone_payload(r.record_id, TombstoneReason.ERASURE), r.record_id)
                   for r in held if r.state is not RecordState.SHREDDED]
@@ -109,6 +115,17 @@ def _checked(gw: Gateway, subject: str, signed: Sequence[SignedRevocation]) -> d
             raise InvalidSignatureError(name, "revocation", problem)
         offered[name] = (consent, signature)
     return offered
+
+
+def _withdrawable(gw: Gateway, name: str, consent: Consent) -> None:
+    """Check a revocation of a consent not live in the index may be relayed: granted (perhaps expired), or
+    never granted but naming an active requester (withdrawn before its grantee relays it)."""
+    status, _ = gw.ledger.consent_state(bytes.fromhex(name[2:]))
+    if status is ConsentStatus.NONE:
+        try:
+            grantee_may_receive(gw, consent.grantee)
+        except AuthorizationError as exc:
+            raise AuthorizationError(f"consent {name} was never granted: {exc}") from None
 
 
 def _outcome(gw: Gateway, subject: str, records: list[str], shredded: set[str], consents: list[str]) -> dict[str, Any]:
