@@ -9,11 +9,12 @@ covered, and each revocation is signed exactly as the contract requires (`consen
 65 bytes, low s, v 27/28, the subject's); a signature the contract would refuse is a 422 naming the
 consent, before anything is shredded. A revocation of a consent never granted on chain (withdrawn
 before its grantee relays it) is relayed only if the grantee is an active requester, as its grant
-would be: otherwise any key could make the gateway pay for made-up revocations (403). Only then, in one database transaction, it shreds the records
-and queues their tombstones (reason ERASURE) and the revocations in the outbox (each row keyed by its
-consent id). Nothing is half done: the relay sends every queued write after any restart, each
-effect once; the answer says where each revocation is (on chain with tx and block, queued, sent,
-or failed with the chain's reason), so a revocation that does not land is never silent.
+would be: otherwise any key could make the gateway pay for made-up revocations (403). Only then,
+in one database transaction, it shreds the records and queues their tombstones (reason ERASURE)
+and the revocations in the outbox (each row keyed by its consent id). Nothing is half done: the
+relay sends every queued write after any restart, each effect once; the answer says where each
+revocation is (on chain with tx and block, queued, sent, or failed with the chain's reason), so a
+revocation that does not land is never silent.
 """
 
 from __future__ import annotations
