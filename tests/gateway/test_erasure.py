@@ -166,7 +166,7 @@ def test_a_revocation_that_failed_on_chain_is_shown_failed_until_an_erasure_land
     with GatewayClient(consortium.health.url, fay.account) as client:
         listed = {c["id"]: c for c in client.my_consents()["consents"]}
     shown = listed[_id(consortium, consent)]["revocation"]
-    assert shown["revocation"] == "failed" and "ConsentRegistryInvalidSignature" in shown["error"], shown
+    assert shown["status"] == "failed" and "ConsentRegistryInvalidSignature" in shown["error"], shown
     assert "revocation" not in listed[_id(consortium, fay.consents[1])]
 
     keystore = tmp_path / "fay.json"

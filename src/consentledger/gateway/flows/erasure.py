@@ -50,8 +50,8 @@ SignedRevocation = tuple[Consent, bytes]
 def my_consents(gw: Gateway, subject: str) -> dict[str, Any]:
     """Return `{subject, block, block_time, consents}`: the subject's live consents an erasure must revoke.
 
-    A consent whose revocation this gateway queued but that has not landed carries `revocation`
-    (queued, sent, or failed with the chain's reason).
+    A consent whose revocation this gateway queued but that has not landed carries
+    `revocation: {status (queued, sent or failed), tx_hash, error (the chain's reason, if failed)}`.
     """
     with gw.index_held():
         cursor = gw.indexer.cursor()
@@ -61,7 +61,8 @@ def my_consents(gw: Gateway, subject: str) -> dict[str, Any]:
         shown = indexed.to_json()
         status = revocation_status(gw, indexed.id, None)
         if status["revocation"] != "none":
-            shown["revocation"] = {k: v for k, v in status.items() if k != "consent"}
+            shown["revocation"] = {"status": status["revocation"], "tx_hash": status["tx_hash"],
+                                   "error": status.get("error")}
         listed.append(shown)
     return {"subject": to_checksum_address(subject), "block": cursor.block, "block_time": cursor.timestamp,
             "consents": listed}
