@@ -8,6 +8,8 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from eth_keys.datatypes import Signature as KeySignature
+from eth_keys.exceptions import BadSignature, ValidationError
 from eth_utils import keccak, to_checksum_address
 
 CONSENT_FIELDS: list[dict[str, str]] = [
@@ -125,13 +127,60 @@ def sign_revocation(consent_id_: bytes, private_key: bytes | str, domain: Eip712
     return bytes(signed.signature)
 
 
-def revocation_signer(consent_id_: bytes, signature: bytes, domain: Eip712Domain) -> str | None:
-    """Return who signed EIP-712 `Revocation(bytes32 consent)` for `consent_id_`, or None if it is no signature."""
-    signable = encode_typed_data(domain.as_dict(), {"Revocation": REVOCATION_FIELDS}, {"consent": consent_id_})
-    try:
-        return str(Account.recover_message(signable, signature=signature))
-    except Exception:  # eth_keys raises several types for malformed signatures
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+"""The order of secp256k1; OpenZeppelin's ECDSA refuses any s above half of it (EIP-2, no malleable signatures)."""
+HIGHEST_S = SECP256K1_N // 2
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """The verdict on a signature, exactly as the contract (OpenZeppelin `ECDSA.tryRecover`) gives it.
+
+    `signer` is the recovered address, or None with `problem` saying why the contract refuses it.
+    """
+
+    signer: str | None
+    problem: str | None = None
+
+    def refusal(self, expected: str) -> str | None:
+        """Return why the contract refuses this signature as `expected`'s, or None if it accepts it."""
+        if self.signer is None:
+            return self.problem
+        if self.signer.lower() != expected.lower():
+            return f"it is signed by {self.signer}, not by {to_checksum_address(expected)}"
         return None
+
+
+def recover_as_contract(digest: bytes, signature: bytes) -> SignatureCheck:
+    """Return who signed the 32-byte `digest`, by the contract's rules: 65 bytes, s <= n/2, v 27 or 28, a real signer.
+
+    eth_account accepts what the contract refuses (v of 0/1, high s), so a gateway that trusts it
+    would queue transactions that revert; this follows OpenZeppelin ECDSA 5 and the ecrecover precompile.
+    """
+    if len(signature) != 65:
+        return SignatureCheck(None, f"the signature is {len(signature)} bytes, not 65")
+    r, s, v = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big"), signature[64]
+    if s > HIGHEST_S:
+        return SignatureCheck(None, "its s is in the upper half of the curve order (a malleable signature)")
+    if v not in (27, 28):
+        return SignatureCheck(None, f"its v is {v}, not 27 or 28")
+    if not (0 < r < SECP256K1_N and 0 < s):
+        return SignatureCheck(None, "it recovers no signer (r or s out of range)")
+    try:
+        public = KeySignature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(digest)
+    except (BadSignature, ValidationError, ValueError):
+        return SignatureCheck(None, "it recovers no signer")
+    return SignatureCheck(public.to_checksum_address())
+
+
+def consent_signer(consent: Consent, signature: bytes, domain: Eip712Domain) -> SignatureCheck:
+    """Return the verdict on `signature` over `consent`, as `grantConsent` gives it."""
+    return recover_as_contract(consent_id(consent, domain), signature)
+
+
+def revocation_signer(consent_id_: bytes, signature: bytes, domain: Eip712Domain) -> SignatureCheck:
+    """Return the verdict on `signature` over EIP-712 `Revocation(bytes32 consent)`, as the contract gives it."""
+    return recover_as_contract(_digest(domain, {"Revocation": REVOCATION_FIELDS}, {"consent": consent_id_}), signature)
 
 
 def _digest(domain: Eip712Domain, types: dict[str, Any], message: dict[str, Any]) -> bytes:

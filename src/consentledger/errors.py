@@ -225,3 +225,24 @@ class ReleaseRefusedError(ConsentLedgerError):
     def fields(self) -> dict[str, Any]:
         """Return why (e.g. consent_revoked, window_closed, limit_reached) and which access it concerns."""
         return {"reason": self.reason, "record": self.record, "seq": self.seq}
+
+
+class InvalidSignatureError(PayloadValidationError):
+    """Raised when a subject's consent or revocation signature is one the contract would refuse."""
+
+    http_status, exit_code, code = 422, 13, "invalid_signature"
+
+    def __init__(self, consent: str, what: str, problem: str) -> None:
+        self.consent = consent
+        self.problem = problem
+        super().__init__(f"the {what} of consent {consent} is refused: {problem}")
+
+    def fields(self) -> dict[str, Any]:
+        """Return the consent whose signature is bad, why, and the contract rule it would break."""
+        return {"consent": self.consent, "problem": self.problem, "rule": "ConsentRegistryInvalidSignature"}
+
+
+class ErasureIncompleteError(ConsentLedgerError):
+    """Raised when an erasure's tombstone or consent revocation failed on chain, so part of it did not take effect."""
+
+    http_status, exit_code, code = 502, 23, "erasure_incomplete"

@@ -90,12 +90,13 @@ def test_consent_relay_by_an_outsider_is_refused(consortium: Consortium) -> None
 
 
 def test_consent_signed_by_someone_else_than_its_subject_is_refused(consortium: Consortium) -> None:
-    """A consent whose signature is not the subject's answers 403 naming ConsentRegistryInvalidSignature."""
+    """A consent signed by another than its subject: 422 naming ConsentRegistryInvalidSignature; nothing sent."""
     subject, forger = Account.create(), Account.create()
     consent = Consent.new(subject=subject.address, grantee=consortium.transport.address, category=CONTACT_TRACE,
                           purpose=EPIDEMIC_CONTROL, valid_until=int(time.time()) + 3600)
     forged = sign_consent(consent, forger.key, consortium.ledger.domain())
     body = {"consent": consent.to_json(), "signature": "0x" + forged.hex()}
 
-    expect(signed(consortium.transport, subject.key, "POST", "/v1/consents", body), 403, "rule_violated",
-           "ConsentRegistryInvalidSignature")
+    refused = expect(signed(consortium.transport, subject.key, "POST", "/v1/consents", body), 422,
+                     "invalid_signature", "ConsentRegistryInvalidSignature")
+    assert f"signed by {forger.address}" in refused["detail"]

@@ -17,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 
 from consentledger.chain.relay import revocation_payload
 from consentledger.client import GatewayClient
-from consentledger.consent import Consent, consent_id, sign_revocation
+from consentledger.consent import SECP256K1_N, Consent, consent_id, sign_revocation
 from consentledger.crypto.keys import new_keystore
 from consentledger.signing import HEADER_SIGNER
 from consentledger.store import OutboxStatus, RecordState
@@ -117,9 +117,74 @@ def test_erasure_missing_a_revocation_is_refused_and_changes_nothing(consortium:
         assert expect(get_record(consortium, record), 200)["state"] == "registered"
     badly_signed = _revocations(consortium, Account.create(), dan.consents)  # dan's consents, another's signatures
     refused = expect(signed(consortium.health, dan.account.key, "POST", ERASURE_PATH, badly_signed), 422,
-                     "invalid_payload")
-    assert "is not signed by" in refused["detail"]
+                     "invalid_signature")
+    assert refused["consent"] == _id(consortium, dan.consents[0])
+    assert f"not by {dan.account.address}" in refused["detail"]
     assert consortium.rows(consortium.health) == before
+
+
+def malleated(signature: bytes) -> bytes:
+    """Return the high-s twin of a signature (s -> n - s, v flipped): ecrecover takes it, the contract does not."""
+    s, v = int.from_bytes(signature[32:64], "big"), signature[64]
+    return signature[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v])
+
+
+def test_erasure_with_a_malleated_revocation_is_refused_before_anything_is_shredded(consortium: Consortium) -> None:
+    """A high-s revocation signature (the contract would refuse it): 422 naming that consent; nothing shredded,
+    nothing queued, the consent still granted on chain."""
+    erin = _subject(consortium)
+    before = consortium.rows(consortium.health)
+    body = _revocations(consortium, erin.account, erin.consents)
+    body["revocations"][1]["signature"] = "0x" + malleated(bytes.fromhex(body["revocations"][1]["signature"][2:])).hex()
+
+    refused = expect(signed(consortium.health, erin.account.key, "POST", ERASURE_PATH, body), 422,
+                     "invalid_signature")
+
+    assert refused["consent"] == _id(consortium, erin.consents[1])
+    assert refused["rule"] == "ConsentRegistryInvalidSignature"
+    assert "upper half of the curve order" in refused["problem"] and refused["consent"] in refused["detail"]
+    assert consortium.rows(consortium.health) == before
+    for record in erin.records:
+        assert expect(get_record(consortium, record), 200)["state"] == "registered"
+    assert [_status(consortium, c) for c in erin.consents] == [ConsentStatus.GRANTED] * 2
+
+
+def test_a_revocation_that_failed_on_chain_is_shown_failed_until_an_erasure_lands_one(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    """A revocation row the chain refused (queued by a gateway without the check) is listed as failed with the
+    chain's rule on the subject's consents; `subject erase` then relays a good one and prints its tx and block."""
+    fay = _subject(consortium)
+    store, domain = consortium.store(consortium.health), consortium.ledger.domain()
+    consent = fay.consents[0]
+    good = sign_revocation(consent_id(consent, domain), fay.account.key, domain)
+    stale = store.enqueue("revoke_consent", revocation_payload(consent, malleated(good)), consortium.health.address,
+                          record_id=_id(consortium, consent))
+    eventually(lambda: store.get_outbox(stale.id), lambda w: w is not None and w.status is OutboxStatus.FAILED,
+               what="the malleated revocation failed")
+
+    with GatewayClient(consortium.health.url, fay.account) as client:
+        listed = {c["id"]: c for c in client.my_consents()["consents"]}
+    shown = listed[_id(consortium, consent)]["revocation"]
+    assert shown["status"] == "failed" and "ConsentRegistryInvalidSignature" in shown["error"], shown
+    assert "revocation" not in listed[_id(consortium, fay.consents[1])]
+
+    keystore = tmp_path / "fay.json"
+    new_keystore(keystore, "fay's passphrase", account=fay.account)
+    env = {**os.environ, "CONSENTLEDGER_SUBJECT_PASSWORD": "fay's passphrase"}
+    done = subprocess.run([CLI, "subject", "erase", "--gateway", consortium.health.url, "--subject-keystore",
+                           str(keystore)], env=env, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    consents = {c["consent"]: c for c in json.loads(done.stdout)["consents"]}
+    assert set(consents) == {_id(consortium, c) for c in fay.consents}
+    for cid, revoked in consents.items():
+        assert revoked["revocation"] == "on chain", revoked
+        log = consortium.ledger.access.events.ConsentRevoked().get_logs(
+            from_block=consortium.ledger.deployment.deploy_block, argument_filters={"consent": bytes.fromhex(cid[2:])})
+        assert [("0x" + bytes(e["transactionHash"]).hex(), e["blockNumber"]) for e in log] == [
+            (revoked["tx_hash"], revoked["block"])]
+    assert [_status(consortium, c) for c in fay.consents] == [ConsentStatus.REVOKED] * 2
 
 
 def test_erasure_shreds_tombstones_and_revokes_only_the_subjects(
@@ -201,3 +266,30 @@ def test_second_erasure_by_the_cli_is_idempotent(
     settled = eventually(lambda: store.get_outbox(repeat.id), lambda w: w is not None and w.status in (
         OutboxStatus.DONE, OutboxStatus.FAILED), what="the repeated revocation settled")
     assert settled is not None and settled.status is OutboxStatus.DONE, settled
+
+
+def test_erasure_relays_a_withdrawal_of_an_unrelayed_consent_only_for_an_active_requester(
+    consortium: Consortium
+) -> None:
+    """An extra revocation of a consent never granted: refused (403, nothing shredded) when it names the subject's
+    own key as grantee; withdrawn on chain when it names transport, so transport can never relay it later."""
+    gil = _subject(consortium)
+    before = consortium.rows(consortium.health)
+    made_up = Consent.new(subject=gil.account.address, grantee=gil.account.address, category=CONTACT_TRACE,
+                          purpose=1, valid_until=2**39)
+    unrelayed = Consent.new(subject=gil.account.address, grantee=consortium.transport.address,
+                            category=CONTACT_TRACE, purpose=1, valid_until=2**39)
+
+    refused = expect(signed(consortium.health, gil.account.key, "POST", ERASURE_PATH,
+                            _revocations(consortium, gil.account, [*gil.consents, made_up])), 403, "forbidden")
+
+    assert f"consent {_id(consortium, made_up)} was never granted" in refused["detail"]
+    assert consortium.rows(consortium.health) == before
+    assert [_status(consortium, c) for c in gil.consents] == [ConsentStatus.GRANTED] * 2
+
+    answer = expect(signed(consortium.health, gil.account.key, "POST", ERASURE_PATH,
+                           _revocations(consortium, gil.account, [*gil.consents, unrelayed])), 200)
+
+    assert {c["consent"]: c["revocation"] for c in answer["consents"]} == {
+        _id(consortium, c): "on chain" for c in [*gil.consents, unrelayed]}
+    assert _status(consortium, unrelayed) is ConsentStatus.REVOKED

@@ -14,6 +14,7 @@ from consentledger.cli.consent import (
     subject_signer,
 )
 from consentledger.client import GatewayClient
+from consentledger.errors import ErasureIncompleteError
 
 app = typer.Typer(help="A data subject's requests: live consents, erasure, history.", no_args_is_help=True)
 
@@ -42,11 +43,18 @@ def erase(
 
     Signs a revocation of each live consent with the subject's key, then asks the gateway to
     crypto-shred and tombstone (ERASURE) the subject's records and relay the revocations; prints
-    each record and consent affected, with the tombstone / revocation tx once on chain.
+    each record and consent affected, with where its tombstone / revocation is: on chain (tx hash and
+    block), queued, sent, or failed. Exits with ErasureIncompleteError's code if any failed on chain.
     """
     account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
     with GatewayClient(gateway, account) as client:
-        print_json(client.request_erasure())
+        answer = client.request_erasure()
+    print_json(answer)
+    failed = [f"revocation of consent {c['consent']}: {c.get('error')}"
+              for c in answer["consents"] if c["revocation"] == "failed"]
+    failed += [f"tombstone of record {r['record']}" for r in answer["records"] if r["tombstone"] == "failed"]
+    if failed:
+        raise ErasureIncompleteError("erasure incomplete, failed on chain: " + "; ".join(failed))
 
 
 @app.command("history")

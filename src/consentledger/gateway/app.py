@@ -9,8 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consentledger.errors import ConsentLedgerError, ContractRevertError
+from consentledger.gateway.body_limit import BodyLimit
 from consentledger.gateway.routes import (
     access,
     attestations,
@@ -55,6 +57,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     app = FastAPI(title=f"consentledger gateway — {gateway.settings.name}", description=DESCRIPTION,
                   version="1", lifespan=lifespan)
     app.state.gateway = gateway
+    app.add_middleware(BodyLimit, max_bytes=gateway.settings.max_body_bytes)  # counts bytes before any route runs
     for routes in (health, records, attestations, consents, access, lifecycle, clients, audit, audit_page):
         app.include_router(routes.router)
 
@@ -69,6 +72,13 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return JSONResponse({"error": "invalid_request", "detail": problems}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def routing_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # No such path or method: the same JSON shape as every other refusal.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": code, "detail": str(exc.detail)}, status_code=exc.status_code,
+                            headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

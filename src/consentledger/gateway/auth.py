@@ -51,7 +51,7 @@ async def authenticate(request: Request) -> Caller:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > gw.settings.max_body_bytes:
         raise PayloadTooLargeError(f"request body over {gw.settings.max_body_bytes} bytes")
-    body = await request.body()
+    body = await request.body()  # at most max_body_bytes: BodyLimit cuts a longer body while it streams in
     if len(body) > gw.settings.max_body_bytes:
         raise PayloadTooLargeError(f"request body over {gw.settings.max_body_bytes} bytes")
     signature = RequestSignature.from_headers(request.headers)

@@ -5,9 +5,16 @@ consent)`, relayed by anyone), which the gateway cannot make. So the subject's c
 for the subject's live consents (`GET /v1/subjects/me/consents`, from the gateway's audit index),
 signs a revocation for each and sends them all with the erasure request. The gateway refuses the
 request (422, naming the missing consent ids) unless every live consent of the subject it knows is
-covered, and only then, in one database transaction, shreds the records and queues their tombstones
-(reason ERASURE) and the revocations in the outbox. Nothing is half done: the relay sends every
-queued write after any restart, each effect once.
+covered, and each revocation is signed exactly as the contract requires (`consent.recover_as_contract`:
+65 bytes, low s, v 27/28, the subject's); a signature the contract would refuse is a 422 naming the
+consent, before anything is shredded. A revocation of a consent never granted on chain (withdrawn
+before its grantee relays it) is relayed only if the grantee is an active requester, as its grant
+would be: otherwise any key could make the gateway pay for made-up revocations (403). Only then,
+in one database transaction, it shreds the records and queues their tombstones (reason ERASURE)
+and the revocations in the outbox (each row keyed by its consent id). Nothing is half done: the
+relay sends every queued write after any restart, each effect once; the answer says where each
+revocation is (on chain with tx and block, queued, sent, or failed with the chain's reason), so a
+revocation that does not land is never silent.
 """
 
 from __future__ import annotations
@@ -24,14 +31,15 @@ from consentledger.consent import Consent, consent_id, revocation_signer
 from consentledger.errors import (
     AuthorizationError,
     ChainUnavailableError,
-    PayloadValidationError,
+    InvalidSignatureError,
     UncoveredConsentsError,
 )
+from consentledger.gateway.flows.consents import grantee_may_receive
 from consentledger.gateway.flows.tombstones import ON_CHAIN, write_status
 from consentledger.gateway.runtime import Gateway
-from consentledger.store import QueuedWrite, RecordState
+from consentledger.store import OutboxStatus, QueuedWrite, RecordState
 from consentledger.store.db import flush_deleted
-from consentledger.types import TombstoneReason
+from consentledger.types import ConsentStatus, TombstoneReason
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +48,33 @@ SignedRevocation = tuple[Consent, bytes]
 
 
 def my_consents(gw: Gateway, subject: str) -> dict[str, Any]:
-    """Return `{subject, block, block_time, consents}`: the subject's live consents an erasure must revoke."""
+    """Return `{subject, block, block_time, consents}`: the subject's live consents an erasure must revoke.
+
+    A consent whose revocation this gateway queued but that has not landed carries
+    `revocation: {status (queued, sent or failed), tx_hash, error (the chain's reason, if failed)}`.
+    """
     with gw.index_held():
         cursor = gw.indexer.cursor()
         live = live_consents(gw.store.engine, to_checksum_address(subject), cursor.timestamp or 0)
+    listed = []
+    for indexed in live:
+        shown = indexed.to_json()
+        status = revocation_status(gw, indexed.id, None)
+        if status["revocation"] != "none":
+            shown["revocation"] = {"status": status["revocation"], "tx_hash": status["tx_hash"],
+                                   "error": status.get("error")}
+        listed.append(shown)
     return {"subject": to_checksum_address(subject), "block": cursor.block, "block_time": cursor.timestamp,
-            "consents": [c.to_json() for c in live]}
+            "consents": listed}
 
 
 def erase(gw: Gateway, subject: str, signed: Sequence[SignedRevocation]) -> dict[str, Any]:
     """Shred and tombstone `subject`'s records held here and revoke their consents; return what was affected.
 
-    Raises AuthorizationError for a revocation of another subject's consent, PayloadValidationError
-    for one not signed by the subject, UncoveredConsentsError if a live consent is not revoked.
+    Raises AuthorizationError for a revocation of another subject's consent (or of one never granted
+    on chain whose grantee is no active requester: the gateway pays for no such transaction), InvalidSignatureError
+    for one the contract would refuse (not the subject's, malleable, malformed), UncoveredConsentsError
+    if a live consent is not revoked; all before anything is shredded or queued.
     A repeated erasure shreds nothing more and queues only what is still needed.
     """
     subject = to_checksum_address(subject)
@@ -64,10 +86,12 @@ def erase(gw: Gateway, subject: str, signed: Sequence[SignedRevocation]) -> dict
         if missing:
             raise UncoveredConsentsError(missing)
         done = revocations(gw.store.engine, offered)
+        for name in sorted(offered.keys() - live - done.keys()):
+            _withdrawable(gw, name, offered[name][0])
         held = [r for r in gw.store.records_by_subject(subject) if r.custodian == gw.org]
         doomed = [QueuedWrite("tombstone", tombstone_payload(r.record_id, TombstoneReason.ERASURE), r.record_id)
                   for r in held if r.state is not RecordState.SHREDDED]
-        queued = [QueuedWrite("revoke_consent", revocation_payload(*offered[i])) for i in sorted(offered)
+        queued = [QueuedWrite("revoke_consent", revocation_payload(*offered[i]), i) for i in sorted(offered)
                   if i not in done]
         shredded = gw.store.shred(doomed, signer=gw.org, then=queued)
     if shredded:
@@ -88,10 +112,22 @@ def _checked(gw: Gateway, subject: str, signed: Sequence[SignedRevocation]) -> d
         name = "0x" + cid.hex()
         if to_checksum_address(consent.subject) != subject:
             raise AuthorizationError(f"consent {name} is {consent.subject}'s: an erasure revokes only the signer's")
-        if revocation_signer(cid, signature, domain) != subject:
-            raise PayloadValidationError(f"the revocation of consent {name} is not signed by {subject}")
+        problem = revocation_signer(cid, signature, domain).refusal(subject)
+        if problem is not None:
+            raise InvalidSignatureError(name, "revocation", problem)
         offered[name] = (consent, signature)
     return offered
+
+
+def _withdrawable(gw: Gateway, name: str, consent: Consent) -> None:
+    """Check a revocation of a consent not live in the index may be relayed: granted (perhaps expired), or
+    never granted but naming an active requester (withdrawn before its grantee relays it)."""
+    status, _ = gw.ledger.consent_state(bytes.fromhex(name[2:]))
+    if status is ConsentStatus.NONE:
+        try:
+            grantee_may_receive(gw, consent.grantee)
+        except AuthorizationError as exc:
+            raise AuthorizationError(f"consent {name} was never granted: {exc}") from None
 
 
 def _outcome(gw: Gateway, subject: str, records: list[str], shredded: set[str], consents: list[str]) -> dict[str, Any]:
@@ -122,9 +158,23 @@ def _outcome(gw: Gateway, subject: str, records: list[str], shredded: set[str], 
         "subject": subject,
         "block": cursor.block,
         "records": listed,
-        "consents": [
-            {"consent": c, "revocation": ON_CHAIN, "tx_hash": revoked[c][0], "block": revoked[c][1]}
-            if c in revoked else {"consent": c, "revocation": "queued", "tx_hash": None, "block": None}
-            for c in consents
-        ],
+        "consents": [revocation_status(gw, c, revoked.get(c)) for c in consents],
     }
+
+
+def revocation_status(gw: Gateway, consent: str, indexed: tuple[str, int] | None) -> dict[str, Any]:
+    """Return where the revocation of `consent` is: on chain (tx, block) per the index, else its latest outbox row.
+
+    A row the relay gave up on shows `failed` with the chain's reason: the consent still stands.
+    """
+    if indexed is not None:
+        return {"consent": consent, "revocation": ON_CHAIN, "tx_hash": indexed[0], "block": indexed[1]}
+    writes = [w for w in gw.store.outbox_of_record(consent) if w.kind == "revoke_consent"]
+    if not writes:
+        return {"consent": consent, "revocation": "none", "tx_hash": None, "block": None}
+    last = writes[-1]
+    shown: dict[str, Any] = {"consent": consent, "revocation": write_status(last), "tx_hash": last.tx_hash,
+                             "block": None}
+    if last.status is OutboxStatus.FAILED:
+        shown["error"] = last.last_error
+    return shown

@@ -33,7 +33,7 @@ def request_access(
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
 def release_key(
-    record_id: str,
+    record_id: Annotated[str, Path(max_length=66, description="0x-prefixed 32-byte record id")],
     seq: Annotated[int, Path(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")],
     gw: GatewayDep,
     caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))],

@@ -16,6 +16,8 @@ GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 Auditor = Annotated[Caller, Depends(member_with(Role.AUDITOR))]
 
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9
+"""The deepest page an access listing reaches (far beyond any index; a bigger number is a 422, not a database error)."""
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 RECORD_PATTERN = r"^(0x)?[0-9a-fA-F]{64}$"
 PURPOSE_PATTERN = r"^([0-9]{1,3}|[A-Za-z][A-Za-z0-9_.-]{0,63})$"
@@ -33,7 +35,7 @@ def audit_accesses(
     since: Annotated[int | None, UNIX_QUERY] = None,
     until: Annotated[int | None, UNIX_QUERY] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> dict[str, Any]:
     """Return `{items, limit, offset, next_offset, block}`: matching accesses oldest first, as of `block`."""
     filters = auditing.AccessFilters(subject, record, org, purpose, since, until)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
-from consentledger.consent import Consent, consent_id
-from consentledger.errors import AuthorizationError
+from consentledger.consent import Consent
 from consentledger.gateway.auth import Caller, authenticate, gateway_of
+from consentledger.gateway.flows import consents
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import ConsentTerms, SignedConsentIn, parse
-from consentledger.types import MemberStatus
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
@@ -21,26 +21,20 @@ def consent_terms(terms: ConsentTerms) -> Consent:
     return Consent.from_json(terms.model_dump())
 
 @router.post("/consents", status_code=201, summary="Relay a subject-signed EIP-712 consent")
-def grant_consent(gw: GatewayDep, caller: Annotated[Caller, Depends(authenticate)]) -> dict[str, Any]:
-    """Relay `grantConsent`; the request must be signed by the consent's subject or an active member."""
+def grant_consent(gw: GatewayDep, caller: Annotated[Caller, Depends(authenticate)]) -> JSONResponse:
+    """Relay `grantConsent`: signed by the subject or an active member, for an ACTIVE REQUESTER grantee.
+
+    201 granted now; 200 with its state (`granted` / `revoked`, `already_on_chain`, `uses`) if it is
+    on chain already; 422 `invalid_signature` for a signature the contract would refuse.
+    """
     body = parse(SignedConsentIn, caller.body)
-    consent = consent_terms(body.consent)
-    _subject_or_member(gw, caller, consent.subject)
-    consent_id = gw.ledger.grant_consent(gw.sender, consent, bytes.fromhex(body.signature[2:]))
-    return {"consent": "0x" + consent_id.hex(), "status": "granted"}
+    relayed = consents.relay_grant(gw, caller.address, consent_terms(body.consent), bytes.fromhex(body.signature[2:]))
+    return JSONResponse(relayed.body, status_code=relayed.status_code)
 
 @router.post("/consents/revoke", summary="Relay a subject-signed revocation")
-def revoke_consent(gw: GatewayDep, caller: Annotated[Caller, Depends(authenticate)]) -> dict[str, Any]:
-    """Relay `revokeConsentBySignature` (the subject's EIP-712 Revocation signature)."""
+def revoke_consent(gw: GatewayDep, caller: Annotated[Caller, Depends(authenticate)]) -> JSONResponse:
+    """Relay `revokeConsentBySignature` (the subject's EIP-712 Revocation signature); 200 with its state."""
     body = parse(SignedConsentIn, caller.body)
-    consent = consent_terms(body.consent)
-    _subject_or_member(gw, caller, consent.subject)
-    gw.ledger.revoke_consent_by_signature(gw.sender, consent, bytes.fromhex(body.signature[2:]))
-    return {"consent": "0x" + consent_id(consent, gw.ledger.domain()).hex(), "status": "revoked"}
-
-def _subject_or_member(gw: Gateway, caller: Caller, subject: str) -> None:
-    if caller.address.lower() == subject.lower():
-        return
-    member = gw.members.get(caller.address)
-    if member.status is not MemberStatus.ACTIVE:
-        raise AuthorizationError("a consent is relayed for its subject or by an active member")
+    relayed = consents.relay_revocation(gw, caller.address, consent_terms(body.consent),
+                                        bytes.fromhex(body.signature[2:]))
+    return JSONResponse(relayed.body, status_code=relayed.status_code)

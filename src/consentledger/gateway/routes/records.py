@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.actors import ClientRole
@@ -18,6 +18,7 @@ from consentledger.store import RecordState, StoredRecord
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+RecordPath = Annotated[str, Path(max_length=66, description="0x-prefixed 32-byte record id")]
 
 
 def _record_view(record: StoredRecord) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def put_record(
 
 @router.get("/records/{record_id}", summary="A record's metadata (custodian's own org)")
 def get_record(
-    record_id: str, gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.COLLECT))]
+    record_id: RecordPath, gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.COLLECT))]
 ) -> dict[str, Any]:
     """Return the stored record's metadata (never its content); 410 naming why if it was destroyed."""
     stored = gw.store.get_record(record_id.lower())
