@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from consentledger.errors import PayloadValidationError
 from consentledger.gateway.auth import Caller, authenticate, gateway_of
 from consentledger.gateway.flows import attestation
+from consentledger.gateway.routes.records import RecordPath
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import AttestationIn, parse
 
@@ -31,7 +32,7 @@ def my_records(gw: GatewayDep, caller: Signed) -> dict[str, Any]:
 
 
 @router.get("/records/{record_id}/attestation", summary="What a record's subject signs to attest it")
-def attestation_terms(record_id: str, gw: GatewayDep, caller: Signed) -> dict[str, Any]:
+def attestation_terms(record_id: RecordPath, gw: GatewayDep, caller: Signed) -> dict[str, Any]:
     """Return `{record, subject, attested, terms}`: the subject signs EIP-712 `RecordAttestation` over `terms`.
 
     The domain is the ledger's (`/v1/chain/domain`); 404 while the record is not registered on chain.
@@ -40,7 +41,7 @@ def attestation_terms(record_id: str, gw: GatewayDep, caller: Signed) -> dict[st
 
 
 @router.post("/records/{record_id}/attestation", summary="Relay a subject's signed record attestation")
-def attest(record_id: str, gw: GatewayDep, caller: Signed) -> dict[str, Any]:
+def attest(record_id: RecordPath, gw: GatewayDep, caller: Signed) -> dict[str, Any]:
     """Relay `attestRecord` and return the record's attestation view with `tx` and `block` (null if already attested).
 
     The request is signed by the record's subject or an active member; 422 `invalid_attestation`
