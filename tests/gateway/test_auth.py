@@ -121,7 +121,7 @@ def test_another_org_cannot_collect_at_the_custodians_gateway(consortium: Consor
 
     response = signed(consortium.health, consortium.key(consortium.transport), "POST", "/v1/records", body)
 
-    assert "own organisation" in expect(response, 403, "forbidden")["detail"]
+    assert "not a registered client of this agency" in expect(response, 403, "forbidden")["detail"]
     assert consortium.rows(consortium.health) == before
 
 
@@ -131,5 +131,13 @@ def test_requester_cannot_use_another_orgs_access_endpoint(consortium: Consortiu
 
     response = signed(consortium.transport, consortium.key(consortium.police), "POST", "/v1/access", body)
 
-    assert "own organisation" in expect(response, 403, "forbidden")["detail"]
+    assert "not a registered client of this agency" in expect(response, 403, "forbidden")["detail"]
     assert consortium.accesses(record) == []
+
+
+def test_a_percent_escaped_path_is_verified_as_it_was_sent(consortium: Consortium) -> None:
+    """A path with percent-escapes is checked against the bytes signed, not its decoded form: 404, not 401."""
+    response = signed(consortium.health, consortium.key(consortium.health), "GET", "/v1/records/no%20such")
+
+    expect(response, 404, "not_found")
+

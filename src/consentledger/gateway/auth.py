@@ -55,7 +55,10 @@ async def authenticate(request: Request) -> Caller:
     if len(body) > gw.settings.max_body_bytes:
         raise PayloadTooLargeError(f"request body over {gw.settings.max_body_bytes} bytes")
     signature = RequestSignature.from_headers(request.headers)
-    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    # The signature covers the request target as sent: its raw path (percent-escapes kept) and query.
+    raw_path = request.scope.get("raw_path")
+    sent_path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) and raw_path else request.url.path
+    path = sent_path + (f"?{request.url.query}" if request.url.query else "")
     now = int(time.time())
     signer = verify_request(
         signature, chain_id=gw.chain_id, audience=gw.org, method=request.method, path=path, body=body, now=now
