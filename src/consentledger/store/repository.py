@@ -257,6 +257,22 @@ class Store:
             )
         return result.rowcount == 1
 
+    def unsign(self, item_id: int, tx_hash: str, note: str) -> bool:
+        """Put a sent write back to pending, dropping its signed transaction `tx_hash`; False if it moved on.
+
+        Only for a transaction that can never be mined (its nonce was used by another transaction
+        of the signer): the relay then signs the write again with a fresh nonce, still exactly once.
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                outbox.update()
+                .where(outbox.c.id == item_id, outbox.c.status == OutboxStatus.SENT.value,
+                       outbox.c.tx_hash == tx_hash)
+                .values(status=OutboxStatus.PENDING.value, tx_nonce=None, raw_tx=None, tx_hash=None,
+                        last_error=note, updated_at=self._clock())
+            )
+        return result.rowcount == 1
+
     def note_attempt(self, item_id: int, error: str | None = None) -> None:
         """Count one more broadcast of a sent write, with what went wrong last if anything."""
         self._update_outbox(item_id, attempts=outbox.c.attempts + 1, last_error=error)
