@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 from consentledger.errors import ConsentLedgerError
+from consentledger.gateway.flows.follow import follow_now
 from consentledger.gateway.flows.sweep import sweep_now
 from consentledger.gateway.runtime import Gateway
 from consentledger.store.sessions import PageSessions
@@ -23,12 +24,13 @@ def start_upkeep(gw: Gateway) -> None:
 
 
 def upkeep_once(gw: Gateway, *, sweep: bool) -> None:
-    """Run one round: relay, membership events, expired nonces and page sessions, index; with `sweep` a sweep."""
+    """Run one round: relay, membership, expired nonces and sessions, index, follow tombstones; with `sweep` a sweep."""
     gw.relay_now()
     gw.members.watch()
     gw.store.purge_nonces(datetime.now(UTC))
     PageSessions(gw.store.engine).purge()
     gw.index_now()
+    follow_now(gw)
     if sweep:
         sweep_now(gw)
 

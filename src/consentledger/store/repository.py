@@ -176,6 +176,26 @@ class Store:
                 self._insert_outbox(conn, write.kind, write.payload, signer, write.record_id, now)
         return shredded
 
+    def shred_tombstoned(self, record_ids: Sequence[str]) -> list[str]:
+        """Crypto-shred records the chain already tombstoned, queuing nothing; return the ids shredded now.
+
+        For a tombstone this gateway did not send (its signer key used elsewhere): the chain refuses
+        every access already, so the key goes at once and no second tombstone is written.
+        """
+        now = self._clock()
+        shredded: list[str] = []
+        with self.engine.begin() as conn:
+            for record_id in record_ids:
+                result = conn.execute(
+                    records.update()
+                    .where(records.c.record_id == record_id, records.c.state != RecordState.SHREDDED.value)
+                    .values(ciphertext=b"", wrapped_dek=b"", salt=b"", state=RecordState.SHREDDED.value,
+                            updated_at=now)
+                )
+                if result.rowcount == 1:
+                    shredded.append(record_id)
+        return shredded
+
     def records_by_subject(self, subject: str) -> list[StoredRecord]:
         """Return every record stored about `subject`, oldest first."""
         query = (

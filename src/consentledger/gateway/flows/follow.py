@@ -1,0 +1,94 @@
+"""Follow the chain's tombstones: shred here what the chain says is dead, every upkeep round.
+
+Two kinds of tombstone reach a custodian from outside its own flows, both through the audit index
+(chain events in the store's database, so this works whichever agency or key sent them):
+
+- A tombstone of one of its own records that it did not send: its signer key was used outside the
+  gateway. The chain already refuses every access, so the record is shredded at once (ciphertext,
+  wrapped key, salt) and no second tombstone is written; the record then reads as destroyed with
+  the chain's reason.
+- A tombstone of an original source of a derived record or aggregate it holds, at any custodian
+  (`gateway.flows.sources`): the derived record is shredded and its tombstone (SOURCE_DESTROYED)
+  queued in one database transaction (`Store.shred`), as the sweeper does, and relayed at once.
+
+It runs under the sweeper's leader lock (one replica at a time) right after each round's index sync,
+so a tombstone the index has seen is acted on in the same or the next round, not at the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, select
+
+from consentledger.audit import tables as t
+from consentledger.chain.relay import tombstone_payload
+from consentledger.gateway.flows.sources import orphaned
+from consentledger.gateway.flows.sweep import SWEEPER_LOCK
+from consentledger.gateway.runtime import Gateway
+from consentledger.store import QueuedWrite, RecordState, Store
+from consentledger.store.db import flush_deleted
+from consentledger.store.tables import records
+from consentledger.types import TombstoneReason
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Followed:
+    """What one round did: records shredded after a tombstone sent elsewhere, derived records shredded."""
+
+    tombstoned_elsewhere: tuple[str, ...] = ()
+    sources_destroyed: tuple[str, ...] = ()
+
+
+def follow_batch(store: Store, custodian: str, *, limit: int) -> Followed:
+    """Shred up to `limit` records of each kind above held by `custodian`; the index must be synced."""
+    with store.engine.connect() as conn:
+        elsewhere = _tombstoned_live(conn, custodian, limit)
+        derived = orphaned(conn, custodian, limit)
+    shredded = store.shred_tombstoned(elsewhere)
+    doomed = [QueuedWrite("tombstone", tombstone_payload(record, TombstoneReason.SOURCE_DESTROYED), record)
+              for record in derived]
+    ended = store.shred(doomed, signer=custodian)
+    return Followed(tuple(shredded), tuple(ended))
+
+
+def follow_now(gw: Gateway) -> Followed | None:
+    """Shred what the chain's tombstones doomed (see the module), relay the new tombstones; None if not leader.
+
+    Reads the index as the caller's sync left it (`upkeep_once` syncs first): the index only gains
+    tombstones, so nothing read here can be stale in the direction that would shred too much.
+    """
+    done = Followed()
+    with gw.sweep_lock, gw.store.leader_lock(SWEEPER_LOCK) as leader:
+        if not leader:
+            return None
+        batch = gw.settings.sweep_batch
+        while True:
+            found = follow_batch(gw.store, gw.org, limit=batch)
+            done = Followed(done.tombstoned_elsewhere + found.tombstoned_elsewhere,
+                            done.sources_destroyed + found.sources_destroyed)
+            if found.sources_destroyed:
+                gw.relay_now()
+            if len(found.tombstoned_elsewhere) < batch and len(found.sources_destroyed) < batch:
+                break
+    if done.tombstoned_elsewhere or done.sources_destroyed:
+        flush_deleted(gw.store.engine)
+        log.info("shredded after tombstones on chain: not sent here %s; source destroyed %s",
+                 list(done.tombstoned_elsewhere), list(done.sources_destroyed))
+    return done
+
+
+def _tombstoned_live(conn: Connection, custodian: str, limit: int) -> list[str]:
+    """Return up to `limit` records held by `custodian`, not shredded here, whose tombstone is on chain."""
+    r, i = records.c, t.records.c
+    rows = conn.execute(
+        select(r.record_id)
+        .select_from(records.join(t.records, i.id == r.record_id))
+        .where(r.custodian == custodian, r.state != RecordState.SHREDDED.value, i.tombstone.is_not(None))
+        .order_by(r.record_id)
+        .limit(limit)
+    ).scalars().all()
+    return [str(row) for row in rows]
