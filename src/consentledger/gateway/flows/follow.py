@@ -18,13 +18,15 @@ so a tombstone the index has seen is acted on in the same or the next round, not
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
 from consentledger.audit import tables as t
+from consentledger.audit.indexer import read_cursor
 from consentledger.chain.relay import tombstone_payload
-from consentledger.gateway.flows.sources import orphaned
+from consentledger.gateway.flows.sources import CHUNK, orphaned
 from consentledger.gateway.flows.sweep import SWEEPER_LOCK
 from consentledger.gateway.runtime import Gateway
 from consentledger.store import QueuedWrite, RecordState, Store
@@ -42,43 +44,90 @@ class Followed:
     tombstoned_elsewhere: tuple[str, ...] = ()
     sources_destroyed: tuple[str, ...] = ()
 
+    def merged(self, later: Followed) -> Followed:
+        """Return this round's outcome followed by a later batch's."""
+        return Followed(self.tombstoned_elsewhere + later.tombstoned_elsewhere,
+                        self.sources_destroyed + later.sources_destroyed)
 
-def follow_batch(store: Store, custodian: str, *, limit: int) -> Followed:
-    """Shred up to `limit` records of each kind above held by `custodian`; the index must be synced."""
+
+def follow_batch(store: Store, custodian: str, *, limit: int, since: int | None = None) -> Followed:
+    """Shred up to `limit` records of each kind above held by `custodian`; the index must be synced.
+
+    With `since` only tombstones indexed in blocks after it are looked at (an indexed range read of
+    `idx_events`); without, every tombstone the index holds (a scan: once per process).
+    """
     with store.engine.connect() as conn:
-        elsewhere = _tombstoned_live(conn, custodian, limit)
-        derived = orphaned(conn, custodian, limit)
+        if since is None:
+            elsewhere = _tombstoned_live(conn, custodian, limit)
+            derived = orphaned(conn, custodian, limit)
+        else:
+            ended = _tombstoned_since(conn, since)
+            elsewhere = _live_among(conn, custodian, ended, limit)
+            derived = orphaned(conn, custodian, limit, sources=ended)
     shredded = store.shred_tombstoned(elsewhere)
     doomed = [QueuedWrite("tombstone", tombstone_payload(record, TombstoneReason.SOURCE_DESTROYED), record)
               for record in derived]
-    ended = store.shred(doomed, signer=custodian)
-    return Followed(tuple(shredded), tuple(ended))
+    return Followed(tuple(shredded), tuple(store.shred(doomed, signer=custodian)))
 
 
-def follow_now(gw: Gateway) -> Followed | None:
-    """Shred what the chain's tombstones doomed (see the module), relay the new tombstones; None if not leader.
+class TombstoneFollower:
+    """Follows one gateway's index round after round, remembering (in this process) how far it has read."""
 
-    Reads the index as the caller's sync left it (`upkeep_once` syncs first): the index only gains
-    tombstones, so nothing read here can be stale in the direction that would shred too much.
-    """
-    done = Followed()
-    with gw.sweep_lock, gw.store.leader_lock(SWEEPER_LOCK) as leader:
-        if not leader:
-            return None
-        batch = gw.settings.sweep_batch
-        while True:
-            found = follow_batch(gw.store, gw.org, limit=batch)
-            done = Followed(done.tombstoned_elsewhere + found.tombstoned_elsewhere,
-                            done.sources_destroyed + found.sources_destroyed)
-            if found.sources_destroyed:
-                gw.relay_now()
-            if len(found.tombstoned_elsewhere) < batch and len(found.sources_destroyed) < batch:
-                break
-    if done.tombstoned_elsewhere or done.sources_destroyed:
-        flush_deleted(gw.store.engine)
-        log.info("shredded after tombstones on chain: not sent here %s; source destroyed %s",
-                 list(done.tombstoned_elsewhere), list(done.sources_destroyed))
-    return done
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.seen: int | None = None  # every tombstone up to this block is acted on; None: nothing yet
+
+    def run(self) -> Followed | None:
+        """Shred what new tombstones doomed (see the module), relay the new tombstones; None if not leader.
+
+        Reads the index as the caller's sync left it (`upkeep_once` syncs first). Blocks the last
+        `reorg_depth` of those already read are read again: a reorganisation may move a tombstone
+        to another block, and acting twice on one is harmless.
+        """
+        gw = self.gw
+        done = Followed()
+        with gw.sweep_lock, gw.store.leader_lock(SWEEPER_LOCK) as leader:
+            if not leader:
+                self.seen = None  # another replica follows now; if this one leads again, it looks at everything
+                return None
+            with gw.store.engine.connect() as conn:
+                head = read_cursor(conn).block
+            since = None if self.seen is None else self.seen - gw.indexer.reorg_depth
+            batch = gw.settings.sweep_batch
+            while True:
+                found = follow_batch(gw.store, gw.org, limit=batch, since=since)
+                done = done.merged(found)
+                if found.sources_destroyed:
+                    gw.relay_now()
+                if len(found.tombstoned_elsewhere) < batch and len(found.sources_destroyed) < batch:
+                    break
+            self.seen = head
+        if done.tombstoned_elsewhere or done.sources_destroyed:
+            flush_deleted(gw.store.engine)
+            log.info("shredded after tombstones on chain: not sent here %s; source destroyed %s",
+                     list(done.tombstoned_elsewhere), list(done.sources_destroyed))
+        return done
+
+
+def _tombstoned_since(conn: Connection, since: int) -> list[str]:
+    """Return the records tombstoned in indexed blocks after `since`, in chain order."""
+    e = t.events.c
+    rows = conn.execute(
+        select(e.args).where(e.block > since, e.name == "RecordTombstoned").order_by(e.block, e.log_index)
+    ).scalars().all()
+    return [str(args["record"]).lower() for args in rows]
+
+
+def _live_among(conn: Connection, custodian: str, ended: Sequence[str], limit: int) -> list[str]:
+    """Return up to `limit` of the records `ended` held by `custodian` and not shredded here."""
+    found: list[str] = []
+    r = records.c
+    for at in range(0, len(ended), CHUNK):
+        found += conn.execute(
+            select(r.record_id).where(r.record_id.in_(ended[at:at + CHUNK]), r.custodian == custodian,
+                                      r.state != RecordState.SHREDDED.value).order_by(r.record_id)
+        ).scalars().all()
+    return sorted(set(found))[:limit]
 
 
 def _tombstoned_live(conn: Connection, custodian: str, limit: int) -> list[str]:

@@ -12,6 +12,8 @@ does), and the audit index holds the same expansion in `idx_record_sources`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, select
 
 from consentledger.audit import tables as t
@@ -51,11 +53,19 @@ def source_destroyed(store: Store, record_id: str, source: str, reason: Tombston
     )
 
 
-def orphaned(conn: Connection, custodian: str, limit: int) -> list[str]:
-    """Return up to `limit` live records held here by `custodian` with an original source tombstoned (index)."""
+CHUNK = 500
+"""How many record ids one `IN (...)` query names at most (SQLite allows a few thousand parameters)."""
+
+
+def orphaned(conn: Connection, custodian: str, limit: int, *, sources: Sequence[str] | None = None) -> list[str]:
+    """Return up to `limit` live records held here by `custodian` with an original source tombstoned (index).
+
+    With `sources` only those (just tombstoned) sources are looked at, through the index on
+    `idx_record_sources.source`; without, every record held here is.
+    """
     own, source = t.records.alias("own"), t.records.alias("source")
     s, r = t.record_sources.c, records.c
-    rows = conn.execute(
+    query = (
         select(r.record_id).distinct()
         .select_from(
             records.join(own, own.c.id == r.record_id)
@@ -66,5 +76,10 @@ def orphaned(conn: Connection, custodian: str, limit: int) -> list[str]:
                source.c.tombstone.is_not(None))
         .order_by(r.record_id)
         .limit(limit)
-    ).scalars().all()
-    return [str(row) for row in rows]
+    )
+    if sources is None:
+        return [str(row) for row in conn.execute(query).scalars()]
+    found: set[str] = set()
+    for at in range(0, len(sources), CHUNK):
+        found.update(str(row) for row in conn.execute(query.where(s.source.in_(sources[at:at + CHUNK]))).scalars())
+    return sorted(found)[:limit]
