@@ -179,6 +179,28 @@ def test_an_aggregate_dies_with_a_tombstoned_source(consortium: Consortium, clin
     assert tombstones_on_chain(consortium.ledger, other) == []
 
 
+def test_a_custodian_down_when_the_source_died_ends_its_derived_record_on_start(
+    consortium: Consortium, clinic: Clinic
+) -> None:
+    """The clinic's gateway is stopped while the source of its analysis is erased at health: started again, it
+    shreds and tombstones the analysis (its first round looks at every tombstone the index holds)."""
+    subject = Account.create()
+    source = consortium.ingest({"test": "pcr", "result": "negative"}, category=LAB_RESULT, subject=subject.address)
+    derived = clinic.put({"category": LAB_RESULT, "payload": {"test": "cohort-3", "result": "0/1"},
+                          "derived_from": [source]})
+    clinic.agency.stop()
+    try:
+        with GatewayClient(consortium.health.url, subject) as client:
+            client.request_erasure()
+        eventually(lambda: tombstones_on_chain(consortium.ledger, source), lambda t: t == [TombstoneReason.ERASURE],
+                   what="the source tombstoned")
+        assert clinic.stored(derived).state is RecordState.REGISTERED  # nobody was there to act
+    finally:
+        clinic.agency.start()
+
+    _eventually_destroyed(consortium, clinic.store(), derived)
+
+
 def test_a_tombstone_sent_with_the_orgs_key_outside_the_gateway_shreds_the_record(
     consortium: Consortium, clinic: Clinic
 ) -> None:
