@@ -31,6 +31,9 @@ from .world import DISTRICT_STATS, LAB_RESULT, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
 
+REORG_DEPTH = 12
+"""The indexer's default reorg depth: how many blocks back a gateway's later rounds look for tombstones again."""
+
 
 @dataclass(frozen=True)
 class Clinic:
@@ -195,6 +198,8 @@ def test_a_custodian_down_when_the_source_died_ends_its_derived_record_on_start(
         eventually(lambda: tombstones_on_chain(consortium.ledger, source), lambda t: t == [TombstoneReason.ERASURE],
                    what="the source tombstoned")
         assert clinic.stored(derived).state is RecordState.REGISTERED  # nobody was there to act
+        for _ in range(REORG_DEPTH + 8):  # the tombstone lies deeper than any block a later round reads again
+            consortium.ledger.w3.provider.make_request("evm_mine", [])
     finally:
         clinic.agency.start()
 
