@@ -66,20 +66,20 @@ def orphaned(conn: Connection, custodian: str, limit: int, *, sources: Sequence[
     own, source = t.records.alias("own"), t.records.alias("source")
     s, r = t.record_sources.c, records.c
     query = (
-        select(r.record_id).distinct()
+        select(r.record_id, r.custodian).distinct()
         .select_from(
-            records.join(own, own.c.id == r.record_id)
-            .join(t.record_sources, s.record == r.record_id)
+            t.record_sources.join(records, r.record_id == s.record)
+            .join(own, own.c.id == r.record_id)
             .join(source, source.c.id == s.source)
         )
-        .where(r.custodian == custodian, r.state != RecordState.SHREDDED.value, own.c.tombstone.is_(None),
-               source.c.tombstone.is_not(None))
-        .order_by(r.record_id)
-        .limit(limit)
+        .where(r.state != RecordState.SHREDDED.value, own.c.tombstone.is_(None), source.c.tombstone.is_not(None))
     )
     if sources is None:
-        return [str(row) for row in conn.execute(query).scalars()]
+        rows = conn.execute(query.where(r.custodian == custodian).order_by(r.record_id).limit(limit)).all()
+        return [str(row.record_id) for row in rows]
     found: set[str] = set()
     for at in range(0, len(sources), CHUNK):
-        found.update(str(row) for row in conn.execute(query.where(s.source.in_(sources[at:at + CHUNK]))).scalars())
+        rows = conn.execute(query.where(s.source.in_(sources[at:at + CHUNK]))).all()
+        # The custodian is compared here, not in SQL: there SQLite would walk the custodian's index (every record).
+        found.update(str(row.record_id) for row in rows if row.custodian == custodian)
     return sorted(found)[:limit]
