@@ -294,6 +294,36 @@ def test_direct_send_after_an_out_of_band_transaction_resyncs_and_lands(world: W
     assert world.nonce(world.custodian) == before + 1
 
 
+def test_derived_record_whose_source_died_before_registration_is_shredded_with_the_failed_row(world: World) -> None:
+    """A derived record's source is tombstoned before its registration lands: the chain refuses it for good, the
+    row fails naming the rule, and the record's key, ciphertext and salt are shredded (nothing to tombstone)."""
+    source = os.urandom(32)
+    sender = world.ledger.sender(world.custodian)
+    world.ledger.register_record(sender, source, world.outsider.address, CATEGORY, os.urandom(32))
+    world.ledger.tombstone(sender, source, TombstoneReason.ERASURE)
+    record = StoredRecord(
+        record_id="0x" + os.urandom(32).hex(), custodian=Address(world.custodian.address),
+        subject=Address("0x" + "00" * 20), category=CATEGORY, ciphertext=b"sealed", wrapped_dek=b"dek",
+        kek_id="kek-1", salt=os.urandom(16), commitment=os.urandom(32), request_hash="h",
+        derived_from=("0x" + source.hex(),),
+    )
+    world.store.add_record(record, outbox_kind="register_record", outbox_payload=register_record_payload(record),
+                           signer=world.custodian.address)
+    kept = world.add_record()
+
+    assert world.relay(world.custodian).run_once() == 2
+
+    row = world.row_of(record)
+    assert row.status is OutboxStatus.FAILED
+    assert row.last_error is not None and row.last_error.startswith("RecordRegistryRecordTombstoned")
+    stored = world.store.get_record(record.record_id)
+    assert stored is not None and stored.state is RecordState.SHREDDED
+    assert (stored.wrapped_dek, stored.ciphertext, stored.salt) == (b"", b"", b"")
+    assert world.store.outbox_of_record(record.record_id) == [row]
+    kept_stored = world.store.get_record(kept.record_id)
+    assert kept_stored is not None and kept_stored.state is RecordState.REGISTERED
+
+
 def test_unknown_kind_and_malformed_payload_fail_without_a_transaction(world: World) -> None:
     """Rows the relay cannot build fail with a reason; they take no nonce and block nothing."""
     unknown = world.store.enqueue("mint_tokens", {}, world.custodian.address)

@@ -49,12 +49,14 @@ class OutboxKind:
 
     `build` turns the payload into the contract call. `already_done` says whether a revert means
     the effect is already on chain (a retry after a crash, say). `on_done` updates the store once
-    the effect is on chain; it must be idempotent (a crash may run it twice).
+    the effect is on chain; it must be idempotent (a crash may run it twice). `on_refused` updates
+    the store when the chain refuses the write for good with a rule (before the row is failed).
     """
 
     build: Callable[[Ledger, Payload], ContractFunction]
     already_done: Callable[[Ledger, Payload, str, ContractRevertError], bool] = lambda *_: False
     on_done: Callable[[Store, OutboxItem], None] = lambda *_: None
+    on_refused: Callable[[Store, OutboxItem, ContractRevertError], None] = lambda *_: None
 
 
 class OutboxRelay:
@@ -220,6 +222,7 @@ class OutboxRelay:
 
     def _finish_reverted(self, item: OutboxItem, kind: OutboxKind, exc: ContractRevertError) -> None:
         if not kind.already_done(self.ledger, item.payload, self.sender.address, exc):
+            kind.on_refused(self.store, item, exc)  # first: a crash before _fail just runs it again
             self._fail(item, str(exc))
             return
         log.info("outbox row %s: effect already on chain (%s)", item.id, exc.rule)
@@ -297,6 +300,17 @@ def _mark_registered(store: Store, item: OutboxItem) -> None:
         pass  # queued without a stored record (enqueue): nothing to update
 
 
+_SOURCE_GONE = ("RecordRegistryRecordTombstoned", "RecordRegistrySourceExpired")
+"""Rules refusing a registration because a source is tombstoned or past retention (it never comes back)."""
+
+
+def _shred_if_sources_gone(store: Store, item: OutboxItem, exc: ContractRevertError) -> None:
+    # A derived record whose source died before its registration landed can never be registered:
+    # its data must not outlive the source here either. Not on chain, so there is nothing to tombstone.
+    if exc.rule in _SOURCE_GONE and item.record_id is not None:
+        store.shred_tombstoned([item.record_id])
+
+
 def _build_tombstone(ledger: Ledger, payload: Payload) -> ContractFunction:
     return ledger.access.functions.tombstone(_bytes32(payload["record_id"]), int(TombstoneReason(payload["reason"])))
 
@@ -330,8 +344,9 @@ def _unbuildable(ledger: Ledger, payload: Payload) -> ContractFunction:
 _UNKNOWN_KIND = OutboxKind(_unbuildable)
 
 KINDS: dict[str, OutboxKind] = {
-    "register_record": OutboxKind(_build_register, _registered_already, _mark_registered),
-    "register_aggregate": OutboxKind(_build_register_aggregate, _registered_already, _mark_registered),
+    "register_record": OutboxKind(_build_register, _registered_already, _mark_registered, _shred_if_sources_gone),
+    "register_aggregate": OutboxKind(_build_register_aggregate, _registered_already, _mark_registered,
+                                     _shred_if_sources_gone),
     "tombstone": OutboxKind(_build_tombstone, _tombstoned_already),
     "revoke_consent": OutboxKind(_build_revocation, _revoked_already),
 }

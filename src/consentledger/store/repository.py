@@ -177,10 +177,11 @@ class Store:
         return shredded
 
     def shred_tombstoned(self, record_ids: Sequence[str]) -> list[str]:
-        """Crypto-shred records the chain already tombstoned, queuing nothing; return the ids shredded now.
+        """Crypto-shred records the chain already tombstoned (or never will register), queuing nothing.
 
         For a tombstone this gateway did not send (its signer key used elsewhere): the chain refuses
-        every access already, so the key goes at once and no second tombstone is written.
+        every access already, so the key goes at once and no second tombstone is written. Return the
+        ids shredded by this call.
         """
         now = self._clock()
         shredded: list[str] = []
