@@ -4,13 +4,15 @@ pragma solidity ^0.8.24;
 /// @title IRecordRegistry — what exists off chain, who holds it, whose it is, and until when.
 /// @notice Only a salted commitment to the plaintext is on chain; payloads never are.
 interface IRecordRegistry {
-    /// @notice Why a record was destroyed. None means the record is live.
+    /// @notice Why a record was destroyed. None means the record is live. SourceDestroyed: a
+    /// derived record or aggregate whose original source was tombstoned, destroyed with it.
     enum TombstoneReason {
         None,
         Retention,
         Erasure,
         Sunset,
-        Custodian
+        Custodian,
+        SourceDestroyed
     }
 
     /// @notice What a record is: collected about one subject, derived from other records (an

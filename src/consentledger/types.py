@@ -73,6 +73,7 @@ class TombstoneReason(IntEnum):
     ERASURE = 2
     SUNSET = 3
     CUSTODIAN = 4
+    SOURCE_DESTROYED = 5  # a derived record or aggregate destroyed because an original source was tombstoned
 
 
 class RecordKind(IntEnum):

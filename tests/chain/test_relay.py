@@ -231,18 +231,97 @@ def test_transaction_reverting_when_mined_fails_the_row_with_the_rule(world: Wor
     assert stored is not None and stored.state is RecordState.PENDING
 
 
-def test_row_whose_nonce_another_transaction_took_fails_instead_of_waiting_forever(world: World) -> None:
-    """If something else used the row's nonce, its transaction can never be mined: the row fails, saying so."""
+def test_row_whose_nonce_another_transaction_took_is_signed_again_and_lands_once(world: World) -> None:
+    """If something else used a sent row's nonce, its transaction can never be mined: the row is signed again with
+    a fresh nonce and lands once, saying why."""
     record = world.add_record()
     signed = world.relay(world.custodian).sign_and_persist(world.row_of(record))
-    assert signed is not None
+    assert signed is not None and signed.tx_nonce is not None
     # A process that ignores the outbox sends from the same signer and takes the same nonce.
     world.ledger.register_record(world.relay(world.custodian, restarted=True).sender, os.urandom(32),
                                  world.outsider.address, CATEGORY, os.urandom(32))
     assert world.relay(world.custodian, restarted=True, rebroadcast_after=0.3, timeout=5).run_once() == 1
     row = world.row_of(record)
-    assert row.status is OutboxStatus.FAILED
+    assert (row.status, row.tx_nonce) == (OutboxStatus.DONE, signed.tx_nonce + 1)
+    assert row.tx_hash is not None and row.tx_hash != signed.tx_hash
     assert row.last_error is not None and "used by another transaction" in row.last_error
+    assert world.ledger.record(bytes.fromhex(record.record_id[2:])).commitment == record.commitment
+    assert world.nonce(world.custodian) == signed.tx_nonce + 2  # the other transaction and ours, nothing more
+    stored = world.store.get_record(record.record_id)
+    assert stored is not None and stored.state is RecordState.REGISTERED
+
+
+def _transfer_out_of_band(world: World, account: LocalAccount) -> None:
+    """Send a plain value transfer with `account`'s key, as a script outside the gateway would (own nonce)."""
+    nonce = world.w3.eth.get_transaction_count(account.address, "pending")
+    tx = {"to": world.outsider.address, "value": 1, "gas": 21_000, "gasPrice": world.w3.eth.gas_price,
+          "nonce": nonce, "chainId": world.w3.eth.chain_id}
+    sent = world.w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction)
+    assert world.w3.eth.wait_for_transaction_receipt(sent)["status"] == 1
+
+
+def test_row_signed_after_an_out_of_band_transaction_is_signed_again_not_failed(world: World) -> None:
+    """The relay's nonce counter is one behind after a transfer sent with its key elsewhere: the node refuses the
+    row's first transaction (nonce used), and the row is signed again with the next nonce and lands."""
+    relay = world.relay(world.custodian)
+    first = world.add_record()
+    assert relay.run_once() == 1 and world.row_of(first).status is OutboxStatus.DONE
+    _transfer_out_of_band(world, world.custodian)
+    before = world.nonce(world.custodian)
+
+    record = world.add_record()
+    assert relay.run_once() == 1
+
+    row = world.row_of(record)
+    assert (row.status, row.tx_nonce) == (OutboxStatus.DONE, before)
+    assert row.last_error is not None and "taken by another transaction" in row.last_error
+    assert world.ledger.record(bytes.fromhex(record.record_id[2:])).commitment == record.commitment
+    assert world.nonce(world.custodian) == before + 1
+
+
+def test_direct_send_after_an_out_of_band_transaction_resyncs_and_lands(world: World) -> None:
+    """A direct transaction (not through the outbox) refused for a used nonce is signed again and mined once."""
+    sender = world.ledger.sender(world.custodian)
+    world.ledger.register_record(sender, os.urandom(32), world.outsider.address, CATEGORY, os.urandom(32))
+    _transfer_out_of_band(world, world.custodian)
+    before = world.nonce(world.custodian)
+    record = os.urandom(32)
+
+    receipt = world.ledger.register_record(sender, record, world.outsider.address, CATEGORY, os.urandom(32))
+
+    assert receipt["status"] == 1
+    assert world.ledger.record(record).custodian == world.custodian.address
+    assert world.nonce(world.custodian) == before + 1
+
+
+def test_derived_record_whose_source_died_before_registration_is_shredded_with_the_failed_row(world: World) -> None:
+    """A derived record's source is tombstoned before its registration lands: the chain refuses it for good, the
+    row fails naming the rule, and the record's key, ciphertext and salt are shredded (nothing to tombstone)."""
+    source = os.urandom(32)
+    sender = world.ledger.sender(world.custodian)
+    world.ledger.register_record(sender, source, world.outsider.address, CATEGORY, os.urandom(32))
+    world.ledger.tombstone(sender, source, TombstoneReason.ERASURE)
+    record = StoredRecord(
+        record_id="0x" + os.urandom(32).hex(), custodian=Address(world.custodian.address),
+        subject=Address("0x" + "00" * 20), category=CATEGORY, ciphertext=b"sealed", wrapped_dek=b"dek",
+        kek_id="kek-1", salt=os.urandom(16), commitment=os.urandom(32), request_hash="h",
+        derived_from=("0x" + source.hex(),),
+    )
+    world.store.add_record(record, outbox_kind="register_record", outbox_payload=register_record_payload(record),
+                           signer=world.custodian.address)
+    kept = world.add_record()
+
+    assert world.relay(world.custodian).run_once() == 2
+
+    row = world.row_of(record)
+    assert row.status is OutboxStatus.FAILED
+    assert row.last_error is not None and row.last_error.startswith("RecordRegistryRecordTombstoned")
+    stored = world.store.get_record(record.record_id)
+    assert stored is not None and stored.state is RecordState.SHREDDED
+    assert (stored.wrapped_dek, stored.ciphertext, stored.salt) == (b"", b"", b"")
+    assert world.store.outbox_of_record(record.record_id) == [row]
+    kept_stored = world.store.get_record(kept.record_id)
+    assert kept_stored is not None and kept_stored.state is RecordState.REGISTERED
 
 
 def test_unknown_kind_and_malformed_payload_fail_without_a_transaction(world: World) -> None:

@@ -186,6 +186,20 @@ def test_tombstone_marks_the_record_and_emits_record_tombstoned(net: Net) -> Non
     }
 
 
+def test_a_derived_record_is_tombstoned_source_destroyed_after_its_source(net: Net) -> None:
+    """A source's tombstone leaves the chain's record of what was derived from it as it is; the custodian then
+    destroys the derived record for SourceDestroyed, and the event says so."""
+    derived = net.register("cohort-of-one", None, LAB_RESULT, derived_from=[net.records.lab_bob])
+    net.ledger.tombstone(net.health, net.records.lab_bob, TombstoneReason.ERASURE)
+    assert net.ledger.record(derived).tombstone is TombstoneReason.NONE
+
+    receipt = net.ledger.tombstone(net.health, derived, TombstoneReason.SOURCE_DESTROYED)
+
+    assert net.ledger.record(derived).tombstone is TombstoneReason.SOURCE_DESTROYED
+    (event,) = net.events(net.ledger.access.events.RecordTombstoned(), receipt)
+    assert event["reason"] == int(TombstoneReason.SOURCE_DESTROYED)
+
+
 def test_tombstoned_record_cannot_be_accessed(net: Net) -> None:
     """No access to a destroyed record works, not even to an OPEN one."""
     net.ledger.tombstone(net.health, net.records.stats, TombstoneReason.SUNSET)

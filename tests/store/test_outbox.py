@@ -36,6 +36,25 @@ def test_only_a_pending_write_can_be_marked_sent(store: Store) -> None:
     assert again is not None and (again.tx_nonce, again.raw_tx) == (1, b"a")
 
 
+def test_unsign_puts_only_that_sent_transaction_back_to_pending(store: Store) -> None:
+    """unsign drops the signed transaction of a sent write named by its hash, noting why; another hash, a pending or
+    a done write is left alone, so a write is never signed again while its transaction could still land."""
+    item = store.enqueue("tombstone", {}, CUSTODIAN)
+    assert not store.unsign(item.id, "0x01", "not sent yet")
+    assert store.mark_sent(item.id, 4, b"a", "0x01")
+    assert not store.unsign(item.id, "0x02", "another transaction")
+
+    assert store.unsign(item.id, "0x01", "nonce 4 taken")
+
+    again = store.get_outbox(item.id)
+    assert again is not None
+    assert (again.status, again.tx_nonce, again.raw_tx, again.tx_hash, again.last_error) == (
+        OutboxStatus.PENDING, None, None, None, "nonce 4 taken")
+    assert store.mark_sent(item.id, 5, b"b", "0x02")
+    store.mark_done(item.id)
+    assert not store.unsign(item.id, "0x02", "too late")
+
+
 def test_failed_write_keeps_its_error_and_leaves_the_queue(store: Store) -> None:
     """A failed write records why and is no longer pending."""
     item = store.enqueue("register_record", {}, CUSTODIAN)

@@ -57,6 +57,19 @@ def test_shredding_twice_queues_nothing_more(store: Store, make_record: MakeReco
     assert store.count_by_status()["pending"] == 3  # register, tombstone, and the `then` write
 
 
+def test_shred_tombstoned_destroys_the_key_and_queues_nothing(store: Store, make_record: MakeRecord) -> None:
+    """A record the chain already tombstoned is shredded with no write queued; one shredded before is skipped."""
+    record, earlier = _stored(store, make_record), _stored(store, make_record)
+    store.shred([_tombstone(earlier.record_id)], signer=CUSTODIAN)
+
+    assert store.shred_tombstoned([record.record_id, earlier.record_id, "0x" + "99" * 32]) == [record.record_id]
+
+    shredded = store.get_record(record.record_id)
+    assert shredded is not None and shredded.state is RecordState.SHREDDED
+    assert (shredded.wrapped_dek, shredded.ciphertext, shredded.salt) == (b"", b"", b"")
+    assert [w.kind for w in store.outbox_of_record(record.record_id)] == ["register_record"]
+
+
 def test_shred_is_one_transaction(store: Store, make_record: MakeRecord) -> None:
     """A write that cannot be queued rolls the whole batch back: every key is still there, nothing queued."""
     first, second = _stored(store, make_record), _stored(store, make_record)

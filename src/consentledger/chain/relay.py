@@ -3,8 +3,14 @@
 A pending row is estimated, signed with an allocated nonce and persisted (status `sent`, with the
 raw transaction) before it is broadcast; only the receipt marks it done. A `sent` row found later
 (after a restart or a timeout) is never signed again: the same raw transaction is rebroadcast and
-its receipt awaited. The relay must be the only user of its signer's nonces, and on PostgreSQL one
-replica runs it at a time (`Store.leader_lock`).
+its receipt awaited. On PostgreSQL one replica runs it at a time (`Store.leader_lock`).
+
+The relay should be the only user of its signer's nonces, but the signer's key may be used
+elsewhere too (an operator's script, another tool). A transaction whose nonce another transaction
+of the signer took can never be mined: refused at its first broadcast for a used nonce, or found
+later with the chain's nonce past its own and no receipt for its hash. Then, and only then, the row
+goes back to pending without its transaction (`Store.unsign`) and is signed again with a fresh
+nonce, so it still has exactly one on-chain effect and a queued write is not lost to a stolen nonce.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from eth_utils import to_checksum_address
 from web3.contract.contract import ContractFunction
 
 from consentledger.chain.ledger import Ledger
-from consentledger.chain.sender import TransactionSender
+from consentledger.chain.sender import TransactionSender, nonce_clash
 from consentledger.consent import Consent, consent_id
 from consentledger.errors import ContractRevertError, NotFoundError, TransactionFailedError, TransactionNotMinedError
 from consentledger.store.repository import OutboxItem, OutboxStatus, RecordState, Store, StoredRecord
@@ -29,6 +35,13 @@ log = logging.getLogger(__name__)
 
 Payload = Mapping[str, Any]
 
+MAX_RESIGNS = 3
+"""How many times in one run a row is signed again after its nonce was taken (then it waits for the next run)."""
+
+
+class _SignAgain(Exception):
+    """A row's transaction can never be mined (its nonce was taken) and the row is pending again."""
+
 
 @dataclass(frozen=True)
 class OutboxKind:
@@ -36,12 +49,14 @@ class OutboxKind:
 
     `build` turns the payload into the contract call. `already_done` says whether a revert means
     the effect is already on chain (a retry after a crash, say). `on_done` updates the store once
-    the effect is on chain; it must be idempotent (a crash may run it twice).
+    the effect is on chain; it must be idempotent (a crash may run it twice). `on_refused` updates
+    the store when the chain refuses the write for good with a rule (before the row is failed).
     """
 
     build: Callable[[Ledger, Payload], ContractFunction]
     already_done: Callable[[Ledger, Payload, str, ContractRevertError], bool] = lambda *_: False
     on_done: Callable[[Store, OutboxItem], None] = lambda *_: None
+    on_refused: Callable[[Store, OutboxItem, ContractRevertError], None] = lambda *_: None
 
 
 class OutboxRelay:
@@ -113,6 +128,17 @@ class OutboxRelay:
         return self.store.get_outbox(item.id)
 
     def _relay(self, item: OutboxItem) -> bool:
+        for _ in range(MAX_RESIGNS + 1):
+            try:
+                return self._relay_once(item)
+            except _SignAgain:
+                again = self.store.get_outbox(item.id)
+                if again is None or again.status is not OutboxStatus.PENDING:
+                    return True  # another relay took it over meanwhile
+                item = again
+        raise TransactionFailedError(f"outbox row {item.id}: its nonce was taken {MAX_RESIGNS + 1} times in a row")
+
+    def _relay_once(self, item: OutboxItem) -> bool:
         if item.status is OutboxStatus.PENDING:
             with self.sender.nonces.signing_lock(self.sender.address):
                 sent = self.sign_and_persist(item)
@@ -124,16 +150,31 @@ class OutboxRelay:
         return self._settle(item)
 
     def _first_broadcast(self, item: OutboxItem) -> bool:
-        """Broadcast a just-signed row; return False if the node refused it (then it is failed)."""
+        """Broadcast a just-signed row; return False if the node refused it (then it is failed).
+
+        Refused for a used nonce, the row is signed again instead (_SignAgain). Called under the
+        signing lock.
+        """
         assert item.raw_tx is not None
         try:
             self.sender.broadcast(item.raw_tx)
         except TransactionFailedError as exc:
             # Refused outright, so it can never be mined: free its nonce for the rows after it.
             self.sender.nonces.resync(self.sender.address)
+            if nonce_clash(exc) or self._nonce_taken_by_another(item):
+                self._sign_again(item, f"nonce {item.tx_nonce} was taken by another transaction: {exc}")
             self._fail(item, f"node refused the transaction: {exc}")
             return False
         return True
+
+    def _sign_again(self, item: OutboxItem, why: str) -> None:
+        """Put a row whose transaction can never be mined back to pending, then raise _SignAgain."""
+        assert item.tx_hash is not None
+        log.warning("outbox row %s (%s): %s; signing it again with a fresh nonce", item.id, item.kind, why)
+        self.store.unsign(item.id, item.tx_hash, f"{why}; signed again")
+        with self.sender.nonces.signing_lock(self.sender.address):  # reentrant: may already be held
+            self.sender.nonces.resync(self.sender.address)
+        raise _SignAgain
 
     def _settle(self, item: OutboxItem) -> bool:
         """Wait for a sent row's receipt, rebroadcasting meanwhile, and record the outcome."""
@@ -147,7 +188,8 @@ class OutboxRelay:
         except TransactionNotMinedError:
             if not self._nonce_taken_by_another(item):
                 raise
-            self._fail(item, f"nonce {item.tx_nonce} was used by another transaction: {item.tx_hash} can never land")
+            self._sign_again(item, f"nonce {item.tx_nonce} was used by another transaction: {item.tx_hash} can "
+                                   "never land")
         except ContractRevertError as exc:
             self._finish_reverted(item, kind, exc)
         except TransactionFailedError as exc:  # mined, reverted, no decodable reason
@@ -180,6 +222,7 @@ class OutboxRelay:
 
     def _finish_reverted(self, item: OutboxItem, kind: OutboxKind, exc: ContractRevertError) -> None:
         if not kind.already_done(self.ledger, item.payload, self.sender.address, exc):
+            kind.on_refused(self.store, item, exc)  # first: a crash before _fail just runs it again
             self._fail(item, str(exc))
             return
         log.info("outbox row %s: effect already on chain (%s)", item.id, exc.rule)
@@ -257,6 +300,17 @@ def _mark_registered(store: Store, item: OutboxItem) -> None:
         pass  # queued without a stored record (enqueue): nothing to update
 
 
+_SOURCE_GONE = ("RecordRegistryRecordTombstoned", "RecordRegistrySourceExpired")
+"""Rules refusing a registration because a source is tombstoned or past retention (it never comes back)."""
+
+
+def _shred_if_sources_gone(store: Store, item: OutboxItem, exc: ContractRevertError) -> None:
+    # A derived record whose source died before its registration landed can never be registered:
+    # its data must not outlive the source here either. Not on chain, so there is nothing to tombstone.
+    if exc.rule in _SOURCE_GONE and item.record_id is not None:
+        store.shred_tombstoned([item.record_id])
+
+
 def _build_tombstone(ledger: Ledger, payload: Payload) -> ContractFunction:
     return ledger.access.functions.tombstone(_bytes32(payload["record_id"]), int(TombstoneReason(payload["reason"])))
 
@@ -290,8 +344,9 @@ def _unbuildable(ledger: Ledger, payload: Payload) -> ContractFunction:
 _UNKNOWN_KIND = OutboxKind(_unbuildable)
 
 KINDS: dict[str, OutboxKind] = {
-    "register_record": OutboxKind(_build_register, _registered_already, _mark_registered),
-    "register_aggregate": OutboxKind(_build_register_aggregate, _registered_already, _mark_registered),
+    "register_record": OutboxKind(_build_register, _registered_already, _mark_registered, _shred_if_sources_gone),
+    "register_aggregate": OutboxKind(_build_register_aggregate, _registered_already, _mark_registered,
+                                     _shred_if_sources_gone),
     "tombstone": OutboxKind(_build_tombstone, _tombstoned_already),
     "revoke_consent": OutboxKind(_build_revocation, _revoked_already),
 }

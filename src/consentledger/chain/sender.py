@@ -26,6 +26,16 @@ _GAS_MARGIN = 1.25
 # How nodes (geth, Besu, anvil, ganache) say they already have a transaction, or its nonce is used.
 _ALREADY_KNOWN = ("already known", "known transaction", "already imported", "already in pool")
 _NONCE_USED = ("nonce too low", "nonce is too low", "correct nonce")
+# How they refuse a transaction whose nonce a pending (not yet mined) transaction already holds.
+_NONCE_HELD = ("replacement transaction underpriced", "replacement transaction is underpriced")
+_NONCE_RETRIES = 3
+"""How many times `transact` signs again after a refusal for a used nonce (each time with a fresh one)."""
+
+
+def nonce_clash(exc: Exception) -> bool:
+    """Return whether a node refused a transaction because another transaction holds or used its nonce."""
+    message = str(exc).lower().replace("_", " ")
+    return any(marker in message for marker in (*_NONCE_USED, *_NONCE_HELD))
 
 
 @dataclass(frozen=True)
@@ -64,15 +74,27 @@ class TransactionSender:
         return str(self.account.address)
 
     def transact(self, call: ContractFunction | ContractConstructor) -> TxReceipt:
-        """Send `call` and return its receipt once mined (and confirmed); raise on revert."""
-        with self.nonces.signing_lock(self.address):
-            signed = self.sign(call)
-            try:
-                self.broadcast(signed.raw)
-            except Exception:
-                self.nonces.resync(self.address)
-                raise
-        return self.wait_receipt(signed.tx_hash, call)
+        """Send `call` and return its receipt once mined (and confirmed); raise on revert.
+
+        A node refusing the transaction because its nonce is used (another transaction of this
+        signer, e.g. sent with the same key outside this process, took it) resyncs the nonces and
+        signs again: the refused transaction exists nowhere, so it can never land as well.
+        """
+        for attempt in range(_NONCE_RETRIES + 1):
+            with self.nonces.signing_lock(self.address):
+                signed = self.sign(call)
+                try:
+                    self.broadcast(signed.raw)
+                except TransactionFailedError as exc:
+                    self.nonces.resync(self.address)
+                    if attempt < _NONCE_RETRIES and nonce_clash(exc):
+                        continue
+                    raise
+                except Exception:
+                    self.nonces.resync(self.address)
+                    raise
+            return self.wait_receipt(signed.tx_hash, call)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def sign(self, call: ContractFunction | ContractConstructor) -> SignedCall:
         """Estimate gas for `call`, allocate the next nonce and sign it; nothing is sent.

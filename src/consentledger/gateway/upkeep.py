@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 from consentledger.errors import ConsentLedgerError
+from consentledger.gateway.flows.follow import TombstoneFollower
 from consentledger.gateway.flows.sweep import sweep_now
 from consentledger.gateway.runtime import Gateway
 from consentledger.store.sessions import PageSessions
@@ -22,25 +23,27 @@ def start_upkeep(gw: Gateway) -> None:
     gw.upkeep.start()
 
 
-def upkeep_once(gw: Gateway, *, sweep: bool) -> None:
-    """Run one round: relay, membership events, expired nonces and page sessions, index; with `sweep` a sweep."""
+def upkeep_once(gw: Gateway, *, sweep: bool, follower: TombstoneFollower | None = None) -> None:
+    """Run one round: relay, membership, expired nonces and sessions, index, follow tombstones; with `sweep` a sweep."""
     gw.relay_now()
     gw.members.watch()
     gw.store.purge_nonces(datetime.now(UTC))
     PageSessions(gw.store.engine).purge()
     gw.index_now()
+    (follower or TombstoneFollower(gw)).run()
     if sweep:
         sweep_now(gw)
 
 
 def _loop(gw: Gateway) -> None:
     next_sweep = 0.0
+    follower = TombstoneFollower(gw)
     while not gw.stop.wait(gw.settings.relay_interval):
         try:
             due = time.monotonic() >= next_sweep
             if due:
                 next_sweep = time.monotonic() + gw.settings.sweep_interval
-            upkeep_once(gw, sweep=due)
+            upkeep_once(gw, sweep=due, follower=follower)
         except ConsentLedgerError as exc:  # chain or store down: try again next round
             log.warning("gateway upkeep: %s", exc)
         except Exception:  # never let the upkeep thread die silently

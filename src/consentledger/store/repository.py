@@ -176,6 +176,27 @@ class Store:
                 self._insert_outbox(conn, write.kind, write.payload, signer, write.record_id, now)
         return shredded
 
+    def shred_tombstoned(self, record_ids: Sequence[str]) -> list[str]:
+        """Crypto-shred records the chain already tombstoned (or never will register), queuing nothing.
+
+        For a tombstone this gateway did not send (its signer key used elsewhere): the chain refuses
+        every access already, so the key goes at once and no second tombstone is written. Return the
+        ids shredded by this call.
+        """
+        now = self._clock()
+        shredded: list[str] = []
+        with self.engine.begin() as conn:
+            for record_id in record_ids:
+                result = conn.execute(
+                    records.update()
+                    .where(records.c.record_id == record_id, records.c.state != RecordState.SHREDDED.value)
+                    .values(ciphertext=b"", wrapped_dek=b"", salt=b"", state=RecordState.SHREDDED.value,
+                            updated_at=now)
+                )
+                if result.rowcount == 1:
+                    shredded.append(record_id)
+        return shredded
+
     def records_by_subject(self, subject: str) -> list[StoredRecord]:
         """Return every record stored about `subject`, oldest first."""
         query = (
@@ -254,6 +275,22 @@ class Store:
                 .where(outbox.c.id == item_id, outbox.c.status == OutboxStatus.PENDING.value)
                 .values(status=OutboxStatus.SENT.value, tx_nonce=tx_nonce, raw_tx=raw_tx, tx_hash=tx_hash,
                         attempts=outbox.c.attempts + 1, updated_at=self._clock())
+            )
+        return result.rowcount == 1
+
+    def unsign(self, item_id: int, tx_hash: str, note: str) -> bool:
+        """Put a sent write back to pending, dropping its signed transaction `tx_hash`; False if it moved on.
+
+        Only for a transaction that can never be mined (its nonce was used by another transaction
+        of the signer): the relay then signs the write again with a fresh nonce, still exactly once.
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                outbox.update()
+                .where(outbox.c.id == item_id, outbox.c.status == OutboxStatus.SENT.value,
+                       outbox.c.tx_hash == tx_hash)
+                .values(status=OutboxStatus.PENDING.value, tx_nonce=None, raw_tx=None, tx_hash=None,
+                        last_error=note, updated_at=self._clock())
             )
         return result.rowcount == 1
 

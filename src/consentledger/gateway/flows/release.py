@@ -28,6 +28,7 @@ from consentledger.crypto.disclosure import Withholding, disclose, pseudonym_key
 from consentledger.crypto.keyx import access_context, wrap_for
 from consentledger.crypto.vault import new_dek, open_sealed, record_aad, seal, unwrap_dek
 from consentledger.errors import AuthorizationError, NotFoundError, ReleaseRefusedError
+from consentledger.gateway.flows.sources import refuse_dead_sources
 from consentledger.gateway.flows.tombstones import destroyed
 from consentledger.gateway.runtime import Gateway
 from consentledger.store import RecordState, Release, ReleaseLog
@@ -74,6 +75,7 @@ def release_key(
     info = gw.ledger.record(record_id)
     if info.tombstone is not TombstoneReason.NONE:
         raise destroyed(gw.store, stored.record_id, info.tombstone)
+    refuse_dead_sources(gw, info)  # a derived record dies with any of its original sources
     member = gw.ledger.member(requester)  # fresh: the key must be the one registered now
     if member.status is not MemberStatus.ACTIVE or Role.REQUESTER not in member.roles:
         raise AuthorizationError("the requester is no longer an active requester")
