@@ -102,6 +102,10 @@ class SignedPoster:
         return answer
 
 
+RAW_ACTOR = bytes.fromhex("5a" * 32)
+"""The raw sender names a non-zero actor, as a gateway does for its clients (same calldata cost)."""
+
+
 class RawRequester:
     """Sends `requestAccess` directly: fixed gas and gas price, nonce counted here, wait for the receipt."""
 
@@ -114,7 +118,7 @@ class RawRequester:
         self._nonce = int(w3.eth.get_transaction_count(account.address, "pending"))
 
     def _call(self, record: str) -> Any:
-        return self._ledger.access.functions.requestAccess(bytes.fromhex(record[2:]), PURPOSE, [])
+        return self._ledger.access.functions.requestAccess(bytes.fromhex(record[2:]), PURPOSE, RAW_ACTOR, [])
 
     def round_trip(self, record: str) -> None:
         """Build, sign, send and wait for one access transaction; raise if it reverted."""
