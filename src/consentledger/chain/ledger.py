@@ -177,6 +177,10 @@ class Ledger:
             self._domain = Eip712Domain(name, version, chain_id, to_checksum_address(contract))
         return self._domain
 
+    def latest_block_time(self) -> int:
+        """Return the timestamp of the latest block: the time the contracts judge expiry by."""
+        return int(self._read(lambda: self.w3.eth.get_block("latest")["timestamp"]))
+
     def record(self, record_id: bytes) -> RecordInfo:
         """Return what the chain knows of record `record_id`."""
         (custodian, subject, category, created, retain_until, tombstone, commitment, sources, accesses, kind,

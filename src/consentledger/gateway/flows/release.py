@@ -56,14 +56,15 @@ def release_key(
     Refused unless the access is on chain, was made by this requester, the record is this
     custodian's, live on chain and in the store, and the requester is still an ACTIVE REQUESTER;
     ReleaseRefusedError unless `consents` (the terms the access presented, in order) hash to the
-    entry's consent reference and each is still granted and unexpired at `now` (default: the
-    clock), the access's block is at most `release_window` seconds old, and the access was released
-    fewer than `max_releases` times (a PROTECTED record's: not yet). The release is logged before
+    entry's consent reference and each is still granted and unexpired at `now` (default: the later
+    of this machine's clock and the latest block's time, so a consent expired by either is), the
+    access's block is at most `release_window` seconds old, and the access was released fewer than
+    `max_releases` times (a PROTECTED record's: not yet). The release is logged before
     the answer is returned.
     Identifying fields are removed or pseudonymised (`withhold`) unless the entry is identified.
     A PROTECTED record's disclosure is marked for immediate use: the requester must not keep it.
     """
-    now = time.time() if now is None else now
+    now = max(time.time(), gw.ledger.latest_block_time()) if now is None else now
     stored = gw.store.get_record("0x" + record_id.hex())
     if stored is None or stored.custodian != gw.org:
         raise NotFoundError(f"record 0x{record_id.hex()} is not held here")
