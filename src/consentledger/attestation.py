@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
-from consentledger.consent import Eip712Domain
+from consentledger.consent import DOMAIN_FIELDS, Eip712Domain, recover_as_contract, typed_digest
 from consentledger.types import RecordInfo
 
 ATTESTATION_FIELDS: list[dict[str, str]] = [
@@ -24,7 +23,6 @@ ATTESTATION_FIELDS: list[dict[str, str]] = [
     {"name": "category", "type": "uint16"},
     {"name": "commitment", "type": "bytes32"},
 ]
-_SECP256K1_HALF_ORDER = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ class RecordAttestation:
 def attestation_typed_data(terms: RecordAttestation, domain: Eip712Domain) -> dict[str, Any]:
     """Return the full EIP-712 typed data a wallet signs for `terms`."""
     return {
-        "types": {"EIP712Domain": _DOMAIN_FIELDS, "RecordAttestation": ATTESTATION_FIELDS},
+        "types": {"EIP712Domain": DOMAIN_FIELDS, "RecordAttestation": ATTESTATION_FIELDS},
         "primaryType": "RecordAttestation",
         "domain": domain.as_dict(),
         "message": terms.message(),
@@ -90,22 +88,9 @@ def sign_attestation(terms: RecordAttestation, private_key: bytes | str, domain:
 def attestation_signer(terms: RecordAttestation, signature: bytes, domain: Eip712Domain) -> str | None:
     """Return who signed `terms`, or None where the contract would find no valid signature.
 
-    None for anything but 65 bytes, a v other than 27 or 28, or a high s (a malleated signature).
+    The contract's own rules (`consent.recover_as_contract`): 65 bytes, v 27 or 28, low s, a real signer.
     """
-    if len(signature) != 65 or signature[64] not in (27, 28):
-        return None
-    if int.from_bytes(signature[32:64], "big") > _SECP256K1_HALF_ORDER:
-        return None
-    signable = encode_typed_data(domain.as_dict(), {"RecordAttestation": ATTESTATION_FIELDS}, terms.message())
-    try:
-        return str(Account.recover_message(signable, signature=signature))
-    except Exception:  # eth_keys raises several types for malformed signatures (r = 0, r >= n)
-        return None
+    digest = typed_digest(domain, {"RecordAttestation": ATTESTATION_FIELDS}, terms.message())
+    return recover_as_contract(digest, signature).signer
 
 
-_DOMAIN_FIELDS = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]

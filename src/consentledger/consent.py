@@ -101,7 +101,7 @@ class Consent:
 def consent_typed_data(consent: Consent, domain: Eip712Domain) -> dict[str, Any]:
     """Return the full EIP-712 typed data a wallet signs for `consent`."""
     return {
-        "types": {"EIP712Domain": _DOMAIN_FIELDS, "Consent": CONSENT_FIELDS},
+        "types": {"EIP712Domain": DOMAIN_FIELDS, "Consent": CONSENT_FIELDS},
         "primaryType": "Consent",
         "domain": domain.as_dict(),
         "message": consent.message(),
@@ -110,7 +110,7 @@ def consent_typed_data(consent: Consent, domain: Eip712Domain) -> dict[str, Any]
 
 def consent_id(consent: Consent, domain: Eip712Domain) -> bytes:
     """Return the consent's id: its EIP-712 digest, as the contract computes it."""
-    return _digest(domain, {"Consent": CONSENT_FIELDS}, consent.message())
+    return typed_digest(domain, {"Consent": CONSENT_FIELDS}, consent.message())
 
 
 def sign_consent(consent: Consent, private_key: bytes | str, domain: Eip712Domain) -> bytes:
@@ -180,15 +180,17 @@ def consent_signer(consent: Consent, signature: bytes, domain: Eip712Domain) -> 
 
 def revocation_signer(consent_id_: bytes, signature: bytes, domain: Eip712Domain) -> SignatureCheck:
     """Return the verdict on `signature` over EIP-712 `Revocation(bytes32 consent)`, as the contract gives it."""
-    return recover_as_contract(_digest(domain, {"Revocation": REVOCATION_FIELDS}, {"consent": consent_id_}), signature)
+    digest = typed_digest(domain, {"Revocation": REVOCATION_FIELDS}, {"consent": consent_id_})
+    return recover_as_contract(digest, signature)
 
 
-def _digest(domain: Eip712Domain, types: dict[str, Any], message: dict[str, Any]) -> bytes:
+def typed_digest(domain: Eip712Domain, types: dict[str, Any], message: dict[str, Any]) -> bytes:
+    """Return the EIP-712 digest of `message` of `types` in `domain` (what the contracts recover from)."""
     signable = encode_typed_data(domain.as_dict(), types, message)
     return keccak(b"\x19" + signable.version + signable.header + signable.body)
 
 
-_DOMAIN_FIELDS = [
+DOMAIN_FIELDS = [  # EIP712Domain as the ledger declares it (EIP-5267)
     {"name": "name", "type": "string"},
     {"name": "version", "type": "string"},
     {"name": "chainId", "type": "uint256"},
