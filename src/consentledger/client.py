@@ -12,6 +12,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +29,8 @@ from consentledger.types import Address, RecordId
 HEALTH_PATH = "/v1/health"
 DOMAIN_PATH = "/v1/chain/domain"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+BATCH_LIMIT = 256
+"""Most accesses one `POST /v1/access/batch` call carries (the gateway's `max_batch_items` at most)."""
 
 
 class GatewayClient:
@@ -236,6 +239,23 @@ class GatewayClient:
         }
         return self._json(self.send_signed("POST", "/v1/access", body))
 
+    def request_access_batch(self, asks: Iterable[AccessAsk]) -> list[dict[str, Any]]:
+        """Return one answer per ask, in order: the released record (as `request_access`) or its refusal.
+
+        Each answer carries `status`, the HTTP status the single call would have answered; a
+        refusal has `error` and `detail` (and `rule` when a contract rule fired). The asks go in
+        calls of at most BATCH_LIMIT; each call's accesses are recorded on chain together.
+        """
+        bodies = [ask.to_json() for ask in asks]
+        answers: list[dict[str, Any]] = []
+        for start in range(0, len(bodies), BATCH_LIMIT):
+            reply = self._json(self.send_signed("POST", "/v1/access/batch", {"items": bodies[start:start + BATCH_LIMIT]}))
+            items = reply.get("items")
+            if not isinstance(items, list) or len(items) != len(bodies[start:start + BATCH_LIMIT]):
+                raise GatewayError(502, "gateway_error", "the batch answer does not hold one item per access asked")
+            answers.extend(items)
+        return answers
+
     # -- audit ----------------------------------------------------------------------------------
 
     def audit_accesses(
@@ -386,6 +406,25 @@ class GatewayClient:
             raise ConfigurationError(
                 f"the consent's subject is {consent.subject} but the signing key is {self.account.address}"
             )
+
+
+@dataclass(frozen=True)
+class AccessAsk:
+    """One access to ask for in a batch: a record, a purpose, the consents to present."""
+
+    record: str | bytes
+    purpose: int
+    consents: tuple[Consent, ...] = ()
+    pseudonymise: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the item as `POST /v1/access/batch` takes it."""
+        return {
+            "record": record_hex(parse_record_id(self.record)),
+            "purpose": self.purpose,
+            "consents": [consent.to_json() for consent in self.consents],
+            "withhold": "pseudonymise" if self.pseudonymise else "remove",
+        }
 
 
 def parse_address(text: str, what: str = "address") -> Address:

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
         "(collect, request). Off: staff and applications sign with their own client keys and the org key "
         "never leaves the gateway; on only for local tests and benchmarks.",
     )
+    batch_window: float = Field(
+        0.005, ge=0, le=1.0,
+        description="Seconds an access waits for others to share its transaction while a batch is on its way "
+        "(group commit; a lone access never waits).",
+    )
+    max_batch_items: int = Field(
+        256, ge=1, le=256, description="Most accesses in one batch transaction, and in one batch request."
+    )
     release_window: int = Field(
         RELEASE_WINDOW, gt=0, le=86400,
         description="Seconds after an access's block during which the custodian releases its key.",

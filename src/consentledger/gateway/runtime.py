@@ -20,6 +20,7 @@ from consentledger.chain.sender import TransactionSender
 from consentledger.crypto.files import FileLock
 from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
+from consentledger.gateway.batcher import AccessBatcher
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
@@ -58,6 +59,14 @@ class Gateway:
     sweep_lock: threading.Lock = field(default_factory=threading.Lock)  # one sweep at a time in this process
     stop: threading.Event = field(default_factory=threading.Event)  # set on close: background work ends
     upkeep: threading.Thread | None = None  # the background loop (`gateway.upkeep`), once started
+    batcher: AccessBatcher = field(init=False)  # group commit of this gateway's accesses (started in __post_init__)
+
+    def __post_init__(self) -> None:
+        self.batcher = AccessBatcher(
+            self.ledger, self.sender, window=self.settings.batch_window, max_items=self.settings.max_batch_items,
+            max_in_flight=self.settings.max_pending_per_signer,
+            sources_of=lambda record: len(self.ledger.record(record).sources),
+        )
 
     @property
     def org(self) -> str:
@@ -151,6 +160,7 @@ class Gateway:
     def close(self) -> None:
         """Stop background work and release connections."""
         self.stop.set()
+        self.batcher.close()
         if self.upkeep is not None:
             self.upkeep.join(timeout=10)
         self.peers.close()

@@ -10,15 +10,16 @@ from typing import Any
 
 import httpx
 
+from consentledger.chain.batch import AccessRequest
 from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
-from consentledger.errors import IntegrityError, PeerError, RecordDestroyedError, ReleaseRefusedError
+from consentledger.errors import ContractRevertError, IntegrityError, PeerError, RecordDestroyedError, ReleaseRefusedError
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
-from consentledger.types import NO_ACTOR, ActorId, Member, MemberStatus, Sensitivity
+from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId, Member, MemberStatus, Sensitivity
 
 
 def request_access(
@@ -31,7 +32,7 @@ def request_access(
     recorded the access as identified (every presented consent allows it); this gateway drops any
     it would still receive. Nothing of the record or its one-time key is kept here.
     """
-    entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents, actor=actor)
+    entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor))
     info = gw.ledger.record(record_id)
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
@@ -62,6 +63,18 @@ def request_access(
         # Pseudonyms stand only for withheld fields (Disclosure.from_json checks), never for their values.
         "payload": {**visible_payload(shown.fields, category.identifying_fields, entry.identified), **shown.pseudonyms},
     }
+
+
+def record_access(gw: Gateway, request: AccessRequest) -> AccessEntry:
+    """Record one access on chain (group-committed with whatever else is asked now); its refusal raises.
+
+    A refused access is on the ledger too (AccessRefused), and raises the ContractRevertError naming
+    the rule, exactly as the contract's own revert would.
+    """
+    outcome = gw.batcher.submit(request).result()
+    if isinstance(outcome, AccessRefusal):
+        raise ContractRevertError(outcome.rule, outcome.rule_args)
+    return outcome
 
 
 def _unwrap(gw: Gateway, wrapped: WrappedKey, context: bytes) -> bytes:
