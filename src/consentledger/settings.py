@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     )
     max_batch_items: int = Field(
         256, ge=1, le=256, description="Most accesses in one batch transaction, and in one batch request."
+    )
+    idempotency_ttl: int = Field(
+        86400, gt=0, le=30 * 86400, description="Seconds an access's Idempotency-Key is remembered for retries."
+    )
+    fault_injection: Literal["", "access-signed", "access-broadcast", "access-mined"] = Field(
+        "", description="Crash tests only: the gateway kills itself (SIGKILL) at this step of recording an access.",
     )
     release_window: int = Field(
         RELEASE_WINDOW, gt=0, le=86400,

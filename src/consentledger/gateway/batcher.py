@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit, batch_outcomes
 from consentledger.chain.ledger import Ledger
-from consentledger.chain.sender import TransactionSender
+from consentledger.chain.sender import SignedCall, TransactionSender
 from consentledger.errors import ConsentLedgerError, TransactionFailedError, TransactionNotMinedError
+from consentledger.store.access_keys import AccessKeys, Idempotency
 from consentledger.types import AccessEntry, AccessRefusal
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ Outcome = AccessEntry | AccessRefusal
 class _Waiting:
     request: AccessRequest
     answer: Future[Outcome]
+    idempotency: Idempotency | None = None
 
 
 class AccessBatcher:
@@ -51,12 +53,16 @@ class AccessBatcher:
         max_items: int,
         max_in_flight: int,
         sources_of: Callable[[bytes], int],
+        keys: AccessKeys,
+        fault: Callable[[str], None] = lambda point: None,
     ) -> None:
         self._ledger = ledger
         self._sender = sender
         self._window = window
         self._max_items = max_items
         self._sources_of = sources_of
+        self._keys = keys
+        self._fault = fault
         self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
         self._in_flight = threading.Semaphore(max_in_flight)
         self._busy = 0  # batches broadcast and not yet answered
@@ -66,17 +72,25 @@ class AccessBatcher:
         self._thread = threading.Thread(target=self._collect, name="access-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, request: AccessRequest) -> Future[Outcome]:
-        """Queue one access; the future gives its entry or refusal, or raises why it could not be recorded."""
+    def submit(self, request: AccessRequest, *, idempotency: Idempotency | None = None) -> Future[Outcome]:
+        """Queue one access; the future gives its entry or refusal, or raises why it could not be recorded.
+
+        With `idempotency` the batch transaction holding the access is saved under that key before
+        it is broadcast (see `store.access_keys`), so a retry finds it instead of recording it again.
+        """
         if self._closed.is_set():
             raise TransactionFailedError("the gateway is shutting down; the access was not recorded")
         answer: Future[Outcome] = Future()
-        self._queue.put(_Waiting(request, answer))
+        self._queue.put(_Waiting(request, answer, idempotency))
         return answer
 
-    def record(self, requests: Sequence[AccessRequest], *, timeout: float | None = None) -> list[Outcome | Exception]:
+    def record(
+        self, requests: Sequence[AccessRequest], idempotencies: Sequence[Idempotency | None] | None = None,
+        *, timeout: float | None = None,
+    ) -> list[Outcome | Exception]:
         """Record many accesses (they join the batches being collected); return each outcome or its error."""
-        answers = [self.submit(request) for request in requests]
+        keys = idempotencies or [None] * len(requests)
+        answers = [self.submit(request, idempotency=key) for request, key in zip(requests, keys, strict=True)]
         outcomes: list[Outcome | Exception] = []
         for answer in answers:
             try:
@@ -141,11 +155,13 @@ class AccessBatcher:
         requests = [w.request for w in group]
         try:
             gas = batch_gas_limit([len(r.consents) for r in requests], [self._sources_of(r.record) for r in requests])
-            pending = self._sender.submit(batch_call(self._ledger, requests), gas=gas)
+            pending = self._sender.submit(batch_call(self._ledger, requests), gas=gas,
+                                          before_broadcast=self._saver(group))
         except Exception as exc:  # nothing was broadcast: every request in it fails the same way
             self._in_flight.release()
             self._fail(group, exc)
             return
+        self._fault("access-broadcast")
         with self._busy_lock:
             self._busy += 1
         self._waiters.submit(self._await, group, pending)
@@ -154,6 +170,7 @@ class AccessBatcher:
         try:
             receipt = pending.result()  # type: ignore[attr-defined]
             outcomes = batch_outcomes(self._ledger, receipt, len(group))
+            self._fault("access-mined")
         except TransactionNotMinedError as exc:
             self._fail(group, exc)  # it may still be mined: never send these accesses again on our own
         except Exception as exc:
@@ -167,12 +184,26 @@ class AccessBatcher:
                 self._busy -= 1
             self._in_flight.release()
 
+    def _saver(self, group: list[_Waiting]) -> Callable[[SignedCall], None]:
+        """Return what runs between signing a batch and broadcasting it: save its keyed items."""
+        keyed = [(i, w.idempotency) for i, w in enumerate(group) if w.idempotency is not None]
+
+        def save(signed: SignedCall) -> None:
+            if keyed:
+                self._keys.save(signed.tx_hash, self._sender.address, signed.nonce, len(group), signed.raw, keyed)
+            self._fault("access-signed")
+
+        return save
+
     def _one_by_one(self, group: list[_Waiting]) -> None:
         """After a batch reverted as a whole (nothing of it is on chain), record each request in a batch of one."""
         for waiting in group:
             try:
+                if waiting.idempotency is not None:
+                    self._keys.forget(waiting.idempotency)  # its batch reverted: the key moves to the new one
                 call = batch_call(self._ledger, [waiting.request])
-                receipt = self._sender.transact(call)  # estimated: the exact gas of this one item
+                # Estimated: the exact gas of this one item.
+                receipt = self._sender.submit(call, before_broadcast=self._saver([waiting])).result()
                 (outcome,) = batch_outcomes(self._ledger, receipt, 1)
             except Exception as exc:
                 waiting.answer.set_exception(_as_our_error(exc))

@@ -21,10 +21,12 @@ from consentledger.crypto.files import FileLock
 from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
 from consentledger.gateway.batcher import AccessBatcher
+from consentledger.gateway.faults import crash_at
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
 from consentledger.store import Store, create_schema, make_engine
+from consentledger.store.access_keys import AccessKeys
 from consentledger.store.clients import Clients
 from consentledger.store.custody import adopt_predecessors
 from consentledger.store.rotation import require_one_kek
@@ -59,13 +61,16 @@ class Gateway:
     sweep_lock: threading.Lock = field(default_factory=threading.Lock)  # one sweep at a time in this process
     stop: threading.Event = field(default_factory=threading.Event)  # set on close: background work ends
     upkeep: threading.Thread | None = None  # the background loop (`gateway.upkeep`), once started
+    access_keys: AccessKeys = field(init=False)  # accesses asked with an Idempotency-Key, for retries
     batcher: AccessBatcher = field(init=False)  # group commit of this gateway's accesses (started in __post_init__)
 
     def __post_init__(self) -> None:
+        self.access_keys = AccessKeys(self.store.engine)
         self.batcher = AccessBatcher(
             self.ledger, self.sender, window=self.settings.batch_window, max_items=self.settings.max_batch_items,
             max_in_flight=self.settings.max_pending_per_signer,
-            sources_of=lambda record: len(self.ledger.record(record).sources),
+            sources_of=lambda record: len(self.ledger.record(record).sources), keys=self.access_keys,
+            fault=crash_at(self.settings.fault_injection),
         )
 
     @property

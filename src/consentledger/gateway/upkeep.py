@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.flows.follow import TombstoneFollower
@@ -29,6 +29,7 @@ def upkeep_once(gw: Gateway, *, sweep: bool, follower: TombstoneFollower | None 
     gw.members.watch()
     gw.store.purge_nonces(datetime.now(UTC))
     PageSessions(gw.store.engine).purge()
+    gw.access_keys.prune(datetime.now(UTC) - timedelta(seconds=gw.settings.idempotency_ttl))
     gw.index_now()
     (follower or TombstoneFollower(gw)).run()
     if sweep:

@@ -142,3 +142,27 @@ releases = Table(
     UniqueConstraint("record_id", "seq", "ordinal", name="uq_releases_access_ordinal"),
 )
 Index("ix_releases_released_at", releases.c.released_at)
+
+access_txs = Table(
+    "access_txs",
+    metadata,
+    Column("tx_hash", String(66), primary_key=True, comment="a signed batch of accesses, saved before broadcast"),
+    Column("signer", String(42), nullable=False),
+    Column("nonce", BigInteger, nullable=False),
+    Column("size", Integer, nullable=False, comment="how many accesses the batch holds"),
+    Column("raw_tx", LargeBinary, nullable=False, comment="the signed transaction, to broadcast again on a retry"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_access_txs_created_at", access_txs.c.created_at)
+
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("caller", String(42), primary_key=True, comment="the client (or member) that sent the Idempotency-Key"),
+    Column("key", String(210), primary_key=True, comment="its Idempotency-Key (#n for the n-th item of a batch call)"),
+    Column("request_hash", String(64), nullable=False, comment="SHA-256 of the request the key first came with"),
+    Column("tx_hash", String(66), nullable=False, comment="the batch transaction recording this access"),
+    Column("item_index", Integer, nullable=False, comment="the access's position in that batch"),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+Index("ix_access_keys_created_at", access_keys.c.created_at)

@@ -10,21 +10,29 @@ from typing import Any
 
 import httpx
 
-from consentledger.chain.batch import AccessRequest
+from consentledger.chain.batch import AccessRequest, batch_outcomes
 from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
-from consentledger.errors import ContractRevertError, IntegrityError, PeerError, RecordDestroyedError, ReleaseRefusedError
+from consentledger.errors import (
+    ContractRevertError,
+    IdempotencyConflictError,
+    IntegrityError,
+    PeerError,
+    RecordDestroyedError,
+    ReleaseRefusedError,
+)
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
+from consentledger.store.access_keys import Idempotency
 from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId, Member, MemberStatus, Sensitivity
 
 
 def request_access(
     gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent],
-    withhold: Withholding = Withholding.REMOVE, *, actor: ActorId = NO_ACTOR,
+    withhold: Withholding = Withholding.REMOVE, *, actor: ActorId = NO_ACTOR, idempotency: Idempotency | None = None,
 ) -> dict[str, Any]:
     """Record the access on chain for `actor`, then return the custodian's disclosure, checked against the commitment.
 
@@ -32,7 +40,7 @@ def request_access(
     recorded the access as identified (every presented consent allows it); this gateway drops any
     it would still receive. Nothing of the record or its one-time key is kept here.
     """
-    entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor))
+    entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor), idempotency)
     info = gw.ledger.record(record_id)
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
@@ -65,16 +73,51 @@ def request_access(
     }
 
 
-def record_access(gw: Gateway, request: AccessRequest) -> AccessEntry:
+def record_access(gw: Gateway, request: AccessRequest, idempotency: Idempotency | None = None) -> AccessEntry:
     """Record one access on chain (group-committed with whatever else is asked now); its refusal raises.
 
     A refused access is on the ledger too (AccessRefused), and raises the ContractRevertError naming
-    the rule, exactly as the contract's own revert would.
+    the rule, exactly as the contract's own revert would. With `idempotency`, a retry gets the
+    access the first request recorded (see `store.access_keys`), never a second one.
     """
-    outcome = gw.batcher.submit(request).result()
+    if idempotency is None:
+        outcome = gw.batcher.submit(request).result()
+    else:
+        with gw.access_keys.claim([idempotency]):
+            outcome = resumed(gw, idempotency) or gw.batcher.submit(request, idempotency=idempotency).result()
     if isinstance(outcome, AccessRefusal):
         raise ContractRevertError(outcome.rule, outcome.rule_args)
     return outcome
+
+
+def resumed(gw: Gateway, ask: Idempotency) -> AccessEntry | AccessRefusal | None:
+    """Return what the chain decided for an access asked earlier with this key, or None if it must be recorded.
+
+    Mined: its outcome, read from the receipt. Signed but not mined: the saved transaction is
+    broadcast again and awaited. Never to be mined (the signer's nonce moved past it without it, or
+    its batch reverted as a whole): the key is forgotten and None says to record the access anew.
+    """
+    found = gw.access_keys.find(ask.caller, ask.key)
+    if found is None:
+        return None
+    if found.idempotency.request_hash != ask.request_hash:
+        raise IdempotencyConflictError("this Idempotency-Key was already used for a different access request")
+    receipt = gw.sender.receipt(found.tx_hash)
+    if receipt is None and gw.sender.mined_nonce() > found.nonce:
+        receipt = gw.sender.receipt(found.tx_hash)  # mined just now, or its nonce went to another transaction
+        if receipt is None:
+            gw.access_keys.forget(ask)
+            return None
+    if receipt is None:
+        gw.sender.broadcast(found.raw_tx, resend=True)
+        try:
+            receipt = gw.sender.wait_receipt(found.tx_hash)
+        except ContractRevertError:
+            receipt = gw.sender.receipt(found.tx_hash)
+    if receipt is None or receipt["status"] != 1:
+        gw.access_keys.forget(ask)  # the batch reverted as a whole: none of it is on chain
+        return None
+    return batch_outcomes(gw.ledger, receipt, found.size)[found.index]
 
 
 def _unwrap(gw: Gateway, wrapped: WrappedKey, context: bytes) -> bytes:

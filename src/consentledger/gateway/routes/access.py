@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.actors import ClientRole
@@ -14,6 +14,7 @@ from consentledger.gateway.flows import access, release
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import AccessIn, KeyRequestIn, parse
+from consentledger.store.access_keys import Idempotency
 from consentledger.types import Role
 
 router = APIRouter(prefix="/v1")
@@ -22,13 +23,19 @@ GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 @router.post("/access", summary="Access a record for a purpose (requester's own org)")
 def request_access(
-    gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))]
+    gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))],
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
 ) -> JSONResponse:
-    """Record the access on chain, fetch the disclosure from the custodian, verify and decrypt it."""
+    """Record the access on chain, fetch the disclosure from the custodian, verify and decrypt it.
+
+    With an Idempotency-Key, a retry (after a timeout or a crash) answers the access the first
+    request recorded, for the same (record, seq), and never records a second one.
+    """
     body = parse(AccessIn, caller.body)
     consents = [consent_terms(c) for c in body.consents]
+    keyed = None if idempotency_key is None else Idempotency(caller.address, idempotency_key, caller.body_sha256)
     answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold,
-                                   actor=caller.actor)
+                                   actor=caller.actor, idempotency=keyed)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
