@@ -87,11 +87,11 @@ class AccessBatcher:
     def record(
         self, requests: Sequence[AccessRequest], idempotencies: Sequence[Idempotency | None] | None = None,
         *, timeout: float | None = None,
-    ) -> list[Outcome | Exception]:
+    ) -> list[Outcome | ConsentLedgerError]:
         """Record many accesses (they join the batches being collected); return each outcome or its error."""
         keys = idempotencies or [None] * len(requests)
         answers = [self.submit(request, idempotency=key) for request, key in zip(requests, keys, strict=True)]
-        outcomes: list[Outcome | Exception] = []
+        outcomes: list[Outcome | ConsentLedgerError] = []
         for answer in answers:
             try:
                 outcomes.append(answer.result(timeout))

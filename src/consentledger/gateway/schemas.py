@@ -83,6 +83,12 @@ class AccessIn(_Body):
     withhold: Withholding = Withholding.REMOVE
 
 
+class AccessBatchIn(_Body):
+    """POST /v1/access/batch: many accesses, recorded on chain together and answered one by one."""
+
+    items: list[AccessIn] = Field(min_length=1, max_length=256)
+
+
 class KeyRequestIn(_Body):
     """POST /v1/keys/{record}/{seq}: the block the access was mined in, how to withhold identifying fields, and
     the terms of the consents the access presented (in order), which the custodian checks are still valid."""

@@ -16,6 +16,7 @@ from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
 from consentledger.errors import (
+    ConsentLedgerError,
     ContractRevertError,
     IdempotencyConflictError,
     IntegrityError,
@@ -88,6 +89,30 @@ def record_access(gw: Gateway, request: AccessRequest, idempotency: Idempotency 
     if isinstance(outcome, AccessRefusal):
         raise ContractRevertError(outcome.rule, outcome.rule_args)
     return outcome
+
+
+def record_all(
+    gw: Gateway, requests: Sequence[AccessRequest], idempotencies: Sequence[Idempotency] | None = None,
+) -> list[AccessEntry | AccessRefusal | ConsentLedgerError]:
+    """Record many accesses on chain (group-committed); return each one's entry, refusal, or why it is not on chain.
+
+    With `idempotencies` (one key per request), requests a retry finds already recorded are not
+    recorded again (see `record_access`).
+    """
+    if idempotencies is None:
+        return list(gw.batcher.record(requests))
+    with gw.access_keys.claim(idempotencies):
+        outcomes: list[AccessEntry | AccessRefusal | ConsentLedgerError | None] = []
+        for ask in idempotencies:
+            try:
+                outcomes.append(resumed(gw, ask))
+            except ConsentLedgerError as exc:
+                outcomes.append(exc)
+        todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
+        fresh = gw.batcher.record([requests[i] for i in todo], [idempotencies[i] for i in todo])
+        for i, outcome in zip(todo, fresh, strict=True):
+            outcomes[i] = outcome  # type: ignore[assignment]
+    return outcomes  # type: ignore[return-value]
 
 
 def resumed(gw: Gateway, ask: Idempotency) -> AccessEntry | AccessRefusal | None:

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.actors import ClientRole
-from consentledger.errors import NotFoundError
+from consentledger.errors import NotFoundError, PayloadValidationError
 from consentledger.gateway.auth import Caller, agency_client, gateway_of, member_with
-from consentledger.gateway.flows import access, release
+from consentledger.gateway.flows import access, access_batch, release
+from consentledger.gateway.flows.access_batch import AccessAsk
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.schemas import AccessIn, KeyRequestIn, parse
+from consentledger.gateway.schemas import AccessBatchIn, AccessIn, KeyRequestIn, parse
 from consentledger.store.access_keys import Idempotency
 from consentledger.types import Role
 
@@ -37,6 +38,29 @@ def request_access(
     answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold,
                                    actor=caller.actor, idempotency=keyed)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+@router.post("/access/batch", summary="Access many records at once (requester's own org)")
+def request_access_batch(
+    gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))],
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+) -> JSONResponse:
+    """Record every access on chain (one batch transaction, each item enforced on its own), then disclose each.
+
+    Answers `{"items": [...]}` in order: each item is what `POST /v1/access` would answer, with its
+    HTTP `status` (a refused item carries `error`, `detail` and, for a contract rule, `rule`).
+    """
+    body = parse(AccessBatchIn, caller.body)
+    if len(body.items) > gw.settings.max_batch_items:
+        raise PayloadValidationError(f"items: at most {gw.settings.max_batch_items} accesses per call")
+    asks = [
+        AccessAsk(bytes.fromhex(item.record[2:]), item.purpose, tuple(consent_terms(c) for c in item.consents),
+                  item.withhold)
+        for item in body.items
+    ]
+    keyed = None if idempotency_key is None else Idempotency(caller.address, idempotency_key, caller.body_sha256)
+    answers = access_batch.request_access_batch(gw, asks, actor=caller.actor, idempotency=keyed)
+    return JSONResponse({"items": answers}, headers={"Cache-Control": "no-store"})
+
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
 def release_key(
