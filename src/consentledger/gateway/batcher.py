@@ -23,8 +23,13 @@ from dataclasses import dataclass
 
 from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit, batch_outcomes
 from consentledger.chain.ledger import Ledger
-from consentledger.chain.sender import SignedCall, TransactionSender
-from consentledger.errors import ConsentLedgerError, TransactionFailedError, TransactionNotMinedError
+from consentledger.chain.sender import PendingTransaction, SignedCall, TransactionSender
+from consentledger.errors import (
+    ConsentLedgerError,
+    ContractRevertError,
+    TransactionFailedError,
+    TransactionNotMinedError,
+)
 from consentledger.store.access_keys import AccessKeys, Idempotency
 from consentledger.types import AccessEntry, AccessRefusal
 
@@ -63,7 +68,7 @@ class AccessBatcher:
         self._sources_of = sources_of
         self._keys = keys
         self._fault = fault
-        self._queue: queue.SimpleQueue[_Waiting | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Waiting] | None] = queue.SimpleQueue()
         self._in_flight = threading.Semaphore(max_in_flight)
         self._busy = 0  # batches broadcast and not yet answered
         self._busy_lock = threading.Lock()
@@ -78,19 +83,19 @@ class AccessBatcher:
         With `idempotency` the batch transaction holding the access is saved under that key before
         it is broadcast (see `store.access_keys`), so a retry finds it instead of recording it again.
         """
-        if self._closed.is_set():
-            raise TransactionFailedError("the gateway is shutting down; the access was not recorded")
-        answer: Future[Outcome] = Future()
-        self._queue.put(_Waiting(request, answer, idempotency))
+        (answer,) = self._enqueue([request], [idempotency])
         return answer
 
     def record(
         self, requests: Sequence[AccessRequest], idempotencies: Sequence[Idempotency | None] | None = None,
         *, timeout: float | None = None,
     ) -> list[Outcome | ConsentLedgerError]:
-        """Record many accesses (they join the batches being collected); return each outcome or its error."""
-        keys = idempotencies or [None] * len(requests)
-        answers = [self.submit(request, idempotency=key) for request, key in zip(requests, keys, strict=True)]
+        """Record many accesses, together in as few batches as fit; return each outcome or its error, in order."""
+        keys = list(idempotencies) if idempotencies is not None else [None] * len(requests)
+        answers: list[Future[Outcome]] = []
+        for start in range(0, len(requests), self._max_items):
+            end = start + self._max_items
+            answers.extend(self._enqueue(requests[start:end], keys[start:end]))
         outcomes: list[Outcome | ConsentLedgerError] = []
         for answer in answers:
             try:
@@ -106,49 +111,57 @@ class AccessBatcher:
         self._thread.join(timeout=10)
         self._waiters.shutdown(wait=True)
 
+    def _enqueue(
+        self, requests: Sequence[AccessRequest], keys: Sequence[Idempotency | None]
+    ) -> list[Future[Outcome]]:
+        """Queue requests as one parcel (they go into the same batch); at most `max_items` of them."""
+        if self._closed.is_set():
+            raise TransactionFailedError("the gateway is shutting down; the access was not recorded")
+        parcel = [_Waiting(request, Future(), key) for request, key in zip(requests, keys, strict=True)]
+        self._queue.put(parcel)
+        return [waiting.answer for waiting in parcel]
+
     # ------------------------------------------------------------------ the collecting thread
 
     def _collect(self) -> None:
+        held: list[_Waiting] | None = None  # a parcel that did not fit the last batch: it starts the next
         while not self._closed.is_set():
-            first = self._queue.get()
+            first = held if held is not None else self._queue.get()
             if first is None:
                 break
-            group = self._gather(first)
+            group, held = self._gather(first)
             self._in_flight.acquire()  # at most max_in_flight batches pending; requests queue up meanwhile
-            group.extend(self._drain(self._max_items - len(group)))
+            if held is None:
+                group, held = self._fill(group, deadline=0.0)
             self._send(group)
+        for parcel in ([held] if held else []):
+            self._fail(parcel, TransactionFailedError("the gateway is shutting down; the access was not recorded"))
         self._fail_queued()
 
-    def _gather(self, first: _Waiting) -> list[_Waiting]:
-        """Return `first` with the requests that arrive within the window (none waited for when idle)."""
-        group = [first]
+    def _gather(self, first: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting] | None]:
+        """Return `first` with the parcels that arrive within the window (none waited for when idle), and any left over."""
         with self._busy_lock:
             idle = self._busy == 0
-        deadline = time.monotonic() + (0.0 if idle else self._window)
+        return self._fill(list(first), deadline=time.monotonic() + (0.0 if idle else self._window))
+
+    def _fill(self, group: list[_Waiting], *, deadline: float) -> tuple[list[_Waiting], list[_Waiting] | None]:
+        """Add queued parcels to `group` until it is full or nothing arrives before `deadline`.
+
+        Returns the group and the parcel that did not fit (it starts the next batch), if one came.
+        """
         while len(group) < self._max_items:
             remaining = deadline - time.monotonic()
             try:
-                waiting = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                parcel = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if waiting is None:
+            if parcel is None:
                 self._queue.put(None)  # let the loop see the close after this group
                 break
-            group.append(waiting)
-        return group
-
-    def _drain(self, room: int) -> list[_Waiting]:
-        drained: list[_Waiting] = []
-        while len(drained) < room:
-            try:
-                waiting = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if waiting is None:
-                self._queue.put(None)
-                break
-            drained.append(waiting)
-        return drained
+            if len(group) + len(parcel) > self._max_items:
+                return group, parcel
+            group.extend(parcel)
+        return group, None
 
     def _send(self, group: list[_Waiting]) -> None:
         """Sign and broadcast one batch, then await its receipt on a waiter thread."""
@@ -166,23 +179,35 @@ class AccessBatcher:
             self._busy += 1
         self._waiters.submit(self._await, group, pending)
 
-    def _await(self, group: list[_Waiting], pending: object) -> None:
+    def _await(self, group: list[_Waiting], pending: PendingTransaction) -> None:
         try:
-            receipt = pending.result()  # type: ignore[attr-defined]
-            outcomes = batch_outcomes(self._ledger, receipt, len(group))
-            self._fault("access-mined")
-        except TransactionNotMinedError as exc:
-            self._fail(group, exc)  # it may still be mined: never send these accesses again on our own
-        except Exception as exc:
-            log.warning("an access batch of %d failed as a whole (%s); recording each alone", len(group), exc)
-            self._one_by_one(group)
-        else:
-            for waiting, outcome in zip(group, outcomes, strict=True):
-                waiting.answer.set_result(outcome)
+            self._answer(group, pending)
         finally:
             with self._busy_lock:
                 self._busy -= 1
             self._in_flight.release()
+
+    def _answer(self, group: list[_Waiting], pending: PendingTransaction) -> None:
+        try:
+            receipt = pending.result()
+        except TransactionNotMinedError as exc:
+            self._fail(group, exc)  # it may still be mined: never send these accesses again on our own
+            return
+        except (ContractRevertError, TransactionFailedError) as exc:
+            log.warning("an access batch of %d reverted as a whole (%s); recording each alone", len(group), exc)
+            self._one_by_one(group)
+            return
+        except Exception as exc:
+            self._fail(group, exc)
+            return
+        try:
+            outcomes = batch_outcomes(self._ledger, receipt, len(group))
+        except Exception as exc:  # mined, but its events do not read as one outcome per item: never resend
+            self._fail(group, exc)
+            return
+        self._fault("access-mined")
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            waiting.answer.set_result(outcome)
 
     def _saver(self, group: list[_Waiting]) -> Callable[[SignedCall], None]:
         """Return what runs between signing a batch and broadcasting it: save its keyed items."""
@@ -219,11 +244,11 @@ class AccessBatcher:
         error = TransactionFailedError("the gateway is shutting down; the access was not recorded")
         while True:
             try:
-                waiting = self._queue.get_nowait()
+                parcel = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if waiting is not None:
-                waiting.answer.set_exception(error)
+            if parcel is not None:
+                self._fail(parcel, error)
 
 
 def _as_our_error(exc: Exception) -> ConsentLedgerError:
