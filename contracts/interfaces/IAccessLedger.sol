@@ -18,6 +18,23 @@ interface IAccessLedger is IRecordRegistry, IConsentRegistry {
     error AccessLedgerMissingSourceConsent(bytes32 record, bytes32 source, address subject);
     /// @dev A derived record's source is destroyed, so the derived data may not be used.
     error AccessLedgerSourceUnavailable(bytes32 record, bytes32 source);
+    /// @dev A batch holds no request.
+    error AccessLedgerBatchEmpty();
+    /// @dev A batch holds more requests than MAX_BATCH.
+    error AccessLedgerBatchTooLarge(uint256 given, uint256 max);
+    /// @dev Item `index` of a batch failed without a rule (out of gas): the whole batch reverts,
+    /// so no refusal is recorded that no rule made.
+    error AccessLedgerBatchItemFailed(uint256 index);
+    /// @dev A batch item's entry (recordBatchItem) was called by someone else than the ledger itself.
+    error AccessLedgerSelfCallOnly(address caller);
+
+    /// @notice One access asked for in a batch: what `requestAccess` takes, per item.
+    struct AccessRequest {
+        bytes32 record;
+        uint8 purpose;
+        bytes32 actor;
+        Consent[] consents;
+    }
 
     /// @notice An access was granted and appended to the record's hash chain.
     /// @param consent The consent id, 0 for an OPEN category without consent, or for several
@@ -37,10 +54,27 @@ interface IAccessLedger is IRecordRegistry, IConsentRegistry {
         uint40 timestamp
     );
 
+    /// @notice An access asked for in a batch broke a rule and was not recorded; nothing of it changed.
+    /// @param rule The selector of the custom error that fired; `reason` is the full error data.
+    event AccessRefused(
+        bytes32 indexed record,
+        address indexed requester,
+        uint8 purpose,
+        bytes32 actor,
+        bytes4 rule,
+        bytes reason
+    );
+
     /// @notice Records an access by the caller's `actor` to `recordId` for `purposeId` under `consents`.
     function requestAccess(bytes32 recordId, uint8 purposeId, bytes32 actor, Consent[] calldata consents)
         external
         returns (uint24 seq);
+
+    /// @notice Applies `requestAccess` to each request in order, as the caller; an item breaking a
+    /// rule is refused (AccessRefused, its changes undone) instead of reverting the batch.
+    /// Emits exactly one AccessRecorded or AccessRefused per item, in item order.
+    /// @return seqs Each item's seq, 0 for a refused item.
+    function requestAccessBatch(AccessRequest[] calldata requests) external returns (uint24[] memory seqs);
 
     /// @notice Returns the head of `recordId`'s access hash chain (0 before the first access).
     function head(bytes32 recordId) external view returns (bytes32);
