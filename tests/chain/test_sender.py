@@ -230,7 +230,7 @@ def test_a_send_waiting_for_a_pending_slot_too_long_fails_without_taking_a_nonce
     """With mining stopped and one slot, a second submit raises SignerBusyError and sends nothing."""
     ledger = chain.ledger()
     sender = ledger.sender(chain.admin, max_pending=1)
-    sender.timeout = 1.0
+    sender.slot_timeout = 0.5
     first = chain.nonce(chain.admin)
     chain.rpc("evm_setAutomine", False)
     try:
@@ -238,15 +238,32 @@ def test_a_send_waiting_for_a_pending_slot_too_long_fails_without_taking_a_nonce
         with pytest.raises(SignerBusyError):
             sender.submit(propose(ledger, 2), gas=400_000)
         assert chain.nonce(chain.admin, "pending") == first + 1
+        assert sender.nonces.pending(sender.address) == 1
+    finally:
+        chain.rpc("evm_setAutomine", True)
+        chain.rpc("evm_mine")
+    assert pending.result(timeout=60)["status"] == 1  # mined: its slot is free again
+    assert sender.transact(propose(ledger, 3), gas=400_000)["status"] == 1
+    assert chain.nonce(chain.admin) == first + 2
+    ledger.close()
+
+
+def test_a_transaction_given_up_at_the_timeout_frees_its_slot(chain: Chain) -> None:
+    """Not mined within the sender's timeout: TransactionNotMinedError, and the slot is free for the next send."""
+    ledger = chain.ledger()
+    sender = ledger.sender(chain.admin, max_pending=1)
+    sender.timeout = 0.5
+    chain.rpc("evm_setAutomine", False)
+    try:
+        pending = sender.submit(propose(ledger, 4), gas=400_000)
         with pytest.raises(TransactionNotMinedError):
-            pending.result()  # given up at the sender's timeout: the slot is free again
+            pending.result()
         assert sender.nonces.pending(sender.address) == 0
     finally:
         chain.rpc("evm_setAutomine", True)
         chain.rpc("evm_mine")
-    assert sender.wait_receipt(pending.tx_hash)["status"] == 1
-    assert sender.transact(propose(ledger, 3), gas=400_000)["status"] == 1
-    assert chain.nonce(chain.admin) == first + 2
+    sender.timeout = 120
+    assert sender.wait_receipt(pending.tx_hash)["status"] == 1  # it was mined after all
     ledger.close()
 
 
@@ -317,4 +334,25 @@ def test_confirmations_resolve_once_the_block_is_deep_enough(chain: Chain) -> No
     chain.rpc("evm_mine")
     assert pending.result(timeout=60)["blockNumber"] == mined["blockNumber"]
     assert chain.w3.eth.block_number >= mined["blockNumber"] + 2
+    ledger.close()
+
+
+def test_a_revert_caused_by_an_earlier_transaction_in_the_same_block_names_the_rule(chain: Chain) -> None:
+    """Two approvals in flight, mined in one block: the second's revert is replayed after the block to name it."""
+    ledger = chain.ledger()
+    admin, other = ledger.sender(chain.admin), ledger.sender(chain.other_admin, max_pending=2)
+    proposal = proposal_of(ledger, admin.transact(propose(ledger, 50), gas=400_000))
+    chain.rpc("evm_setAutomine", False)
+    try:
+        first = other.submit(ledger.consortium.functions.approve(proposal), gas=1_000_000)
+        second = other.submit(ledger.consortium.functions.approve(proposal), gas=1_000_000)
+        chain.rpc("evm_mine")
+    finally:
+        chain.rpc("evm_setAutomine", True)
+    assert first.result(timeout=60)["status"] == 1  # the second approval: the proposal ran
+    with pytest.raises(ContractRevertError) as refused:
+        second.result(timeout=60)
+    assert refused.value.rule == "ConsortiumProposalExecuted"
+    blocks = {chain.w3.eth.get_transaction_receipt(p.tx_hash)["blockNumber"] for p in (first, second)}
+    assert len(blocks) == 1
     ledger.close()

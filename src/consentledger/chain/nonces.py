@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 from eth_utils import to_checksum_address
@@ -29,6 +30,7 @@ class NonceAllocator:
         self._signing: dict[str, threading.RLock] = {}
         self._slots = threading.Condition()
         self._pending: dict[str, int] = {}
+        self._queues: dict[str, deque[object]] = {}
 
     @classmethod
     def for_chain(cls, w3: Web3) -> NonceAllocator:
@@ -61,17 +63,25 @@ class NonceAllocator:
     def reserve_pending(self, address: str, limit: int, timeout: float) -> Callable[[], None] | None:
         """Take one of `limit` pending-transaction slots of `address`; return its release, or None on timeout.
 
-        Waits up to `timeout` seconds while `limit` transactions of `address` are pending. Call the
-        returned function once the transaction is mined or given up, or was never sent; calling it
-        again does nothing.
+        Waits, in turn with the other callers, up to `timeout` seconds while `limit` transactions of
+        `address` are pending. Call the returned function once the transaction is mined or given up,
+        or was never sent; calling it again does nothing.
         """
         deadline = time.monotonic() + timeout
+        ticket = object()
         with self._slots:
-            while self._pending.get(address, 0) >= limit:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self._slots.wait(remaining)
+            # First come, first served: a crowd of senders must not starve one of them for ever.
+            queue = self._queues.setdefault(address, deque())
+            queue.append(ticket)
+            try:
+                while queue[0] is not ticket or self._pending.get(address, 0) >= limit:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                    self._slots.wait(remaining)
+            finally:
+                queue.remove(ticket)
+                self._slots.notify_all()  # the next in line may go now
             self._pending[address] = self._pending.get(address, 0) + 1
         released = threading.Event()
 

@@ -88,8 +88,9 @@ class TransactionSender:
     """Signs and sends transactions for one account; reverts become ContractRevertError.
 
     `max_pending` bounds this signer's broadcast-but-unmined transactions (None: no bound); the
-    bound is shared with every sender of the same `nonces`. Transactions sent with `sign` and
-    `broadcast` (the outbox relay) take no slot.
+    bound is shared with every sender of the same `nonces`. `submit` waits `slot_timeout` seconds
+    (default: `timeout`) for a slot. Transactions sent with `sign` and `broadcast` (the outbox
+    relay) take no slot.
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class TransactionSender:
         watcher: ReceiptWatcher | None = None,
         params: ChainParams | None = None,
         max_pending: int | None = None,
+        slot_timeout: float | None = None,
     ) -> None:
         self.w3 = w3
         self.account = account
@@ -114,6 +116,7 @@ class TransactionSender:
         self.watcher = watcher or ReceiptWatcher(w3)
         self.params = params or ChainParams(w3)
         self.max_pending = max_pending
+        self.slot_timeout = slot_timeout
 
     @property
     def address(self) -> str:
@@ -131,16 +134,18 @@ class TransactionSender:
     def submit(self, call: Call, *, gas: int | None = None) -> PendingTransaction:
         """Sign and broadcast `call`; return its pending transaction at once (the receipt from `result()`).
 
-        The estimate (unless `gas` is given) runs first and raises ContractRevertError without
-        sending anything. Then a pending slot is taken (SignerBusyError if none frees within the
-        sender's timeout), a nonce allocated, the transaction signed and broadcast. A node refusing
+        A pending slot is taken first (SignerBusyError if none frees within `slot_timeout`),
+        so at most `max_pending` of the signer's calls are being estimated or are in the pool: on a
+        node answering one request at a time (ganache) a crowd of estimates would otherwise queue
+        ahead of every broadcast. The estimate (unless `gas` is given) raises ContractRevertError
+        without sending anything. Then a nonce is allocated, the transaction signed and broadcast. A node refusing
         it because its nonce is used (another transaction of this signer, e.g. sent with the same
         key outside this process, took it) resyncs the nonces and signs again: the refused
         transaction exists nowhere, so it can never land as well.
         """
-        unsigned = self._prepare(call, gas)
         release = self._reserve_slot()
         try:
+            unsigned = self._prepare(call, gas)
             signed = self._sign_and_broadcast(unsigned)
             receipt = self.watcher.watch(signed.tx_hash, timeout=self.timeout, confirmations=self.confirmations,
                                          release=release)
@@ -257,11 +262,11 @@ class TransactionSender:
     def _reserve_slot(self) -> Release | None:
         if self.max_pending is None:
             return None
-        release = self.nonces.reserve_pending(self.address, self.max_pending, self.timeout)
+        wait = self.timeout if self.slot_timeout is None else self.slot_timeout
+        release = self.nonces.reserve_pending(self.address, self.max_pending, wait)
         if release is None:
             raise SignerBusyError(
-                f"{self.address} kept {self.max_pending} transactions pending for {self.timeout:.0f} s; "
-                "nothing was sent")
+                f"{self.address} kept {self.max_pending} transactions pending for {wait:g} s; nothing was sent")
         return release
 
     def _settled(self, receipt: Future[TxReceipt], tx_hash: bytes, call: Call | None,
@@ -278,14 +283,19 @@ class TransactionSender:
     def _replay_revert(
         self, receipt: TxReceipt, call: ContractFunction | ContractConstructor | None
     ) -> Exception:
-        """A mined failure (state changed after estimation): replay it to learn the rule."""
-        try:
-            if isinstance(call, ContractFunction):
-                call.call({"from": self.address}, block_identifier=receipt["blockNumber"] - 1)
-        except Exception as exc:
-            data = revert_data(exc)
-            if data is not None:
-                return self.decoder.decode(data)
+        """A mined failure (state changed after estimation): replay it to learn the rule.
+
+        First on the state before its block, then after it: with several transactions in flight, the
+        one that changed the state may be earlier in the same block.
+        """
+        if isinstance(call, ContractFunction):
+            for block in (receipt["blockNumber"] - 1, receipt["blockNumber"]):
+                try:
+                    call.call({"from": self.address}, block_identifier=block)
+                except Exception as exc:
+                    data = revert_data(exc)
+                    if data is not None:
+                        return self.decoder.decode(data)
         return TransactionFailedError(f"transaction 0x{receipt['transactionHash'].hex()} reverted")
 
     def _call_chain(self, fetch: Any) -> Any:

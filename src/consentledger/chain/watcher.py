@@ -134,7 +134,11 @@ class ReceiptWatcher:
             if kicked:
                 interval = self.fastest
                 time.sleep(self.fastest)  # a transaction just sent is rarely mined yet
-            progress = self._round(watches)
+            try:
+                progress = self._round(watches)
+            except Exception:  # a bug settling one answer must not leave every other caller waiting for ever
+                log.exception("receipt watcher round failed")
+                progress = False
             interval = self.fastest if progress else min(interval * 2, self.slowest)
             with self._cond:
                 if not self._kicked and not self._closed:
