@@ -137,6 +137,12 @@ class TransactionNotMinedError(TransactionFailedError):
     http_status, exit_code, code = 504, 5, "transaction_not_mined"
 
 
+class SignerBusyError(TransactionFailedError):
+    """Raised when a signer keeps its most pending transactions for too long to send one more (nothing was sent)."""
+
+    http_status, exit_code, code = 503, 5, "signer_busy"
+
+
 class GatewayError(ConsentLedgerError):
     """Raised when a gateway answers with a non-2xx status or a body that is not the agreed JSON."""
 

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     port: int = Field(9001, description="Listen port.")
     public_url: str = Field("", description="The URL other gateways use (registered on chain).")
     confirmations: int = Field(0, ge=0, description="Blocks to wait after each transaction.")
+    max_pending_per_signer: int = Field(
+        4, ge=1, le=1000,
+        description="Most transactions of the gateway's signer broadcast and not yet mined; one more waits for a "
+        "slot. Keep it below the node pool's per-sender limit (Besu's default pool takes about 5).",
+    )
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="Largest accepted request body.")
     membership_ttl: float = Field(5.0, ge=0, description="Seconds a member's on-chain standing is cached.")
     relay_interval: float = Field(0.5, gt=0, description="Seconds between outbox relay passes.")

@@ -18,8 +18,10 @@ from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit
 from consentledger.chain.compile import ContractArtifact, compile_contracts
 from consentledger.chain.manifest import Deployment
 from consentledger.chain.nonces import NonceAllocator
+from consentledger.chain.params import ChainParams
 from consentledger.chain.reverts import RevertDecoder, revert_data
 from consentledger.chain.sender import TransactionSender
+from consentledger.chain.watcher import ReceiptWatcher
 from consentledger.consent import Consent, Eip712Domain
 from consentledger.errors import ChainUnavailableError, ContractRevertError, ManifestError
 from consentledger.governance import ProposedAction, purposes_in
@@ -65,6 +67,8 @@ class Ledger:
         self.decoder = RevertDecoder(a.abi for a in artifacts.values())
         self._artifacts = artifacts
         self._nonces = NonceAllocator.for_chain(w3)
+        self._params = ChainParams(w3)
+        self._watcher = ReceiptWatcher(w3)
         self._domain: Eip712Domain | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -81,9 +85,21 @@ class Ledger:
             if not self._read(partial(self.w3.eth.get_code, address)):
                 raise ManifestError(f"no {name} contract at {deployed.address} on chain {chain_id}")
 
-    def sender(self, account: LocalAccount, *, confirmations: int = 0) -> TransactionSender:
-        """Return a transaction sender for `account` sharing this ledger's nonce allocator."""
-        return TransactionSender(self.w3, account, self.decoder, nonces=self._nonces, confirmations=confirmations)
+    def sender(
+        self, account: LocalAccount, *, confirmations: int = 0, max_pending: int | None = None
+    ) -> TransactionSender:
+        """Return a transaction sender for `account` sharing this ledger's nonces, chain values and receipt watcher.
+
+        `max_pending` bounds the signer's pending transactions (None: no bound); see TransactionSender.
+        """
+        return TransactionSender(
+            self.w3, account, self.decoder, nonces=self._nonces, confirmations=confirmations,
+            watcher=self._watcher, params=self._params, max_pending=max_pending,
+        )
+
+    def close(self) -> None:
+        """Stop the receipt watcher's thread (transactions still awaited fail with TransactionNotMinedError)."""
+        self._watcher.close()
 
     def _read(self, fetch: Callable[[], T]) -> T:
         try:

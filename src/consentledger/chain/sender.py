@@ -1,8 +1,16 @@
-"""Send contract transactions from one local signer: estimate, allocate a nonce, sign, wait."""
+"""Send contract transactions from one local signer: estimate, allocate a nonce, sign, broadcast, watch.
+
+Nothing but `eth_sendRawTransaction` runs under the signer's lock: the gas estimate (skipped when the
+caller gives the gas) comes before it, the gas price, chain id and block gas limit come from a cache
+(`ChainParams`), and receipts come from the connection's one `ReceiptWatcher` afterwards. So one
+signer's transactions go out back to back while earlier ones are still being mined, up to
+`max_pending` at a time.
+"""
 
 from __future__ import annotations
 
-import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,17 +18,22 @@ from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
+from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.types import TxReceipt
 
 from consentledger.chain.nonces import NonceAllocator
+from consentledger.chain.params import ChainParams
 from consentledger.chain.reverts import RevertDecoder, revert_data
+from consentledger.chain.watcher import ReceiptWatcher, Release
 from consentledger.errors import (
     ChainUnavailableError,
     ContractRevertError,
+    SignerBusyError,
     TransactionFailedError,
     TransactionNotMinedError,
 )
+
+Call = ContractFunction | ContractConstructor
 
 _GAS_MARGIN = 1.25
 # How nodes (geth, Besu, anvil, ganache) say they already have a transaction, or its nonce is used.
@@ -29,7 +42,7 @@ _NONCE_USED = ("nonce too low", "nonce is too low", "correct nonce")
 # How they refuse a transaction whose nonce a pending (not yet mined) transaction already holds.
 _NONCE_HELD = ("replacement transaction underpriced", "replacement transaction is underpriced")
 _NONCE_RETRIES = 3
-"""How many times `transact` signs again after a refusal for a used nonce (each time with a fresh one)."""
+"""How many times `submit` signs again after a refusal for a used nonce (each time with a fresh one)."""
 
 
 def nonce_clash(exc: Exception) -> bool:
@@ -47,8 +60,38 @@ class SignedCall:
     nonce: int
 
 
+class PendingTransaction:
+    """A broadcast transaction: its hash and nonce now, its receipt from `result()`."""
+
+    def __init__(self, sender: TransactionSender, tx_hash: bytes, nonce: int, call: Call | None,
+                 receipt: Future[TxReceipt]) -> None:
+        self.tx_hash = tx_hash
+        self.nonce = nonce
+        self._sender = sender
+        self._call = call
+        self._receipt = receipt
+
+    def done(self) -> bool:
+        """Return whether the transaction is mined (and confirmed) or given up."""
+        return self._receipt.done()
+
+    def result(self, timeout: float | None = None) -> TxReceipt:
+        """Return the receipt once mined (and confirmed); raise as `TransactionSender.wait_receipt` does.
+
+        Without `timeout` wait until the watcher resolves it (at the latest the sender's timeout
+        after the broadcast); with one, TransactionNotMinedError after that long (asking again is fine).
+        """
+        return self._sender._settled(self._receipt, self.tx_hash, self._call, timeout)
+
+
 class TransactionSender:
-    """Signs and sends transactions for one account; reverts become ContractRevertError."""
+    """Signs and sends transactions for one account; reverts become ContractRevertError.
+
+    `max_pending` bounds this signer's broadcast-but-unmined transactions (None: no bound); the
+    bound is shared with every sender of the same `nonces`. `submit` waits `slot_timeout` seconds
+    (default: `timeout`) for a slot. Transactions sent with `sign` and `broadcast` (the outbox
+    relay) take no slot.
+    """
 
     def __init__(
         self,
@@ -59,6 +102,10 @@ class TransactionSender:
         nonces: NonceAllocator | None = None,
         confirmations: int = 0,
         timeout: float = 120.0,
+        watcher: ReceiptWatcher | None = None,
+        params: ChainParams | None = None,
+        max_pending: int | None = None,
+        slot_timeout: float | None = None,
     ) -> None:
         self.w3 = w3
         self.account = account
@@ -66,53 +113,56 @@ class TransactionSender:
         self.nonces = nonces or NonceAllocator.for_chain(w3)
         self.confirmations = confirmations
         self.timeout = timeout
-        self._chain_id: int | None = None
+        self.watcher = watcher or ReceiptWatcher(w3)
+        self.params = params or ChainParams(w3)
+        self.max_pending = max_pending
+        self.slot_timeout = slot_timeout
 
     @property
     def address(self) -> str:
         """Return the signer's address."""
         return str(self.account.address)
 
-    def transact(self, call: ContractFunction | ContractConstructor) -> TxReceipt:
+    def transact(self, call: Call, *, gas: int | None = None) -> TxReceipt:
         """Send `call` and return its receipt once mined (and confirmed); raise on revert.
 
-        A node refusing the transaction because its nonce is used (another transaction of this
-        signer, e.g. sent with the same key outside this process, took it) resyncs the nonces and
-        signs again: the refused transaction exists nowhere, so it can never land as well.
+        With `gas` the call is not estimated (a revert then shows only once mined, replayed to name
+        the rule). See `submit`.
         """
-        for attempt in range(_NONCE_RETRIES + 1):
-            with self.nonces.signing_lock(self.address):
-                signed = self.sign(call)
-                try:
-                    self.broadcast(signed.raw)
-                except TransactionFailedError as exc:
-                    self.nonces.resync(self.address)
-                    if attempt < _NONCE_RETRIES and nonce_clash(exc):
-                        continue
-                    raise
-                except Exception:
-                    self.nonces.resync(self.address)
-                    raise
-            return self.wait_receipt(signed.tx_hash, call)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return self.submit(call, gas=gas).result()
 
-    def sign(self, call: ContractFunction | ContractConstructor) -> SignedCall:
-        """Estimate gas for `call`, allocate the next nonce and sign it; nothing is sent.
+    def submit(self, call: Call, *, gas: int | None = None) -> PendingTransaction:
+        """Sign and broadcast `call`; return its pending transaction at once (the receipt from `result()`).
+
+        A pending slot is taken first (SignerBusyError if none frees within `slot_timeout`),
+        so at most `max_pending` of the signer's calls are being estimated or are in the pool: on a
+        node answering one request at a time (ganache) a crowd of estimates would otherwise queue
+        ahead of every broadcast. The estimate (unless `gas` is given) raises ContractRevertError
+        without sending anything. Then a nonce is allocated, the transaction signed and broadcast. A node refusing
+        it because its nonce is used (another transaction of this signer, e.g. sent with the same
+        key outside this process, took it) resyncs the nonces and signs again: the refused
+        transaction exists nowhere, so it can never land as well.
+        """
+        release = self._reserve_slot()
+        try:
+            unsigned = self._prepare(call, gas)
+            signed = self._sign_and_broadcast(unsigned)
+            receipt = self.watcher.watch(signed.tx_hash, timeout=self.timeout, confirmations=self.confirmations,
+                                         release=release)
+        except BaseException:
+            if release is not None:
+                release()
+            raise
+        return PendingTransaction(self, signed.tx_hash, signed.nonce, call, receipt)
+
+    def sign(self, call: Call, *, gas: int | None = None) -> SignedCall:
+        """Estimate gas for `call` (unless `gas` is given), allocate the next nonce and sign it; nothing is sent.
 
         A revert during estimation raises ContractRevertError and allocates no nonce. The caller
-        owns the nonce from here: it must broadcast the transaction (or resync the allocator).
+        owns the nonce from here: it must broadcast the transaction (or resync the allocator), and
+        should hold `nonces.signing_lock` from before this call until then.
         """
-        gas = self._estimate(call)
-        tx: dict[str, Any] = {
-            "from": self.address,
-            "gas": gas,
-            "gasPrice": self._call_chain(lambda: self.w3.eth.gas_price),
-            "chainId": self._chain(),
-            "nonce": self.nonces.allocate(self.address),  # last: nothing above may fail with a nonce taken
-        }
-        built = call.build_transaction(tx)  # type: ignore[arg-type]
-        signed = self.account.sign_transaction(dict(built))  # type: ignore[arg-type]
-        return SignedCall(raw=bytes(signed.raw_transaction), tx_hash=bytes(signed.hash), nonce=int(tx["nonce"]))
+        return self._sign(self._prepare(call, gas))
 
     def broadcast(self, raw: bytes, *, resend: bool = False) -> None:
         """Send a signed transaction; a node that already knows it is fine.
@@ -130,13 +180,7 @@ class TransactionSender:
                 return
             raise self._failure("send", exc) from exc
 
-    def wait_receipt(
-        self,
-        tx_hash: bytes,
-        call: ContractFunction | ContractConstructor | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> TxReceipt:
+    def wait_receipt(self, tx_hash: bytes, call: Call | None = None, *, timeout: float | None = None) -> TxReceipt:
         """Return the receipt of `tx_hash` once mined (and confirmed).
 
         A mined revert raises ContractRevertError naming the rule when `call` (the call that was
@@ -145,14 +189,8 @@ class TransactionSender:
         TransactionNotMinedError, a TransactionFailedError: the transaction may still be mined.
         """
         timeout = self.timeout if timeout is None else timeout
-        try:
-            receipt = self.w3.eth.wait_for_transaction_receipt(HexBytes(tx_hash), timeout=timeout, poll_latency=0.05)
-        except TimeExhausted as exc:
-            raise TransactionNotMinedError(f"transaction 0x{tx_hash.hex()} not mined in {timeout:.0f} s") from exc
-        if receipt["status"] != 1:
-            raise self._replay_revert(receipt, call)
-        self._wait_confirmations(receipt["blockNumber"])
-        return receipt
+        receipt = self.watcher.watch(tx_hash, timeout=timeout, confirmations=self.confirmations)
+        return self._settled(receipt, tx_hash, call, None)
 
     def mined_nonce(self) -> int:
         """Return how many of the signer's transactions are mined (the nonce the chain expects next)."""
@@ -177,40 +215,88 @@ class TransactionSender:
         except Exception as exc:
             raise self._failure("call", exc) from exc
 
-    def _estimate(self, call: ContractFunction | ContractConstructor) -> int:
+    def _prepare(self, call: Call, gas: int | None) -> dict[str, Any]:
+        """Return the unsigned transaction of `call` but its nonce; no lock is held, nothing allocated."""
+        limit = self.params.gas_limit()
+        if gas is None:
+            gas = self._estimate(call)
+        tx: dict[str, Any] = {
+            "from": self.address,
+            "gas": min(int(gas), limit),
+            "gasPrice": self.params.gas_price(),
+            "chainId": self.params.chain_id(),
+        }
+        return dict(call.build_transaction(tx))  # type: ignore[arg-type]
+
+    def _estimate(self, call: Call) -> int:
         try:
             estimate = call.estimate_gas({"from": self.address})
         except Exception as exc:
             raise self._failure("estimate gas", exc) from exc
-        limit = self._call_chain(lambda: self.w3.eth.get_block("latest")["gasLimit"])
-        return min(int(estimate * _GAS_MARGIN) + 10_000, int(limit))
+        return int(estimate * _GAS_MARGIN) + 10_000
 
-    def _wait_confirmations(self, block: int) -> None:
-        if self.confirmations <= 0:
-            return
-        deadline = time.monotonic() + self.timeout
-        while self.w3.eth.block_number < block + self.confirmations:
-            if time.monotonic() > deadline:
-                raise TransactionNotMinedError(f"block {block} not confirmed {self.confirmations} times in time")
-            time.sleep(0.1)
+    def _sign(self, unsigned: dict[str, Any]) -> SignedCall:
+        nonce = self.nonces.allocate(self.address)
+        signed = self.account.sign_transaction({**unsigned, "nonce": nonce})
+        return SignedCall(raw=bytes(signed.raw_transaction), tx_hash=bytes(signed.hash), nonce=nonce)
+
+    def _sign_and_broadcast(self, unsigned: dict[str, Any]) -> SignedCall:
+        for attempt in range(_NONCE_RETRIES + 1):
+            # Held from the nonce to the broadcast, so no signed-but-unsent transaction exists when
+            # another sender fails and resyncs: a resync never hands out a nonce a pending one owns.
+            with self.nonces.signing_lock(self.address):
+                signed = self._sign(unsigned)
+                try:
+                    self.broadcast(signed.raw)
+                except TransactionFailedError as exc:
+                    self.nonces.resync(self.address)
+                    if attempt < _NONCE_RETRIES and nonce_clash(exc):
+                        continue
+                    raise
+                except Exception:
+                    self.nonces.resync(self.address)
+                    raise
+            return signed
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _reserve_slot(self) -> Release | None:
+        if self.max_pending is None:
+            return None
+        wait = self.timeout if self.slot_timeout is None else self.slot_timeout
+        release = self.nonces.reserve_pending(self.address, self.max_pending, wait)
+        if release is None:
+            raise SignerBusyError(
+                f"{self.address} kept {self.max_pending} transactions pending for {wait:g} s; nothing was sent")
+        return release
+
+    def _settled(self, receipt: Future[TxReceipt], tx_hash: bytes, call: Call | None,
+                 timeout: float | None) -> TxReceipt:
+        """Return the watched receipt, or raise: a mined revert replayed, no receipt in time."""
+        try:
+            mined = receipt.result(timeout)
+        except FutureTimeout:
+            raise TransactionNotMinedError(f"transaction 0x{tx_hash.hex()} not mined in {timeout:.0f} s") from None
+        if mined["status"] != 1:
+            raise self._replay_revert(mined, call)
+        return mined
 
     def _replay_revert(
         self, receipt: TxReceipt, call: ContractFunction | ContractConstructor | None
     ) -> Exception:
-        """A mined failure (state changed after estimation): replay it to learn the rule."""
-        try:
-            if isinstance(call, ContractFunction):
-                call.call({"from": self.address}, block_identifier=receipt["blockNumber"] - 1)
-        except Exception as exc:
-            data = revert_data(exc)
-            if data is not None:
-                return self.decoder.decode(data)
-        return TransactionFailedError(f"transaction 0x{receipt['transactionHash'].hex()} reverted")
+        """A mined failure (state changed after estimation): replay it to learn the rule.
 
-    def _chain(self) -> int:
-        if self._chain_id is None:
-            self._chain_id = self._call_chain(lambda: self.w3.eth.chain_id)
-        return self._chain_id
+        First on the state before its block, then after it: with several transactions in flight, the
+        one that changed the state may be earlier in the same block.
+        """
+        if isinstance(call, ContractFunction):
+            for block in (receipt["blockNumber"] - 1, receipt["blockNumber"]):
+                try:
+                    call.call({"from": self.address}, block_identifier=block)
+                except Exception as exc:
+                    data = revert_data(exc)
+                    if data is not None:
+                        return self.decoder.decode(data)
+        return TransactionFailedError(f"transaction 0x{receipt['transactionHash'].hex()} reverted")
 
     def _call_chain(self, fetch: Any) -> Any:
         try:

@@ -101,7 +101,9 @@ class Gateway:
         if adopted:
             log.info("took over records of earlier signing keys after a rotation: %s", adopted)
         store = Store(engine)
-        sender = ledger.sender(account, confirmations=settings.confirmations)
+        sender = ledger.sender(
+            account, confirmations=settings.confirmations, max_pending=settings.max_pending_per_signer
+        )
         return cls(
             settings=settings,
             ledger=ledger,
@@ -169,5 +171,6 @@ class Gateway:
         if self.upkeep is not None:
             self.upkeep.join(timeout=10)
         self.peers.close()
+        self.ledger.close()
         if self.key_lock is not None:
             self.key_lock.release()
