@@ -11,8 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from consentledger.errors import ConsentLedgerError, ContractRevertError
+from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.body_limit import BodyLimit
+from consentledger.gateway.refusals import error_body
 from consentledger.gateway.routes import (
     access,
     attestations,
@@ -63,10 +64,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
 
     @app.exception_handler(ConsentLedgerError)
     async def our_error(request: Request, exc: ConsentLedgerError) -> JSONResponse:
-        body = {"error": exc.code, "detail": str(exc), **exc.fields()}
-        if isinstance(exc, ContractRevertError):
-            body["rule"] = exc.rule
-        return JSONResponse(body, status_code=exc.http_status)
+        return JSONResponse(error_body(exc), status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -73,7 +73,7 @@ class ReleaseLog:
         return self.record_many([(release, limit)])[0]
 
     def record_many(self, wanted: Sequence[tuple[Release, int]]) -> list[Release | None]:
-        """Commit each (release, limit) as its access's next release in one transaction; None where the limit is reached.
+        """Commit each (release, limit) as its access's next release, all in one transaction; None past the limit.
 
         Each item keeps its own `limit`, counted over the releases already logged and the earlier
         items of the same call (two items for one access take consecutive ordinals). Race-free as

@@ -1,4 +1,9 @@
-"""Requester side of an access: record it on chain, fetch the key from the custodian, verify, decrypt."""
+"""Requester side of an access: record it on chain, fetch the key from the custodian, verify, decrypt.
+
+One access (`request_access`) fetches its key with one signed call; accesses already recorded on
+chain (`disclose_recorded`) fetch theirs in batches, one signed call per custodian and batch. Both
+unwrap, decrypt, verify against the on-chain commitment and render the answer the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,11 +20,35 @@ from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
-from consentledger.errors import IntegrityError, PeerError, RecordDestroyedError, ReleaseRefusedError
+from consentledger.errors import (
+    ConsentLedgerError,
+    IntegrityError,
+    PeerError,
+    RecordDestroyedError,
+    ReleaseRefusedError,
+)
+from consentledger.gateway.flows.key_request import KeyRequest
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
-from consentledger.types import NO_ACTOR, ActorId, Member, MemberStatus, Sensitivity
+from consentledger.types import NO_ACTOR, AccessEntry, ActorId, Member, MemberStatus, RecordInfo, Sensitivity
+
+BATCH_PATH = "/v1/keys/batch"
+
+
+@dataclass(frozen=True)
+class RecordedAccess:
+    """An access already on chain whose disclosure is still to fetch: its entry, the consents it presented, in order,
+    and what becomes of identifying fields it may not see."""
+
+    entry: AccessEntry
+    consents: tuple[Consent, ...] = ()
+    withhold: Withholding = Withholding.REMOVE
+
+    def key_request(self) -> KeyRequest:
+        """Return what the custodian is asked to release for this access."""
+        entry = self.entry
+        return KeyRequest(bytes(entry.record), entry.seq, entry.block_number, self.withhold, self.consents)
 
 
 def request_access(
@@ -36,6 +66,88 @@ def request_access(
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
                           withhold, consents)
+    return _opened(gw, entry, info, released)
+
+
+def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[dict[str, Any] | ConsentLedgerError]:
+    """Return, per access in order, its disclosure as `request_access` answers it, or the error it would raise.
+
+    The accesses are grouped by their records' custodians, and each group's keys are fetched in
+    batches of at most `max_batch_items`, one signed call each (`fetch_keys`). A custodian that
+    cannot be reached, or refuses a whole batch, fails that batch's items only.
+    """
+    answers: list[dict[str, Any] | ConsentLedgerError | None] = [None] * len(accesses)
+    groups: dict[tuple[str, str], list[tuple[int, RecordInfo]]] = {}
+    for at, access in enumerate(accesses):
+        try:
+            info = gw.ledger.record(bytes(access.entry.record))
+            custodian = _custodian_now(gw, info.custodian)
+        except ConsentLedgerError as exc:
+            answers[at] = exc
+            continue
+        groups.setdefault((custodian.address, custodian.gateway_url), []).append((at, info))
+    size = gw.settings.max_batch_items
+    for (custodian_address, url), members in groups.items():
+        for start in range(0, len(members), size):
+            batch = members[start:start + size]
+            try:
+                released = fetch_keys(gw, url, custodian_address, [accesses[at].key_request() for at, _ in batch])
+            except ConsentLedgerError as exc:
+                released = [exc] * len(batch)
+            for (at, info), answer in zip(batch, released, strict=True):
+                answers[at] = answer if isinstance(answer, ConsentLedgerError) else _opened_or_error(
+                    gw, accesses[at].entry, info, answer)
+    return [a if a is not None else PeerError("no answer") for a in answers]
+
+
+def fetch_keys(
+    gw: Gateway, url: str, custodian: str, requests: Sequence[KeyRequest]
+) -> list[dict[str, Any] | ConsentLedgerError]:
+    """Return the custodian's release of each request, in order, or the error `_fetch_key` raises for its refusal.
+
+    One signed POST /v1/keys/batch. Raises PeerError when the custodian cannot be reached or
+    refuses the whole call (not a member, too many items, chain down), or answers out of shape.
+    """
+    if not url:
+        raise PeerError(f"custodian {custodian} has no gateway URL on chain")
+    response = _signed_post(gw, url, custodian, BATCH_PATH, {"items": [r.to_json() for r in requests]})
+    if response.status_code != 200:
+        raise _refusal(response.status_code, _json_or_text(response), None, None)
+    try:
+        items = response.json()["items"]
+        if not isinstance(items, list) or len(items) != len(requests):
+            raise ValueError(f"{len(items) if isinstance(items, list) else 'no'} answers to {len(requests)} items")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PeerError(f"malformed batch answer from the custodian: {exc}") from None
+    answers: list[dict[str, Any] | ConsentLedgerError] = []
+    for request, item in zip(requests, items, strict=True):
+        if not isinstance(item, dict):
+            answers.append(PeerError(f"malformed answer from the custodian for access {request.seq} to record "
+                                     f"{request.record}"))
+        elif "error" in item:
+            status = item.get("status")
+            answers.append(_refusal(status if isinstance(status, int) else 502, item, request.record, request.seq))
+        else:
+            answers.append(item)
+    return answers
+
+
+def _opened_or_error(
+    gw: Gateway, entry: AccessEntry, info: RecordInfo, released: dict[str, Any]
+) -> dict[str, Any] | ConsentLedgerError:
+    try:
+        return _opened(gw, entry, info, released)
+    except ConsentLedgerError as exc:
+        return exc
+
+
+def _opened(gw: Gateway, entry: AccessEntry, info: RecordInfo, released: dict[str, Any]) -> dict[str, Any]:
+    """Return the answer to an access from the custodian's release: unwrapped, decrypted, checked, rendered.
+
+    IntegrityError if the release is malformed, its key does not unwrap for this org, or the
+    disclosure does not match the record's commitment on chain.
+    """
+    record_id = bytes(entry.record)
     try:
         wrapped = WrappedKey.from_json(released["wrapped_key"])
         sealed = base64.b64decode(released["disclosure"], validate=True)
@@ -97,8 +209,16 @@ def _fetch_key(
     """
     if not url:
         raise PeerError(f"custodian {custodian} has no gateway URL on chain")
-    path = f"/v1/keys/0x{record_id.hex()}/{seq}"
-    request = {"block": block, "withhold": withhold.value, "consents": [c.to_json() for c in consents]}
+    request = KeyRequest(record_id, seq, block, withhold, tuple(consents))
+    response = _signed_post(gw, url, custodian, f"/v1/keys/{request.record}/{seq}", request.to_json(with_access=False))
+    if response.status_code != 200:
+        raise _refusal(response.status_code, _json_or_text(response), request.record, seq)
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _signed_post(gw: Gateway, url: str, custodian: str, path: str, request: dict[str, Any]) -> httpx.Response:
+    """Send `request` to the custodian's gateway at `path`, signed by this org for that custodian."""
     body = json.dumps(request, separators=(",", ":")).encode()
     signature = sign_request(
         gw.sender.account.key, chain_id=gw.chain_id, audience=custodian, method="POST", path=path, body=body,
@@ -106,26 +226,31 @@ def _fetch_key(
     )
     headers = {**signature.headers(), "Content-Type": "application/json"}
     try:
-        response = gw.peers.post(url.rstrip("/") + path, content=body, headers=headers)
+        return gw.peers.post(url.rstrip("/") + path, content=body, headers=headers)
     except httpx.HTTPError as exc:
         raise PeerError(f"cannot reach the custodian gateway at {url}: {exc}") from None
-    if response.status_code != 200:
-        try:
-            answer = response.json()
-            detail, code = answer.get("detail", response.text), answer.get("error")
-        except (ValueError, AttributeError):
-            detail, code = response.text[:200], None
-        if code == IntegrityError.code:
-            raise IntegrityError(f"the custodian found the record damaged: {detail}")
-        if code == ReleaseRefusedError.code:
-            # The access is on chain, but its disclosure is not released (any more): say why, as the custodian did.
-            raise ReleaseRefusedError(str(answer.get("reason", "")), f"the custodian refused the release: {detail}",
-                                      record="0x" + record_id.hex(), seq=seq)
-        if code == RecordDestroyedError.code:
-            # Shredded at the custodian while its tombstone was still on its way to the chain.
-            raise RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),
-                                       answer.get("tombstone"))
-        raise PeerError(f"custodian gateway refused the key (HTTP {response.status_code}): {detail}")
-    result: dict[str, Any] = response.json()
-    return result
 
+
+def _json_or_text(response: httpx.Response) -> dict[str, Any]:
+    """Return the refusal's JSON body, or its text as the detail when it is not JSON."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    return answer if isinstance(answer, dict) else {"detail": response.text[:200]}
+
+
+def _refusal(status: int, answer: dict[str, Any], record: str | None, seq: int | None) -> ConsentLedgerError:
+    """Return our error for the custodian's refusal (HTTP `status`, body `answer`) of access (record, seq)."""
+    detail, code = answer.get("detail", ""), answer.get("error")
+    if code == IntegrityError.code:
+        return IntegrityError(f"the custodian found the record damaged: {detail}")
+    if code == ReleaseRefusedError.code:
+        # The access is on chain, but its disclosure is not released (any more): say why, as the custodian did.
+        return ReleaseRefusedError(str(answer.get("reason", "")), f"the custodian refused the release: {detail}",
+                                   record=record, seq=seq)
+    if code == RecordDestroyedError.code:
+        # Shredded at the custodian while its tombstone was still on its way to the chain.
+        return RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),
+                                    answer.get("tombstone"))
+    return PeerError(f"custodian gateway refused the key (HTTP {status}): {detail}")

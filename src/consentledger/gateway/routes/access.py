@@ -8,12 +8,14 @@ from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.actors import ClientRole
-from consentledger.errors import NotFoundError
+from consentledger.errors import ConsentLedgerError, NotFoundError, PayloadTooLargeError
 from consentledger.gateway.auth import Caller, agency_client, gateway_of, member_with
 from consentledger.gateway.flows import access, release
+from consentledger.gateway.flows.key_request import KeyRequest
+from consentledger.gateway.refusals import item_refusal
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.schemas import AccessIn, KeyRequestIn, parse
+from consentledger.gateway.schemas import AccessIn, KeyBatchIn, KeyRequestIn, parse
 from consentledger.types import Role
 
 router = APIRouter(prefix="/v1")
@@ -30,6 +32,24 @@ def request_access(
     answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold,
                                    actor=caller.actor)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
+
+@router.post("/keys/batch", summary="Release the keys of many accesses on chain of one requester (requester org)")
+def release_keys(gw: GatewayDep, caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))]) -> JSONResponse:
+    """Return `{"items": [...]}`: per item in order, its release as POST /v1/keys/{record}/{seq} answers it, or that
+    request's refusal `{"error", "detail", ..., "status"}`. Every release is logged before the answer leaves."""
+    body = parse(KeyBatchIn, caller.body)
+    if len(body.items) > gw.settings.max_batch_items:
+        raise PayloadTooLargeError(f"a batch of {len(body.items)} items is over the {gw.settings.max_batch_items} "
+                                   "allowed (max_batch_items): split it")
+    requests = [
+        KeyRequest(bytes.fromhex(item.record[2:]), item.seq, item.block, item.withhold,
+                   tuple(consent_terms(c) for c in item.consents))
+        for item in body.items
+    ]
+    answers = release.release_keys(gw, caller.address, requests)
+    items = [item_refusal(a) if isinstance(a, ConsentLedgerError) else a for a in answers]
+    return JSONResponse({"items": items}, headers={"Cache-Control": "no-store"})
+
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
 def release_key(
