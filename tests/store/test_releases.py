@@ -6,7 +6,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 

@@ -71,8 +71,9 @@ def find_accesses(gw: Gateway, requests: Sequence[KeyRequest]) -> dict[tuple[byt
     """Return the AccessRecorded entries the requests name, by (record, seq, block): one log query per block range.
 
     The requests' blocks are grouped into ranges of at most `logs_block_range` blocks (what the
-    node serves in one `eth_getLogs`); each query asks for the requests' records and seqs in its
-    range, so it returns those entries and at most a few more (another of the seqs asked for).
+    node serves in one `eth_getLogs`); each query asks only for the records and seqs requested in
+    its range (any requester: an entry of another is refused as the single release refuses it), so
+    it returns those entries and at most others pairing one of those records with another of the seqs.
     """
     found: dict[tuple[bytes, int, int], AccessEntry] = {}
     for first, last in block_ranges((r.block for r in requests), gw.settings.logs_block_range):
