@@ -249,9 +249,9 @@ class GatewayClient:
         bodies = [ask.to_json() for ask in asks]
         answers: list[dict[str, Any]] = []
         for start in range(0, len(bodies), BATCH_LIMIT):
-            reply = self._json(self.send_signed("POST", "/v1/access/batch", {"items": bodies[start:start + BATCH_LIMIT]}))
-            items = reply.get("items")
-            if not isinstance(items, list) or len(items) != len(bodies[start:start + BATCH_LIMIT]):
+            chunk = bodies[start:start + BATCH_LIMIT]
+            items = self._json(self.send_signed("POST", "/v1/access/batch", {"items": chunk})).get("items")
+            if not isinstance(items, list) or len(items) != len(chunk):
                 raise GatewayError(502, "gateway_error", "the batch answer does not hold one item per access asked")
             answers.extend(items)
         return answers

@@ -16,6 +16,10 @@ RELEASE_WINDOW = 300
 """Default `release_window`: seconds after an access's block its key may be released (see the setting)."""
 MAX_RELEASES = 3
 """Default `max_releases`: releases of one access's key (PROTECTED: always 1)."""
+MAX_BATCH_ITEMS = 256
+"""Default `max_batch_items`: items in one batch call (accesses asked for, keys released)."""
+LOGS_BLOCK_RANGE = 5000
+"""Default `logs_block_range`: Besu's default `--rpc-max-logs-range`, the most blocks one eth_getLogs may span."""
 
 
 class Settings(BaseSettings):
@@ -60,9 +64,6 @@ class Settings(BaseSettings):
         description="Seconds an access waits for others to share its transaction while a batch is on its way "
         "(group commit; a lone access never waits).",
     )
-    max_batch_items: int = Field(
-        256, ge=1, le=256, description="Most accesses in one batch transaction, and in one batch request."
-    )
     idempotency_ttl: int = Field(
         86400, gt=0, le=30 * 86400, description="Seconds an access's Idempotency-Key is remembered for retries."
     )
@@ -89,6 +90,15 @@ class Settings(BaseSettings):
 
     A PROTECTED record's disclosure is for immediate use, so it is released exactly once.
     """
+
+    max_batch_items: int = Field(
+        MAX_BATCH_ITEMS, gt=0, le=10_000,
+        description="Most items in one batch call (POST /v1/access/batch, POST /v1/keys/batch).",
+    )
+    logs_block_range: int = Field(
+        LOGS_BLOCK_RANGE, gt=0,
+        description="Most blocks one eth_getLogs may span on the chain's nodes (Besu --rpc-max-logs-range).",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -84,11 +84,14 @@ def test_a_batch_answers_each_access_on_its_own(consortium: Consortium) -> None:
 
 
 def test_an_oversized_or_empty_batch_is_refused_before_the_chain(consortium: Consortium) -> None:
-    """More items than the bound, or none, is a 422 with the JSON error shape; nothing is recorded."""
+    """More items than the bound is a 413, none a 422, both with the JSON error shape; nothing is recorded."""
     transport = consortium.transport
+    before = len(refusals(consortium, UNKNOWN))
     too_many = {"items": [item(UNKNOWN)] * 257}
-    expect(signed(transport, consortium.key(transport), "POST", "/v1/access/batch", too_many), 422)
+    expect(signed(transport, consortium.key(transport), "POST", "/v1/access/batch", too_many), 413,
+           "payload_too_large")
     expect(signed(transport, consortium.key(transport), "POST", "/v1/access/batch", {"items": []}), 422)
+    assert len(refusals(consortium, UNKNOWN)) == before
 
 
 def test_concurrent_single_accesses_share_transactions_and_keep_their_own_answers(consortium: Consortium) -> None:

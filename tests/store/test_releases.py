@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
 
 from consentledger.store import Release, ReleaseLog
 from consentledger.store.tables import releases
@@ -77,3 +79,48 @@ def test_concurrent_releases_never_exceed_the_limit(engine: Engine) -> None:
     assert sorted(r.ordinal for r in results if r is not None) == [1, 2, 3]
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(releases)) == 3
+
+
+def test_a_batch_is_recorded_with_each_items_own_limit(engine: Engine) -> None:
+    """One call for three accesses: seq 1 (already released twice, limit 3) takes its last ordinal, seq 2 (limit 1,
+    PROTECTED) is released once and its second item in the same call is refused, seq 3 starts at 1."""
+    log = ReleaseLog(engine)
+    log.record(release(seq=1), limit=3)
+    log.record(release(seq=1), limit=3)
+
+    results = log.record_many([(release(seq=1), 3), (release(seq=2, use="immediate"), 1),
+                               (release(seq=2, use="immediate"), 1), (release(seq=3), 3), (release(seq=1), 3)])
+
+    assert [(r.seq, r.ordinal) if r else None for r in results] == [(1, 3), (2, 1), None, (3, 1), None]
+    assert [log.count(RECORD, seq) for seq in (1, 2, 3)] == [3, 1, 1]
+    assert {r.released_at for r in results if r is not None} == {results[0].released_at}  # type: ignore[union-attr]
+
+
+def test_a_batch_is_one_transaction(engine: Engine) -> None:
+    """A batch whose second row breaks a NOT NULL column raises the database's error (not a reached limit) and
+    records none of its items."""
+    log = ReleaseLog(engine)
+
+    with pytest.raises(IntegrityError, match="(?i)null"):
+        log.record_many([(release(seq=1), 3), (release(seq=2, use=None), 3)])
+
+    assert (log.count(RECORD, 1), log.count(RECORD, 2)) == (0, 0)
+
+
+def test_concurrent_batches_never_exceed_the_limit(engine: Engine) -> None:
+    """Eight threads each releasing accesses 1 and 2 in one batch at once, limit 3: each access gets exactly
+    ordinals 1, 2, 3 and the table holds six releases."""
+    log = ReleaseLog(engine)
+    start = threading.Barrier(8)
+
+    def attempt(_: int) -> list[Release | None]:
+        start.wait()
+        return log.record_many([(release(seq=1), 3), (release(seq=2), 3)])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for batch in pool.map(attempt, range(8)) for r in batch]
+
+    for seq in (1, 2):
+        assert sorted(r.ordinal for r in results if r is not None and r.seq == seq) == [1, 2, 3]
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(releases)) == 6

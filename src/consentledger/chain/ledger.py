@@ -124,6 +124,22 @@ class Ledger:
             logs.extend(self._read(partial(event.get_logs, from_block=from_block, to_block=to_block)))
         return logs
 
+    def access_entries(
+        self, from_block: int, to_block: int, *, records: Sequence[bytes] = (), seqs: Sequence[int] = ()
+    ) -> list[AccessEntry]:
+        """Return the AccessRecorded entries mined in blocks `from_block`..`to_block` (one `eth_getLogs`).
+
+        Only those of `records` and of `seqs` when given (each list matches any of its values).
+        """
+        filters: dict[str, Any] = {}
+        if records:
+            filters["record"] = list(records)
+        if seqs:
+            filters["seq"] = list(seqs)
+        event = self.access.events.AccessRecorded()
+        logs = self._read(partial(event.get_logs, from_block=from_block, to_block=to_block, argument_filters=filters))
+        return [entry_from_event(log) for log in logs]
+
     # ------------------------------------------------------------------ consortium reads
 
     def member(self, account: str) -> Member:

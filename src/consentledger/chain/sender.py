@@ -9,6 +9,7 @@ signer's transactions go out back to back while earlier ones are still being min
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -131,7 +132,9 @@ class TransactionSender:
         """
         return self.submit(call, gas=gas).result()
 
-    def submit(self, call: Call, *, gas: int | None = None) -> PendingTransaction:
+    def submit(
+        self, call: Call, *, gas: int | None = None, before_broadcast: Callable[[SignedCall], None] | None = None,
+    ) -> PendingTransaction:
         """Sign and broadcast `call`; return its pending transaction at once (the receipt from `result()`).
 
         A pending slot is taken first (SignerBusyError if none frees within `slot_timeout`),
@@ -142,11 +145,15 @@ class TransactionSender:
         it because its nonce is used (another transaction of this signer, e.g. sent with the same
         key outside this process, took it) resyncs the nonces and signs again: the refused
         transaction exists nowhere, so it can never land as well.
+
+        `before_broadcast` runs with each signed transaction before it is sent (again for a
+        re-signed one), under the signing lock: to save it, say, so a restart can find it. If it
+        raises, nothing is sent and the nonce is free again.
         """
         release = self._reserve_slot()
         try:
             unsigned = self._prepare(call, gas)
-            signed = self._sign_and_broadcast(unsigned)
+            signed = self._sign_and_broadcast(unsigned, before_broadcast)
             receipt = self.watcher.watch(signed.tx_hash, timeout=self.timeout, confirmations=self.confirmations,
                                          release=release)
         except BaseException:
@@ -240,13 +247,17 @@ class TransactionSender:
         signed = self.account.sign_transaction({**unsigned, "nonce": nonce})
         return SignedCall(raw=bytes(signed.raw_transaction), tx_hash=bytes(signed.hash), nonce=nonce)
 
-    def _sign_and_broadcast(self, unsigned: dict[str, Any]) -> SignedCall:
+    def _sign_and_broadcast(
+        self, unsigned: dict[str, Any], before_broadcast: Callable[[SignedCall], None] | None = None,
+    ) -> SignedCall:
         for attempt in range(_NONCE_RETRIES + 1):
             # Held from the nonce to the broadcast, so no signed-but-unsent transaction exists when
             # another sender fails and resyncs: a resync never hands out a nonce a pending one owns.
             with self.nonces.signing_lock(self.address):
                 signed = self._sign(unsigned)
                 try:
+                    if before_broadcast is not None:
+                        before_broadcast(signed)
                     self.broadcast(signed.raw)
                 except TransactionFailedError as exc:
                     self.nonces.resync(self.address)

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.body_limit import BodyLimit
-from consentledger.gateway.error_body import error_body
+from consentledger.gateway.refusals import error_body
 from consentledger.gateway.routes import (
     access,
     attestations,

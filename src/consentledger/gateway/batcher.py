@@ -139,7 +139,7 @@ class AccessBatcher:
         self._fail_queued()
 
     def _gather(self, first: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting] | None]:
-        """Return `first` with the parcels that arrive within the window (none waited for when idle), and any left over."""
+        """Return `first` with the parcels arriving within the window (none awaited when idle), and any left over."""
         with self._busy_lock:
             idle = self._busy == 0
         return self._fill(list(first), deadline=time.monotonic() + (0.0 if idle else self._window))
@@ -212,10 +212,15 @@ class AccessBatcher:
     def _saver(self, group: list[_Waiting]) -> Callable[[SignedCall], None]:
         """Return what runs between signing a batch and broadcasting it: save its keyed items."""
         keyed = [(i, w.idempotency) for i, w in enumerate(group) if w.idempotency is not None]
+        saved: list[bytes] = []
 
         def save(signed: SignedCall) -> None:
             if keyed:
+                if saved:  # signed again after a nonce clash: the first transaction was never sent
+                    for _, ask in keyed:
+                        self._keys.forget(ask)
                 self._keys.save(signed.tx_hash, self._sender.address, signed.nonce, len(group), signed.raw, keyed)
+                saved.append(signed.tx_hash)
             self._fault("access-signed")
 
         return save

@@ -12,6 +12,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from consentledger.audit import Indexer
+from consentledger.chain.batch import MAX_BATCH
 from consentledger.chain.connect import connect
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.manifest import Deployment
@@ -67,9 +68,10 @@ class Gateway:
     def __post_init__(self) -> None:
         self.access_keys = AccessKeys(self.store.engine)
         self.batcher = AccessBatcher(
-            self.ledger, self.sender, window=self.settings.batch_window, max_items=self.settings.max_batch_items,
+            self.ledger, self.sender, window=self.settings.batch_window,
+            max_items=min(self.settings.max_batch_items, MAX_BATCH),
             max_in_flight=self.settings.max_pending_per_signer,
-            sources_of=lambda record: len(self.ledger.record(record).sources), keys=self.access_keys,
+            sources_of=lambda record: len(self.ledger.record(record).derived_from), keys=self.access_keys,
             fault=crash_at(self.settings.fault_injection),
         )
 

@@ -86,7 +86,7 @@ class AccessIn(_Body):
 class AccessBatchIn(_Body):
     """POST /v1/access/batch: many accesses, recorded on chain together and answered one by one."""
 
-    items: list[AccessIn] = Field(min_length=1, max_length=256)
+    items: list[AccessIn] = Field(min_length=1)  # at most `max_batch_items` (413 above)
 
 
 class KeyRequestIn(_Body):
@@ -96,6 +96,19 @@ class KeyRequestIn(_Body):
     block: int = Field(ge=0)
     withhold: Withholding = Withholding.REMOVE
     consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
+
+
+class KeyItemIn(KeyRequestIn):
+    """One item of POST /v1/keys/batch: the access (record, seq) and what its single request's body says."""
+
+    record: str = Hex32
+    seq: int = Field(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")
+
+
+class KeyBatchIn(_Body):
+    """POST /v1/keys/batch: one requester's accesses whose keys it asks for (at most `max_batch_items`)."""
+
+    items: list[KeyItemIn] = Field(min_length=1)
 
 
 M = TypeVar("M", bound=BaseModel)

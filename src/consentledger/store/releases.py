@@ -8,17 +8,20 @@ PostgreSQL alike, and needs no lock held across requests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from consentledger.store.tables import releases
 from consentledger.types import Address
+
+_CHUNK = 500
+"""How many accesses one count query names at most (SQLite allows a few thousand parameters)."""
 
 
 @dataclass(frozen=True)
@@ -67,20 +70,39 @@ class ReleaseLog:
 
         Race-free: of concurrent calls for one access, at most `limit` in all ever succeed.
         """
-        values = _values(replace(release, requester=Address(to_checksum_address(release.requester))))
-        # Each failed insert means another release took that ordinal, so limit + 1 attempts always decide.
-        for _ in range(limit + 1):
+        return self.record_many([(release, limit)])[0]
+
+    def record_many(self, wanted: Sequence[tuple[Release, int]]) -> list[Release | None]:
+        """Commit each (release, limit) as its access's next release, all in one transaction; None past the limit.
+
+        Each item keeps its own `limit`, counted over the releases already logged and the earlier
+        items of the same call (two items for one access take consecutive ordinals). Race-free as
+        `record`: a concurrent release taking an ordinal of ours fails our insert on the unique
+        constraint, and the whole call is counted and written again.
+        """
+        if not wanted:
+            return []
+        rows = [(_values(replace(r, requester=Address(to_checksum_address(r.requester)))), limit)
+                for r, limit in wanted]
+        accesses = sorted({(r.record_id, r.seq) for r, _ in wanted})
+        # Each failed attempt means another release took an ordinal of one of these accesses, and at most
+        # sum(limits) can ever be taken, so that many attempts plus one always decide.
+        for _ in range(sum(limit for _, limit in wanted) + 1):
+            with self.engine.connect() as conn:
+                before = self._counts(conn, accesses)
+            decided = _next_ordinals(rows, before, self._clock())
             try:
                 with self.engine.begin() as conn:
-                    taken = self._count(conn, release.record_id, release.seq)
-                    if taken >= limit:
-                        return None
-                    stored = {**values, "ordinal": taken + 1, "released_at": self._clock()}
-                    conn.execute(releases.insert().values(stored))
+                    inserted = [row for row in decided if row is not None]
+                    if inserted:
+                        conn.execute(releases.insert(), inserted)
             except IntegrityError:
+                with self.engine.connect() as conn:
+                    if self._counts(conn, accesses) == before:
+                        raise  # no other release took an ordinal: the rows themselves are bad
                 continue
-            return _release_from_values(stored)
-        return None
+            return [None if row is None else _release_from_values(row) for row in decided]
+        return [None] * len(wanted)
 
     def count(self, record_id: str, seq: int) -> int:
         """Return how many times access (record, seq) was released."""
@@ -107,11 +129,38 @@ class ReleaseLog:
         return found
 
     @staticmethod
+    def _counts(conn: Connection, accesses: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Return the releases logged so far of each of `accesses` (absent: none)."""
+        counts: dict[tuple[str, int], int] = {}
+        for at in range(0, len(accesses), _CHUNK):
+            access = tuple_(releases.c.record_id, releases.c.seq)
+            query = (select(releases.c.record_id, releases.c.seq, func.max(releases.c.ordinal))
+                     .where(access.in_(accesses[at:at + _CHUNK])).group_by(releases.c.record_id, releases.c.seq))
+            counts.update({(row[0], row[1]): int(row[2]) for row in conn.execute(query)})
+        return counts
+
+    @staticmethod
     def _count(conn: Connection, record_id: str, seq: int) -> int:
         query = select(func.coalesce(func.max(releases.c.ordinal), 0)).where(
             releases.c.record_id == record_id, releases.c.seq == seq
         )
         return int(conn.scalar(query) or 0)
+
+
+def _next_ordinals(
+    rows: Sequence[tuple[dict[str, Any], int]], taken: dict[tuple[str, int], int], now: datetime
+) -> list[dict[str, Any] | None]:
+    """Return each row with its access's next ordinal after `taken`, or None where its limit is reached."""
+    counts = dict(taken)
+    decided: list[dict[str, Any] | None] = []
+    for values, limit in rows:
+        access = (values["record_id"], values["seq"])
+        if counts.get(access, 0) >= limit:
+            decided.append(None)
+            continue
+        counts[access] = counts.get(access, 0) + 1
+        decided.append({**values, "ordinal": counts[access], "released_at": now})
+    return decided
 
 
 def _values(release: Release) -> dict[str, Any]:

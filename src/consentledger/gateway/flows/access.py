@@ -1,4 +1,9 @@
-"""Requester side of an access: record it on chain, fetch the key from the custodian, verify, decrypt."""
+"""Requester side of an access: record it on chain, fetch the key from the custodian, verify, decrypt.
+
+One access (`request_access`) fetches its key with one signed call; accesses already recorded on
+chain (`disclose_recorded`) fetch theirs in batches, one signed call per custodian and batch. Both
+unwrap, decrypt, verify against the on-chain commitment and render the answer the same way.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +11,47 @@ import base64
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from consentledger.chain.batch import AccessRequest, batch_outcomes
+from consentledger.chain.batch import AccessRequest
 from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
 from consentledger.errors import (
     ConsentLedgerError,
-    ContractRevertError,
-    IdempotencyConflictError,
     IntegrityError,
     PeerError,
     RecordDestroyedError,
     ReleaseRefusedError,
 )
+from consentledger.gateway.flows.key_request import KeyRequest
+from consentledger.gateway.flows.recording import record_access
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.signing import sign_request
 from consentledger.store.access_keys import Idempotency
-from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId, Member, MemberStatus, Sensitivity
+from consentledger.types import NO_ACTOR, AccessEntry, ActorId, Member, MemberStatus, RecordInfo, Sensitivity
+
+BATCH_PATH = "/v1/keys/batch"
+
+
+@dataclass(frozen=True)
+class RecordedAccess:
+    """An access already on chain whose disclosure is still to fetch: its entry, the consents it presented, in order,
+    and what becomes of identifying fields it may not see."""
+
+    entry: AccessEntry
+    consents: tuple[Consent, ...] = ()
+    withhold: Withholding = Withholding.REMOVE
+
+    def key_request(self) -> KeyRequest:
+        """Return what the custodian is asked to release for this access."""
+        entry = self.entry
+        return KeyRequest(bytes(entry.record), entry.seq, entry.block_number, self.withhold, self.consents)
 
 
 def request_access(
@@ -39,13 +62,97 @@ def request_access(
 
     Identifying fields are removed or pseudonymised (`withhold`) by the custodian unless the chain
     recorded the access as identified (every presented consent allows it); this gateway drops any
-    it would still receive. Nothing of the record or its one-time key is kept here.
+    it would still receive. Nothing of the record or its one-time key is kept here. The access is
+    group-committed with others asked now, and with `idempotency` recorded once however often retried
+    (`flows.recording`).
     """
     entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor), idempotency)
     info = gw.ledger.record(record_id)
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
                           withhold, consents)
+    return _opened(gw, entry, info, released)
+
+
+def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[dict[str, Any] | ConsentLedgerError]:
+    """Return, per access in order, its disclosure as `request_access` answers it, or the error it would raise.
+
+    The accesses are grouped by their records' custodians, and each group's keys are fetched in
+    batches of at most `max_batch_items`, one signed call each (`fetch_keys`). A custodian that
+    cannot be reached, or refuses a whole batch, fails that batch's items only.
+    """
+    answers: list[dict[str, Any] | ConsentLedgerError | None] = [None] * len(accesses)
+    groups: dict[tuple[str, str], list[tuple[int, RecordInfo]]] = {}
+    for at, access in enumerate(accesses):
+        try:
+            info = gw.ledger.record(bytes(access.entry.record))
+            custodian = _custodian_now(gw, info.custodian)
+        except ConsentLedgerError as exc:
+            answers[at] = exc
+            continue
+        groups.setdefault((custodian.address, custodian.gateway_url), []).append((at, info))
+    size = gw.settings.max_batch_items
+    for (custodian_address, url), members in groups.items():
+        for start in range(0, len(members), size):
+            batch = members[start:start + size]
+            try:
+                released = fetch_keys(gw, url, custodian_address, [accesses[at].key_request() for at, _ in batch])
+            except ConsentLedgerError as exc:
+                released = [exc] * len(batch)
+            for (at, info), answer in zip(batch, released, strict=True):
+                answers[at] = answer if isinstance(answer, ConsentLedgerError) else _opened_or_error(
+                    gw, accesses[at].entry, info, answer)
+    return [a if a is not None else PeerError("no answer") for a in answers]
+
+
+def fetch_keys(
+    gw: Gateway, url: str, custodian: str, requests: Sequence[KeyRequest]
+) -> list[dict[str, Any] | ConsentLedgerError]:
+    """Return the custodian's release of each request, in order, or the error `_fetch_key` raises for its refusal.
+
+    One signed POST /v1/keys/batch. Raises PeerError when the custodian cannot be reached or
+    refuses the whole call (not a member, too many items, chain down), or answers out of shape.
+    """
+    if not url:
+        raise PeerError(f"custodian {custodian} has no gateway URL on chain")
+    response = _signed_post(gw, url, custodian, BATCH_PATH, {"items": [r.to_json() for r in requests]})
+    if response.status_code != 200:
+        raise _refusal(response.status_code, _json_or_text(response), None, None)
+    try:
+        items = response.json()["items"]
+        if not isinstance(items, list) or len(items) != len(requests):
+            raise ValueError(f"{len(items) if isinstance(items, list) else 'no'} answers to {len(requests)} items")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PeerError(f"malformed batch answer from the custodian: {exc}") from None
+    answers: list[dict[str, Any] | ConsentLedgerError] = []
+    for request, item in zip(requests, items, strict=True):
+        if not isinstance(item, dict):
+            answers.append(PeerError(f"malformed answer from the custodian for access {request.seq} to record "
+                                     f"{request.record}"))
+        elif "error" in item:
+            status = item.get("status")
+            answers.append(_refusal(status if isinstance(status, int) else 502, item, request.record, request.seq))
+        else:
+            answers.append(item)
+    return answers
+
+
+def _opened_or_error(
+    gw: Gateway, entry: AccessEntry, info: RecordInfo, released: dict[str, Any]
+) -> dict[str, Any] | ConsentLedgerError:
+    try:
+        return _opened(gw, entry, info, released)
+    except ConsentLedgerError as exc:
+        return exc
+
+
+def _opened(gw: Gateway, entry: AccessEntry, info: RecordInfo, released: dict[str, Any]) -> dict[str, Any]:
+    """Return the answer to an access from the custodian's release: unwrapped, decrypted, checked, rendered.
+
+    IntegrityError if the release is malformed, its key does not unwrap for this org, or the
+    disclosure does not match the record's commitment on chain.
+    """
+    record_id = bytes(entry.record)
     try:
         wrapped = WrappedKey.from_json(released["wrapped_key"])
         sealed = base64.b64decode(released["disclosure"], validate=True)
@@ -72,77 +179,6 @@ def request_access(
         # Pseudonyms stand only for withheld fields (Disclosure.from_json checks), never for their values.
         "payload": {**visible_payload(shown.fields, category.identifying_fields, entry.identified), **shown.pseudonyms},
     }
-
-
-def record_access(gw: Gateway, request: AccessRequest, idempotency: Idempotency | None = None) -> AccessEntry:
-    """Record one access on chain (group-committed with whatever else is asked now); its refusal raises.
-
-    A refused access is on the ledger too (AccessRefused), and raises the ContractRevertError naming
-    the rule, exactly as the contract's own revert would. With `idempotency`, a retry gets the
-    access the first request recorded (see `store.access_keys`), never a second one.
-    """
-    if idempotency is None:
-        outcome = gw.batcher.submit(request).result()
-    else:
-        with gw.access_keys.claim([idempotency]):
-            outcome = resumed(gw, idempotency) or gw.batcher.submit(request, idempotency=idempotency).result()
-    if isinstance(outcome, AccessRefusal):
-        raise ContractRevertError(outcome.rule, outcome.rule_args)
-    return outcome
-
-
-def record_all(
-    gw: Gateway, requests: Sequence[AccessRequest], idempotencies: Sequence[Idempotency] | None = None,
-) -> list[AccessEntry | AccessRefusal | ConsentLedgerError]:
-    """Record many accesses on chain (group-committed); return each one's entry, refusal, or why it is not on chain.
-
-    With `idempotencies` (one key per request), requests a retry finds already recorded are not
-    recorded again (see `record_access`).
-    """
-    if idempotencies is None:
-        return list(gw.batcher.record(requests))
-    with gw.access_keys.claim(idempotencies):
-        outcomes: list[AccessEntry | AccessRefusal | ConsentLedgerError | None] = []
-        for ask in idempotencies:
-            try:
-                outcomes.append(resumed(gw, ask))
-            except ConsentLedgerError as exc:
-                outcomes.append(exc)
-        todo = [i for i, outcome in enumerate(outcomes) if outcome is None]
-        fresh = gw.batcher.record([requests[i] for i in todo], [idempotencies[i] for i in todo])
-        for i, outcome in zip(todo, fresh, strict=True):
-            outcomes[i] = outcome  # type: ignore[assignment]
-    return outcomes  # type: ignore[return-value]
-
-
-def resumed(gw: Gateway, ask: Idempotency) -> AccessEntry | AccessRefusal | None:
-    """Return what the chain decided for an access asked earlier with this key, or None if it must be recorded.
-
-    Mined: its outcome, read from the receipt. Signed but not mined: the saved transaction is
-    broadcast again and awaited. Never to be mined (the signer's nonce moved past it without it, or
-    its batch reverted as a whole): the key is forgotten and None says to record the access anew.
-    """
-    found = gw.access_keys.find(ask.caller, ask.key)
-    if found is None:
-        return None
-    if found.idempotency.request_hash != ask.request_hash:
-        raise IdempotencyConflictError("this Idempotency-Key was already used for a different access request")
-    receipt = gw.sender.receipt(found.tx_hash)
-    if receipt is None and gw.sender.mined_nonce() > found.nonce:
-        receipt = gw.sender.receipt(found.tx_hash)  # mined just now, or its nonce went to another transaction
-        if receipt is None:
-            gw.access_keys.forget(ask)
-            return None
-    if receipt is None:
-        gw.sender.broadcast(found.raw_tx, resend=True)
-        try:
-            receipt = gw.sender.wait_receipt(found.tx_hash)
-        except ContractRevertError:
-            receipt = gw.sender.receipt(found.tx_hash)
-    if receipt is None or receipt["status"] != 1:
-        gw.access_keys.forget(ask)  # the batch reverted as a whole: none of it is on chain
-        return None
-    return batch_outcomes(gw.ledger, receipt, found.size)[found.index]
 
 
 def _unwrap(gw: Gateway, wrapped: WrappedKey, context: bytes) -> bytes:
@@ -178,8 +214,16 @@ def _fetch_key(
     """
     if not url:
         raise PeerError(f"custodian {custodian} has no gateway URL on chain")
-    path = f"/v1/keys/0x{record_id.hex()}/{seq}"
-    request = {"block": block, "withhold": withhold.value, "consents": [c.to_json() for c in consents]}
+    request = KeyRequest(record_id, seq, block, withhold, tuple(consents))
+    response = _signed_post(gw, url, custodian, f"/v1/keys/{request.record}/{seq}", request.to_json(with_access=False))
+    if response.status_code != 200:
+        raise _refusal(response.status_code, _json_or_text(response), request.record, seq)
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _signed_post(gw: Gateway, url: str, custodian: str, path: str, request: dict[str, Any]) -> httpx.Response:
+    """Send `request` to the custodian's gateway at `path`, signed by this org for that custodian."""
     body = json.dumps(request, separators=(",", ":")).encode()
     signature = sign_request(
         gw.sender.account.key, chain_id=gw.chain_id, audience=custodian, method="POST", path=path, body=body,
@@ -187,26 +231,31 @@ def _fetch_key(
     )
     headers = {**signature.headers(), "Content-Type": "application/json"}
     try:
-        response = gw.peers.post(url.rstrip("/") + path, content=body, headers=headers)
+        return gw.peers.post(url.rstrip("/") + path, content=body, headers=headers)
     except httpx.HTTPError as exc:
         raise PeerError(f"cannot reach the custodian gateway at {url}: {exc}") from None
-    if response.status_code != 200:
-        try:
-            answer = response.json()
-            detail, code = answer.get("detail", response.text), answer.get("error")
-        except (ValueError, AttributeError):
-            detail, code = response.text[:200], None
-        if code == IntegrityError.code:
-            raise IntegrityError(f"the custodian found the record damaged: {detail}")
-        if code == ReleaseRefusedError.code:
-            # The access is on chain, but its disclosure is not released (any more): say why, as the custodian did.
-            raise ReleaseRefusedError(str(answer.get("reason", "")), f"the custodian refused the release: {detail}",
-                                      record="0x" + record_id.hex(), seq=seq)
-        if code == RecordDestroyedError.code:
-            # Shredded at the custodian while its tombstone was still on its way to the chain.
-            raise RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),
-                                       answer.get("tombstone"))
-        raise PeerError(f"custodian gateway refused the key (HTTP {response.status_code}): {detail}")
-    result: dict[str, Any] = response.json()
-    return result
 
+
+def _json_or_text(response: httpx.Response) -> dict[str, Any]:
+    """Return the refusal's JSON body, or its text as the detail when it is not JSON."""
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    return answer if isinstance(answer, dict) else {"detail": response.text[:200]}
+
+
+def _refusal(status: int, answer: dict[str, Any], record: str | None, seq: int | None) -> ConsentLedgerError:
+    """Return our error for the custodian's refusal (HTTP `status`, body `answer`) of access (record, seq)."""
+    detail, code = answer.get("detail", ""), answer.get("error")
+    if code == IntegrityError.code:
+        return IntegrityError(f"the custodian found the record damaged: {detail}")
+    if code == ReleaseRefusedError.code:
+        # The access is on chain, but its disclosure is not released (any more): say why, as the custodian did.
+        return ReleaseRefusedError(str(answer.get("reason", "")), f"the custodian refused the release: {detail}",
+                                   record=record, seq=seq)
+    if code == RecordDestroyedError.code:
+        # Shredded at the custodian while its tombstone was still on its way to the chain.
+        return RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),
+                                    answer.get("tombstone"))
+    return PeerError(f"custodian gateway refused the key (HTTP {status}): {detail}")

@@ -10,8 +10,9 @@ from consentledger.chain.batch import AccessRequest
 from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Withholding
 from consentledger.errors import ConsentLedgerError, ContractRevertError
-from consentledger.gateway.error_body import error_body
-from consentledger.gateway.flows.access import RecordedAccess, disclose_recorded, record_all
+from consentledger.gateway.flows.access import RecordedAccess, disclose_recorded
+from consentledger.gateway.flows.recording import record_all
+from consentledger.gateway.refusals import item_refusal
 from consentledger.gateway.runtime import Gateway
 from consentledger.store.access_keys import Idempotency
 from consentledger.types import NO_ACTOR, AccessRefusal, ActorId
@@ -56,4 +57,4 @@ def request_access_batch(
 
 def _refused(ask: AccessAsk, outcome: AccessRefusal | ConsentLedgerError) -> dict[str, Any]:
     error = ContractRevertError(outcome.rule, outcome.rule_args) if isinstance(outcome, AccessRefusal) else outcome
-    return {"status": error.http_status, "record": "0x" + ask.record.hex(), **error_body(error)}
+    return {"record": "0x" + ask.record.hex(), **item_refusal(error)}

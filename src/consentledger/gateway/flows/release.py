@@ -9,6 +9,10 @@ A release is bound to the trace: only while every consent behind the access is s
 unexpired on chain, only within `release_window` seconds of the access's block, and at most
 `max_releases` times per access (once for a PROTECTED record). Each release is committed to the
 custodian's release log before the sealed disclosure leaves.
+
+One release (`release_key`) and a batch of one requester's (`release_keys`) take the same path:
+find the entry, check, disclose, log. A batch finds its entries with one log query per block range
+and logs its releases in one database transaction; each item gets its own answer or refusal.
 """
 
 from __future__ import annotations
@@ -16,35 +20,79 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils import to_checksum_address
 
-from consentledger.chain.ledger import entry_from_event
-from consentledger.consent import Consent, consent_id
+from consentledger.consent import Consent
 from consentledger.crypto.commitment import canonical_json
 from consentledger.crypto.disclosure import Withholding, disclose, pseudonym_key_for
 from consentledger.crypto.keyx import access_context, wrap_for
 from consentledger.crypto.vault import new_dek, open_sealed, record_aad, seal, unwrap_dek
-from consentledger.errors import AuthorizationError, NotFoundError, ReleaseRefusedError
+from consentledger.errors import (
+    AuthorizationError,
+    ChainUnavailableError,
+    ConsentLedgerError,
+    NotFoundError,
+    ReleaseRefusedError,
+)
+from consentledger.gateway.flows.key_request import KeyRequest
+from consentledger.gateway.flows.release_checks import consents_still_valid, standing_of, within_window
 from consentledger.gateway.flows.sources import refuse_dead_sources
 from consentledger.gateway.flows.tombstones import destroyed
 from consentledger.gateway.runtime import Gateway
 from consentledger.store import RecordState, Release, ReleaseLog
-from consentledger.types import AccessEntry, ConsentStatus, MemberStatus, Role, Sensitivity, TombstoneReason
+from consentledger.types import AccessEntry, Member, Sensitivity, TombstoneReason
 
-_NO_CONSENT = bytes(32)
+Found = Callable[[KeyRequest], AccessEntry]
+"""Returns the AccessRecorded entry a request names; AuthorizationError if the chain has none."""
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """A release checked and sealed, not yet logged: its answer leaves only once `release` is committed."""
+
+    answer: dict[str, Any]
+    release: Release
+    limit: int
 
 
 def find_access(gw: Gateway, record_id: bytes, seq: int, block: int) -> AccessEntry:
     """Return the AccessRecorded entry (record, seq) mined in `block`; AuthorizationError if absent."""
-    events = gw.ledger.access.events.AccessRecorded().get_logs(
-        from_block=block, to_block=block, argument_filters={"record": record_id, "seq": seq}
-    )
-    if not events:
-        raise AuthorizationError(f"no access {seq} to record 0x{record_id.hex()} is recorded in block {block}")
-    return entry_from_event(events[0])
+    entries = gw.ledger.access_entries(block, block, records=[record_id], seqs=[seq])
+    if not entries:
+        raise _not_recorded(record_id, seq, block)
+    return entries[0]
+
+
+def find_accesses(gw: Gateway, requests: Sequence[KeyRequest]) -> dict[tuple[bytes, int, int], AccessEntry]:
+    """Return the AccessRecorded entries the requests name, by (record, seq, block): one log query per block range.
+
+    The requests' blocks are grouped into ranges of at most `logs_block_range` blocks (what the
+    node serves in one `eth_getLogs`); each query asks only for the records and seqs requested in
+    its range (any requester: an entry of another is refused as the single release refuses it), so
+    it returns those entries and at most others pairing one of those records with another of the seqs.
+    """
+    found: dict[tuple[bytes, int, int], AccessEntry] = {}
+    for first, last in block_ranges((r.block for r in requests), gw.settings.logs_block_range):
+        inside = [r for r in requests if first <= r.block <= last]
+        records, seqs = sorted({r.record_id for r in inside}), sorted({r.seq for r in inside})
+        for entry in gw.ledger.access_entries(first, last, records=records, seqs=seqs):
+            found[(bytes(entry.record), entry.seq, entry.block_number)] = entry
+    return found
+
+
+def block_ranges(blocks: Iterable[int], span: int) -> list[tuple[int, int]]:
+    """Return the fewest (first, last) ranges of at most `span` blocks covering `blocks`, in order."""
+    ranges: list[tuple[int, int]] = []
+    for block in sorted(set(blocks)):
+        if ranges and block - ranges[-1][0] < span:
+            ranges[-1] = (ranges[-1][0], block)
+        else:
+            ranges.append((block, block))
+    return ranges
 
 
 def release_key(
@@ -64,26 +112,73 @@ def release_key(
     Identifying fields are removed or pseudonymised (`withhold`) unless the entry is identified.
     A PROTECTED record's disclosure is marked for immediate use: the requester must not keep it.
     """
+    request = KeyRequest(record_id, seq, block, withhold, tuple(consents))
+    (answer,) = _release(gw, requester, [request], lambda r: find_access(gw, r.record_id, r.seq, r.block), now)
+    if isinstance(answer, ConsentLedgerError):
+        raise answer
+    return answer
+
+
+def release_keys(
+    gw: Gateway, requester: str, requests: Sequence[KeyRequest], *, now: float | None = None
+) -> list[dict[str, Any] | ConsentLedgerError]:
+    """Return, per request in order, its release as `release_key` answers it, or the error it would raise.
+
+    The entries are found with one log query per block range (`find_accesses`) and every release
+    is committed to the log in one transaction before any is returned. ChainUnavailableError (the
+    node unreachable) fails the whole batch: nothing is released.
+    """
+    found = find_accesses(gw, requests)
+
+    def find(request: KeyRequest) -> AccessEntry:
+        entry = found.get((request.record_id, request.seq, request.block))
+        if entry is None:
+            raise _not_recorded(request.record_id, request.seq, request.block)
+        return entry
+
+    return _release(gw, requester, requests, find, now)
+
+
+def _release(
+    gw: Gateway, requester: str, requests: Sequence[KeyRequest], find: Found, now: float | None
+) -> list[dict[str, Any] | ConsentLedgerError]:
+    """Check and seal each request, log every sealed one in one transaction; return answers and refusals in order."""
     now = max(time.time(), gw.ledger.latest_block_time()) if now is None else now
-    stored = gw.store.get_record("0x" + record_id.hex())
+    standing = standing_of(gw, requester)
+    sealed: list[_Sealed | ConsentLedgerError] = []
+    for request in requests:
+        try:
+            sealed.append(_seal(gw, requester, request, find, standing, now))
+        except ChainUnavailableError:
+            raise
+        except ConsentLedgerError as exc:
+            sealed.append(exc)
+    ready = [s for s in sealed if isinstance(s, _Sealed)]
+    logged = ReleaseLog(gw.store.engine).record_many([(s.release, s.limit) for s in ready])
+    answers = {id(s): s.answer if release is not None else _spent(s) for s, release in zip(ready, logged, strict=True)}
+    return [answers[id(s)] if isinstance(s, _Sealed) else s for s in sealed]
+
+
+def _seal(
+    gw: Gateway, requester: str, request: KeyRequest, find: Found, standing: Callable[[], Member], now: float
+) -> _Sealed:
+    """Return the sealed disclosure of one request and its release to log; raise the refusal `release_key` names."""
+    record_id, seq, withhold = request.record_id, request.seq, request.withhold
+    stored = gw.store.get_record(request.record)
     if stored is None or stored.custodian != gw.org:
-        raise NotFoundError(f"record 0x{record_id.hex()} is not held here")
+        raise NotFoundError(f"record {request.record} is not held here")
     if stored.state is RecordState.SHREDDED:
         raise destroyed(gw.store, stored.record_id)
-    entry = find_access(gw, record_id, seq, block)
+    entry = find(request)
     if entry.requester != to_checksum_address(requester):
         raise AuthorizationError("this access was recorded for another organisation")
     info = gw.ledger.record(record_id)
     if info.tombstone is not TombstoneReason.NONE:
         raise destroyed(gw.store, stored.record_id, info.tombstone)
     refuse_dead_sources(gw, info)  # a derived record dies with any of its original sources
-    member = gw.ledger.member(requester)  # fresh: the key must be the one registered now
-    if member.status is not MemberStatus.ACTIVE or Role.REQUESTER not in member.roles:
-        raise AuthorizationError("the requester is no longer an active requester")
-    if not any(member.x25519_key):
-        raise AuthorizationError("the requester has no X25519 key registered on chain")
-    _within_window(entry, gw.settings.release_window, now)
-    checked = _consents_still_valid(gw, entry, consents, now)
+    member = standing()
+    within_window(entry, gw.settings.release_window, now)
+    checked = consents_still_valid(gw, entry, request.consents, now)
     dek = unwrap_dek(gw.kek, stored.wrapped_dek, record_id)
     payload = json.loads(open_sealed(dek, stored.ciphertext, record_aad(record_id, stored.category)))
     category = gw.ledger.category(stored.category)
@@ -112,56 +207,18 @@ def release_key(
         access_tx="0x" + entry.tx_hash.hex(), access_time=entry.timestamp, consents=checked,
         withheld=withheld, withholding=withhold.value if withheld else "none", use=use,
     )
-    limit = 1 if protected else gw.settings.max_releases
-    if ReleaseLog(gw.store.engine).record(release, limit=limit) is None:
-        if protected:
-            raise ReleaseRefusedError("protected_released", f"access {seq} to PROTECTED record {stored.record_id} "
-                                      "was already released once; a new use needs a new access",
-                                      record=stored.record_id, seq=seq)
-        raise ReleaseRefusedError("limit_reached", f"access {seq} to record {stored.record_id} was already "
-                                  f"released {limit} times, the most allowed", record=stored.record_id, seq=seq)
-    return answer
+    return _Sealed(answer, release, 1 if protected else gw.settings.max_releases)
 
 
-def _within_window(entry: AccessEntry, window: int, now: float) -> None:
-    """Refuse the release of an access whose block is more than `window` seconds old."""
-    age = now - entry.timestamp
-    if age > window:
-        raise ReleaseRefusedError(
-            "window_closed", f"access {entry.seq} to record 0x{entry.record.hex()} was recorded {int(age)} s ago; "
-            f"its key is released only within {window} s of its block (a new use needs a new access)",
-            record="0x" + entry.record.hex(), seq=entry.seq,
-        )
+def _spent(sealed: _Sealed) -> ReleaseRefusedError:
+    """Return the refusal of a release its access's count no longer allows."""
+    record, seq = sealed.release.record_id, sealed.release.seq
+    if sealed.release.use == "immediate":
+        return ReleaseRefusedError("protected_released", f"access {seq} to PROTECTED record {record} "
+                                   "was already released once; a new use needs a new access", record=record, seq=seq)
+    return ReleaseRefusedError("limit_reached", f"access {seq} to record {record} was already "
+                               f"released {sealed.limit} times, the most allowed", record=record, seq=seq)
 
 
-def _consents_still_valid(gw: Gateway, entry: AccessEntry, consents: Sequence[Consent], now: float) -> tuple[str, ...]:
-    """Return the ids of the consents behind the access, each checked granted and unexpired on chain now.
-
-    The entry names its consent by reference only: the consent id itself, or keccak256 of the ids
-    when a derived record's access presented several, so the requester sends the terms it
-    presented and they must hash to that reference. An access without consent (OPEN) has none.
-    """
-    record, seq = "0x" + entry.record.hex(), entry.seq
-    if entry.consent == _NO_CONSENT:
-        return ()
-    domain = gw.ledger.domain()
-    ids = [consent_id(terms, domain) for terms in consents]
-    reference = b"" if not ids else ids[0] if len(ids) == 1 else keccak(b"".join(ids))
-    if reference != entry.consent:
-        raise ReleaseRefusedError(
-            "consents_mismatch", f"the consents sent ({len(ids)}) are not the ones access {seq} to record {record} "
-            f"presented (reference 0x{entry.consent.hex()}); send their terms in the order presented",
-            record=record, seq=seq,
-        )
-    for terms, cid in zip(consents, ids, strict=True):
-        status, _ = gw.ledger.consent_state(cid)
-        if status is ConsentStatus.REVOKED:
-            raise ReleaseRefusedError("consent_revoked", f"consent 0x{cid.hex()} behind access {seq} to record "
-                                      f"{record} was revoked by its subject", record=record, seq=seq)
-        if status is not ConsentStatus.GRANTED:
-            raise ReleaseRefusedError("consent_not_granted", f"consent 0x{cid.hex()} behind access {seq} to record "
-                                      f"{record} is not granted on chain", record=record, seq=seq)
-        if now > terms.valid_until:
-            raise ReleaseRefusedError("consent_expired", f"consent 0x{cid.hex()} behind access {seq} to record "
-                                      f"{record} expired at {terms.valid_until}", record=record, seq=seq)
-    return tuple("0x" + cid.hex() for cid in ids)
+def _not_recorded(record_id: bytes, seq: int, block: int) -> AuthorizationError:
+    return AuthorizationError(f"no access {seq} to record 0x{record_id.hex()} is recorded in block {block}")

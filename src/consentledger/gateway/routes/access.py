@@ -8,13 +8,15 @@ from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.actors import ClientRole
-from consentledger.errors import NotFoundError, PayloadValidationError
+from consentledger.errors import ConsentLedgerError, NotFoundError, PayloadTooLargeError
 from consentledger.gateway.auth import Caller, agency_client, gateway_of, member_with
 from consentledger.gateway.flows import access, access_batch, release
 from consentledger.gateway.flows.access_batch import AccessAsk
+from consentledger.gateway.flows.key_request import KeyRequest
+from consentledger.gateway.refusals import item_refusal
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.schemas import AccessBatchIn, AccessIn, KeyRequestIn, parse
+from consentledger.gateway.schemas import AccessBatchIn, AccessIn, KeyBatchIn, KeyRequestIn, parse
 from consentledger.store.access_keys import Idempotency
 from consentledger.types import Role
 
@@ -51,7 +53,8 @@ def request_access_batch(
     """
     body = parse(AccessBatchIn, caller.body)
     if len(body.items) > gw.settings.max_batch_items:
-        raise PayloadValidationError(f"items: at most {gw.settings.max_batch_items} accesses per call")
+        raise PayloadTooLargeError(f"a batch of {len(body.items)} accesses is over the {gw.settings.max_batch_items} "
+                                   "allowed (max_batch_items): split it")
     asks = [
         AccessAsk(bytes.fromhex(item.record[2:]), item.purpose, tuple(consent_terms(c) for c in item.consents),
                   item.withhold)
@@ -60,6 +63,24 @@ def request_access_batch(
     keyed = None if idempotency_key is None else Idempotency(caller.address, idempotency_key, caller.body_sha256)
     answers = access_batch.request_access_batch(gw, asks, actor=caller.actor, idempotency=keyed)
     return JSONResponse({"items": answers}, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/keys/batch", summary="Release the keys of many accesses on chain of one requester (requester org)")
+def release_keys(gw: GatewayDep, caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))]) -> JSONResponse:
+    """Return `{"items": [...]}`: per item in order, its release as POST /v1/keys/{record}/{seq} answers it, or that
+    request's refusal `{"error", "detail", ..., "status"}`. Every release is logged before the answer leaves."""
+    body = parse(KeyBatchIn, caller.body)
+    if len(body.items) > gw.settings.max_batch_items:
+        raise PayloadTooLargeError(f"a batch of {len(body.items)} items is over the {gw.settings.max_batch_items} "
+                                   "allowed (max_batch_items): split it")
+    requests = [
+        KeyRequest(bytes.fromhex(item.record[2:]), item.seq, item.block, item.withhold,
+                   tuple(consent_terms(c) for c in item.consents))
+        for item in body.items
+    ]
+    answers = release.release_keys(gw, caller.address, requests)
+    items = [item_refusal(a) if isinstance(a, ConsentLedgerError) else a for a in answers]
+    return JSONResponse({"items": items}, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")

@@ -1,0 +1,79 @@
+"""The custodian's release checks bound to the trace: the requester's standing, the window, the consents now."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from eth_utils import keccak
+
+from consentledger.consent import Consent, consent_id
+from consentledger.errors import AuthorizationError, ReleaseRefusedError
+from consentledger.gateway.runtime import Gateway
+from consentledger.types import AccessEntry, ConsentStatus, Member, MemberStatus, Role
+
+_NO_CONSENT = bytes(32)
+
+
+def standing_of(gw: Gateway, requester: str) -> Callable[[], Member]:
+    """Return a check of the requester's standing: its member record, read on chain on first use, if it may receive.
+
+    Fresh from the chain (not the membership cache): the key a release is wrapped for must be the
+    one registered now. One batch of releases reads it once; each release checks it.
+    """
+    read: list[Member] = []
+
+    def standing() -> Member:
+        if not read:
+            read.append(gw.ledger.member(requester))
+        member = read[0]
+        if member.status is not MemberStatus.ACTIVE or Role.REQUESTER not in member.roles:
+            raise AuthorizationError("the requester is no longer an active requester")
+        if not any(member.x25519_key):
+            raise AuthorizationError("the requester has no X25519 key registered on chain")
+        return member
+
+    return standing
+
+
+def within_window(entry: AccessEntry, window: int, now: float) -> None:
+    """Refuse the release of an access whose block is more than `window` seconds old."""
+    age = now - entry.timestamp
+    if age > window:
+        raise ReleaseRefusedError(
+            "window_closed", f"access {entry.seq} to record 0x{entry.record.hex()} was recorded {int(age)} s ago; "
+            f"its key is released only within {window} s of its block (a new use needs a new access)",
+            record="0x" + entry.record.hex(), seq=entry.seq,
+        )
+
+
+def consents_still_valid(gw: Gateway, entry: AccessEntry, consents: Sequence[Consent], now: float) -> tuple[str, ...]:
+    """Return the ids of the consents behind the access, each checked granted and unexpired on chain now.
+
+    The entry names its consent by reference only: the consent id itself, or keccak256 of the ids
+    when a derived record's access presented several, so the requester sends the terms it
+    presented and they must hash to that reference. An access without consent (OPEN) has none.
+    """
+    record, seq = "0x" + entry.record.hex(), entry.seq
+    if entry.consent == _NO_CONSENT:
+        return ()
+    domain = gw.ledger.domain()
+    ids = [consent_id(terms, domain) for terms in consents]
+    reference = b"" if not ids else ids[0] if len(ids) == 1 else keccak(b"".join(ids))
+    if reference != entry.consent:
+        raise ReleaseRefusedError(
+            "consents_mismatch", f"the consents sent ({len(ids)}) are not the ones access {seq} to record {record} "
+            f"presented (reference 0x{entry.consent.hex()}); send their terms in the order presented",
+            record=record, seq=seq,
+        )
+    for terms, cid in zip(consents, ids, strict=True):
+        status, _ = gw.ledger.consent_state(cid)
+        if status is ConsentStatus.REVOKED:
+            raise ReleaseRefusedError("consent_revoked", f"consent 0x{cid.hex()} behind access {seq} to record "
+                                      f"{record} was revoked by its subject", record=record, seq=seq)
+        if status is not ConsentStatus.GRANTED:
+            raise ReleaseRefusedError("consent_not_granted", f"consent 0x{cid.hex()} behind access {seq} to record "
+                                      f"{record} is not granted on chain", record=record, seq=seq)
+        if now > terms.valid_until:
+            raise ReleaseRefusedError("consent_expired", f"consent 0x{cid.hex()} behind access {seq} to record "
+                                      f"{record} expired at {terms.valid_until}", record=record, seq=seq)
+    return tuple("0x" + cid.hex() for cid in ids)
