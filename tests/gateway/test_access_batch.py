@@ -66,7 +66,7 @@ def test_a_batch_answers_each_access_on_its_own(consortium: Consortium) -> None:
                       item(revoked, [for_police]), item(stats)]}
     answers = expect(signed(transport, consortium.key(transport), "POST", "/v1/access/batch", body), 200)["items"]
 
-    assert [a["status"] for a in answers] == [200, 200, 403, 403, 403, 200]
+    assert [a["status"] for a in answers] == [200, 200, 403, 403, 403, 200], answers
     assert [a.get("rule") for a in answers[2:5]] == [
         "ConsentRegistryConsentRevoked", "RecordRegistryUnknownRecord", "ConsentRegistryWrongGrantee"]
     assert answers[0]["payload"] == answers[5]["payload"] == {"district": "East", "cases": 3}

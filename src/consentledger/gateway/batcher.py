@@ -167,7 +167,7 @@ class AccessBatcher:
         """Sign and broadcast one batch, then await its receipt on a waiter thread."""
         requests = [w.request for w in group]
         try:
-            gas = batch_gas_limit([len(r.consents) for r in requests], [self._sources_of(r.record) for r in requests])
+            gas = batch_gas_limit([len(r.consents) for r in requests], [self._sources(r.record) for r in requests])
             pending = self._sender.submit(batch_call(self._ledger, requests), gas=gas,
                                           before_broadcast=self._saver(group))
         except Exception as exc:  # nothing was broadcast: every request in it fails the same way
@@ -208,6 +208,13 @@ class AccessBatcher:
         self._fault("access-mined")
         for waiting, outcome in zip(group, outcomes, strict=True):
             waiting.answer.set_result(outcome)
+
+    def _sources(self, record: bytes) -> int:
+        """Return how many sources `record` has (0 for one the chain does not know: it refuses that item cheaply)."""
+        try:
+            return self._sources_of(record)
+        except ContractRevertError:
+            return 0
 
     def _saver(self, group: list[_Waiting]) -> Callable[[SignedCall], None]:
         """Return what runs between signing a batch and broadcasting it: save its keyed items."""
