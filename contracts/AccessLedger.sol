@@ -17,6 +17,9 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
     /// @notice Binds the ledger to `consortium_`, whose members and catalog it enforces.
     constructor(IConsortium consortium_) ConsortiumMember(consortium_) {}
 
+    /// @notice Most requests one `requestAccessBatch` call may hold (bounds its loop and its gas).
+    uint256 public constant MAX_BATCH = 256;
+
     /// @notice Records an access by the caller to `recordId` for `purposeId` on behalf of `actor`,
     /// consuming one use of each consent, and appends it to the record's hash chain.
     /// @param actor The acting person or application inside the caller's organisation, pseudonymous:
@@ -38,35 +41,50 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         external
         returns (uint24 seq)
     {
-        RecordCore memory core = _records[recordId];
-        if (core.retainUntil == 0) revert RecordRegistryUnknownRecord(recordId);
-        if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(recordId, core.tombstone);
-        if (block.timestamp > core.retainUntil) revert AccessLedgerRetentionExpired(recordId, core.retainUntil);
-        IDataCatalog.Sensitivity sensitivity = _consortium.accessPolicy(msg.sender, core.category, purposeId);
+        return _recordAccess(msg.sender, recordId, purposeId, actor, consents);
+    }
 
-        bytes32 consentRef;
-        if (core.kind == RecordKind.Aggregate) {
-            if (consents.length != 0) revert AccessLedgerConsentCountMismatch(recordId, 0, consents.length);
-            _requireLiveSources(recordId);
-        } else if (core.kind == RecordKind.Derived) {
-            _requireLiveSources(recordId);
-            consentRef = _consumeSourceConsents(recordId, core.category, sensitivity, purposeId, consents);
-        } else if (consents.length != 0 || sensitivity != IDataCatalog.Sensitivity.Open) {
-            if (consents.length != 1) revert AccessLedgerConsentCountMismatch(recordId, 1, consents.length);
-            consentRef = _consume(consents[0], recordId, core.category, sensitivity, purposeId);
-            if (consents[0].subject != core.subject) revert ConsentRegistryWrongSubject(consentRef, consents[0].subject);
+    /// @notice Applies `requestAccess`'s rules to each request in order, as the caller; an item
+    /// breaking a rule is refused instead of reverting the batch: its changes are undone and
+    /// AccessRefused records it, naming the rule.
+    /// @dev Each item runs in its own call frame (`recordBatchItem`, a call to this contract), so a
+    /// refused item's consent uses and chain writes revert with it while earlier items stay. Items see
+    /// the effects of the items before them: two items of one record get consecutive seqs, a
+    /// ONE_TIME consent presented twice is refused the second time.
+    /// A caller that is not an ACTIVE REQUESTER gets every item refused (ConsortiumMemberNotActive or
+    /// ConsortiumMissingRole, unless an earlier rule fired), so the attempt is on the ledger too.
+    /// Requirements:
+    /// - 1 <= requests.length <= MAX_BATCH;
+    /// - every item fails, if it fails, with revert data (a rule's custom error): an item failing
+    ///   without any (out of gas) reverts the whole batch with AccessLedgerBatchItemFailed(index),
+    ///   so no refusal is recorded that no rule made.
+    /// Emits, per item and in item order, exactly one AccessRecorded (accepted) or AccessRefused
+    /// (refused, `rule` the custom error's selector, `reason` its full revert data) and nothing
+    /// else: the n-th of these events in the receipt answers the n-th item.
+    /// @return seqs Each item's seq, 0 for a refused item.
+    function requestAccessBatch(AccessRequest[] calldata requests) external returns (uint24[] memory seqs) {
+        uint256 count = requests.length;
+        if (count == 0) revert AccessLedgerBatchEmpty();
+        if (count > MAX_BATCH) revert AccessLedgerBatchTooLarge(count, MAX_BATCH);
+        seqs = new uint24[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            AccessRequest calldata request = requests[i];
+            try this.recordBatchItem(msg.sender, request) returns (uint24 seq) {
+                seqs[i] = seq;
+            } catch (bytes memory reason) {
+                if (reason.length < 4) revert AccessLedgerBatchItemFailed(i);
+                emit AccessRefused(request.record, msg.sender, request.purpose, request.actor, bytes4(reason), reason);
+            }
         }
+    }
 
-        bool identified = _allIdentified(consents);
-        seq = core.accesses + 1;
-        _records[recordId].accesses = seq;
-        bytes32 newHead = keccak256(
-            abi.encode(_heads[recordId], seq, msg.sender, actor, purposeId, consentRef, identified, block.timestamp)
-        );
-        _heads[recordId] = newHead;
-        emit AccessRecorded(
-            seq, recordId, msg.sender, actor, purposeId, consentRef, identified, newHead, uint40(block.timestamp)
-        );
+    /// @notice One item of a batch: `requestAccess` by `requester`. Only this contract may call it.
+    /// @dev Requirements: the caller is this contract (requestAccessBatch), else
+    /// AccessLedgerSelfCallOnly; then those of requestAccess, for `requester`. Emits AccessRecorded.
+    /// @return seq The access's position in the record's chain.
+    function recordBatchItem(address requester, AccessRequest calldata request) external returns (uint24 seq) {
+        if (msg.sender != address(this)) revert AccessLedgerSelfCallOnly(msg.sender);
+        return _recordAccess(requester, request.record, request.purpose, request.actor, request.consents);
     }
 
     /// @inheritdoc IAccessLedger
@@ -75,9 +93,50 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
     }
 
 
+    /// @dev The rules of requestAccess (see there) for an access by `requester`: the one implementation
+    /// the single and the batched entry share. Emits AccessRecorded.
+    function _recordAccess(
+        address requester,
+        bytes32 recordId,
+        uint8 purposeId,
+        bytes32 actor,
+        Consent[] calldata consents
+    ) private returns (uint24 seq) {
+        RecordCore memory core = _records[recordId];
+        if (core.retainUntil == 0) revert RecordRegistryUnknownRecord(recordId);
+        if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(recordId, core.tombstone);
+        if (block.timestamp > core.retainUntil) revert AccessLedgerRetentionExpired(recordId, core.retainUntil);
+        IDataCatalog.Sensitivity sensitivity = _consortium.accessPolicy(requester, core.category, purposeId);
+
+        bytes32 consentRef;
+        if (core.kind == RecordKind.Aggregate) {
+            if (consents.length != 0) revert AccessLedgerConsentCountMismatch(recordId, 0, consents.length);
+            _requireLiveSources(recordId);
+        } else if (core.kind == RecordKind.Derived) {
+            _requireLiveSources(recordId);
+            consentRef = _consumeSourceConsents(requester, recordId, core.category, sensitivity, purposeId, consents);
+        } else if (consents.length != 0 || sensitivity != IDataCatalog.Sensitivity.Open) {
+            if (consents.length != 1) revert AccessLedgerConsentCountMismatch(recordId, 1, consents.length);
+            consentRef = _consume(requester, consents[0], recordId, core.category, sensitivity, purposeId);
+            if (consents[0].subject != core.subject) revert ConsentRegistryWrongSubject(consentRef, consents[0].subject);
+        }
+
+        bool identified = _allIdentified(consents);
+        seq = core.accesses + 1;
+        _records[recordId].accesses = seq;
+        bytes32 newHead = keccak256(
+            abi.encode(_heads[recordId], seq, requester, actor, purposeId, consentRef, identified, block.timestamp)
+        );
+        _heads[recordId] = newHead;
+        emit AccessRecorded(
+            seq, recordId, requester, actor, purposeId, consentRef, identified, newHead, uint40(block.timestamp)
+        );
+    }
+
     /// @dev Consumes every presented consent and checks they cover exactly the sources' subjects.
     /// Bounded: sources <= MAX_SOURCES, consents are paid for by the caller.
     function _consumeSourceConsents(
+        address requester,
         bytes32 recordId,
         uint16 categoryId,
         IDataCatalog.Sensitivity sensitivity,
@@ -91,7 +150,7 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         }
         bytes32[] memory ids = new bytes32[](consents.length);
         for (uint256 j = 0; j < consents.length; ++j) {
-            ids[j] = _consume(consents[j], recordId, categoryId, sensitivity, purposeId);
+            ids[j] = _consume(requester, consents[j], recordId, categoryId, sensitivity, purposeId);
             if (!_includes(subjects, consents[j].subject)) revert ConsentRegistryWrongSubject(ids[j], consents[j].subject);
         }
         for (uint256 i = 0; i < subjects.length; ++i) {

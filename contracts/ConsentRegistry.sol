@@ -84,9 +84,10 @@ abstract contract ConsentRegistry is IConsentRegistry, EIP712, ConsortiumMember 
         return (state.status, state.uses);
     }
 
-    /// @dev Checks `terms` authorise the caller's access to `recordId` (of `categoryId`, with
+    /// @dev Checks `terms` authorise `requester`'s access to `recordId` (of `categoryId`, with
     /// `sensitivity`) for `purposeId` now, then counts one use. The caller checks the subject.
     function _consume(
+        address requester,
         Consent calldata terms,
         bytes32 recordId,
         uint16 categoryId,
@@ -99,9 +100,9 @@ abstract contract ConsentRegistry is IConsentRegistry, EIP712, ConsortiumMember 
             if (state.status == ConsentStatus.Revoked) revert ConsentRegistryConsentRevoked(id);
             revert ConsentRegistryNotGranted(id);
         }
-        if (terms.grantee != msg.sender && _consortium.currentSigner(terms.grantee) != msg.sender) {
+        if (terms.grantee != requester && _consortium.currentSigner(terms.grantee) != requester) {
             // A consent to an organisation stays with it when it rotates its signing key.
-            revert ConsentRegistryWrongGrantee(id, terms.grantee, msg.sender);
+            revert ConsentRegistryWrongGrantee(id, terms.grantee, requester);
         }
         if (terms.purpose != purposeId) revert ConsentRegistryWrongPurpose(id, terms.purpose);
         if (terms.category != categoryId || (terms.record != bytes32(0) && terms.record != recordId)) {

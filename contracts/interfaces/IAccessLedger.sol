@@ -25,6 +25,8 @@ interface IAccessLedger is IRecordRegistry, IConsentRegistry {
     /// @dev Item `index` of a batch failed without a rule (out of gas): the whole batch reverts,
     /// so no refusal is recorded that no rule made.
     error AccessLedgerBatchItemFailed(uint256 index);
+    /// @dev A batch item's entry (recordBatchItem) was called by someone else than the ledger itself.
+    error AccessLedgerSelfCallOnly(address caller);
 
     /// @notice One access asked for in a batch: what `requestAccess` takes, per item.
     struct AccessRequest {

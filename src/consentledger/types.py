@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import NewType
 
+from consentledger.errors import ContractRevertError
+
 Address = NewType("Address", str)
 """A checksummed 0x-prefixed Ethereum address."""
 
@@ -194,3 +196,22 @@ class AccessEntry:
     """Whether the custodian may release identifying fields (every presented consent allows it)."""
     actor: ActorId = NO_ACTOR
     """The requester's acting client, pseudonymous (`consentledger.actors`); zero when the organisation acted."""
+
+
+@dataclass(frozen=True)
+class AccessRefusal:
+    """An access asked for in a batch that a rule refused, as emitted by AccessRefused (nothing of it changed)."""
+
+    record: RecordId
+    requester: Address
+    purpose: int
+    actor: ActorId
+    rule: str
+    """The custom error's name, as ContractRevertError.rule of the single-access path."""
+    rule_args: tuple[object, ...]
+    block_number: int
+    tx_hash: bytes
+
+    def error(self) -> ContractRevertError:
+        """Return the ContractRevertError a single `requestAccess` breaking this rule raises."""
+        return ContractRevertError(self.rule, self.rule_args)

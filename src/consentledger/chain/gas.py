@@ -13,6 +13,7 @@ from web3.types import TxReceipt
 
 from consentledger import governance
 from consentledger.attestation import RecordAttestation, sign_attestation
+from consentledger.chain.batch import AccessRequest
 from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.sender import TransactionSender
@@ -23,7 +24,10 @@ TARGETS: dict[str, int] = {
     "requestAccess (first access to a record)": 80_000,
     "requestAccess (repeat access)": 60_000,
     "grantConsent (relayed)": 78_000,
+    "requestAccessBatch: repeat access, 50 distinct records (per item)": 30_000,
 }
+BATCH = 50
+"""Items per measured batch."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,9 @@ class _Recorder:
         self.ledger = ledger
         self.figures: list[GasFigure] = []
 
-    def note(self, operation: str, receipt: TxReceipt) -> None:
-        self.figures.append(GasFigure(operation, int(receipt["gasUsed"]), TARGETS.get(operation)))
+    def note(self, operation: str, receipt: TxReceipt, *, items: int = 1) -> None:
+        """Note the receipt's gas, divided by `items` for a figure per batch item."""
+        self.figures.append(GasFigure(operation, int(receipt["gasUsed"]) // items, TARGETS.get(operation)))
 
     def last_receipt(self, sender: TransactionSender) -> TxReceipt:
         block = self.ledger.w3.eth.get_block("latest", full_transactions=True)
@@ -131,7 +136,48 @@ def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
     rec.note("registerAggregate (2 attested sources, K = 2)", ledger.register_aggregate(
         c, keccak(b"aggregate"), 2, commitment, [record, other_record]))
     rec.note("tombstone", ledger.tombstone(c, record, TombstoneReason.ERASURE))
+    _measure_batches(rec, c, r, relay, subject, clerk, valid_until)
     return rec.figures
+
+
+def _measure_batches(
+    rec: _Recorder, custodian: TransactionSender, requester: TransactionSender, relay: TransactionSender,
+    subject: LocalAccount, actor: ActorId, valid_until: int,
+) -> None:
+    """Note the per-item gas of batches of BATCH: first accesses, repeats (distinct records, one record), refusals.
+
+    Every record is of the PROTECTED category and every item presents its own record-scoped consent
+    of two uses, so the distinct-records repeat batch is the realistic worst case of a burst.
+    """
+    ledger = rec.ledger
+    commitment = keccak(b"salt" + b'{"name":"B"}')
+
+    def consent_for(record_id: bytes, max_uses: int) -> Consent:
+        consent = Consent.new(subject=subject.address, grantee=requester.address, category=1, record=record_id,
+                              purpose=1, valid_until=valid_until, max_uses=max_uses)
+        ledger.grant_consent(relay, consent, sign_consent(consent, subject.key, ledger.domain()))
+        return consent
+
+    records = [keccak(b"batch record %d" % n) for n in range(BATCH)]
+    for record_id in records:
+        ledger.register_record(custodian, record_id, subject.address, 1, commitment)
+    items = [AccessRequest(record_id, 1, (consent_for(record_id, 2),), actor) for record_id in records]
+    per_item = f"{BATCH} distinct records (per item)"
+    ledger.request_access_batch(requester, items)
+    rec.note(f"requestAccessBatch: first access, {per_item}", rec.last_receipt(requester), items=BATCH)
+    ledger.request_access_batch(requester, items)
+    rec.note(f"requestAccessBatch: repeat access, {per_item}", rec.last_receipt(requester), items=BATCH)
+    ledger.request_access_batch(requester, items)  # every consent's two uses are spent
+    rec.note(f"requestAccessBatch: refused (consent exhausted), {per_item}", rec.last_receipt(requester), items=BATCH)
+
+    one = keccak(b"batch record, one for all")
+    ledger.register_record(custodian, one, subject.address, 1, commitment)
+    shared = consent_for(one, 2 * BATCH)
+    ledger.request_access(requester, one, 1, [shared], actor=actor)
+    repeats = [AccessRequest(one, 1, (shared,), actor)] * BATCH
+    ledger.request_access_batch(requester, repeats)
+    rec.note(f"requestAccessBatch: repeat access, one record and consent x {BATCH} (per item)",
+             rec.last_receipt(requester), items=BATCH)
 
 
 def _attestation(ledger: Ledger, record_id: bytes, subject: LocalAccount) -> bytes:

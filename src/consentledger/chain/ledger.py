@@ -14,17 +14,19 @@ from web3.exceptions import Web3Exception
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit, batch_outcomes
 from consentledger.chain.compile import ContractArtifact, compile_contracts
 from consentledger.chain.manifest import Deployment
 from consentledger.chain.nonces import NonceAllocator
 from consentledger.chain.reverts import RevertDecoder, revert_data
 from consentledger.chain.sender import TransactionSender
 from consentledger.consent import Consent, Eip712Domain
-from consentledger.errors import ChainUnavailableError, ManifestError
+from consentledger.errors import ChainUnavailableError, ContractRevertError, ManifestError
 from consentledger.governance import ProposedAction, purposes_in
 from consentledger.types import (
     NO_ACTOR,
     AccessEntry,
+    AccessRefusal,
     Action,
     ActorId,
     Address,
@@ -303,6 +305,39 @@ class Ledger:
         )
         (event,) = self.access.events.AccessRecorded().process_receipt(receipt, errors=DISCARD)
         return entry_from_event(event)
+
+    def request_access_batch(
+        self, sender: TransactionSender, items: Sequence[AccessRequest], *, gas: int | None = None,
+        sources: Sequence[int] | None = None,
+    ) -> list[AccessEntry | AccessRefusal]:
+        """Record many accesses by the sender in one transaction; return each item's entry or refusal, in order.
+
+        A refused item (a rule fired) is an AccessRefusal (`.error()` is what `request_access` would
+        raise); a malformed batch (empty, over MAX_BATCH) raises ContractRevertError. `gas` defaults
+        to `batch_gas_limit` of the items, with `sources` (each item's number of sources, 0 for a
+        plain record) read from the chain when not given: callers with cached record metadata pass it.
+        """
+        if gas is None:
+            counts = list(sources) if sources is not None else [self._source_count(i.record) for i in items]
+            gas = batch_gas_limit([len(i.consents) for i in items], counts)
+        receipt = _transact_with_gas(sender, batch_call(self, items), gas)
+        return batch_outcomes(self, receipt, len(items))
+
+    def _source_count(self, record_id: bytes) -> int:
+        try:
+            return len(self.record(record_id).derived_from)
+        except ContractRevertError:  # unknown record: refused before any source is read
+            return 0
+
+
+def _transact_with_gas(sender: TransactionSender, call: Any, gas: int) -> TxReceipt:
+    """Send `call` with gas limit `gas` and return its receipt.
+
+    Merge point with the pipelined sender, whose `transact` takes `gas=` and then skips
+    eth_estimateGas: this becomes `sender.transact(call, gas=gas)`. Until then the sender
+    estimates the gas itself and `gas` is unused.
+    """
+    return sender.transact(call)
 
 
 def entry_from_event(event: Any) -> AccessEntry:

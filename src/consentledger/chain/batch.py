@@ -1,0 +1,124 @@
+"""Many accesses in one transaction: `requestAccessBatch`'s requests, its per-item outcomes, its gas bound."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from eth_utils import event_abi_to_log_topic
+from web3.contract.contract import ContractFunction
+from web3.types import TxReceipt
+
+from consentledger.consent import Consent
+from consentledger.errors import TransactionFailedError
+from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId, Address, RecordId
+
+if TYPE_CHECKING:
+    from consentledger.chain.ledger import Ledger
+
+MAX_BATCH = 256
+"""Most requests one batch may hold (AccessLedger.MAX_BATCH)."""
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """One access asked for in a batch: what `Ledger.request_access` takes, per item."""
+
+    record: bytes
+    purpose: int
+    consents: tuple[Consent, ...] = ()
+    actor: ActorId = NO_ACTOR
+
+    def as_tuple(self) -> tuple[bytes, int, bytes, list[tuple[Any, ...]]]:
+        """Return the request as the ABI tuple IAccessLedger.AccessRequest (record, purpose, actor, consents)."""
+        return (self.record, self.purpose, self.actor, [c.as_tuple() for c in self.consents])
+
+
+def batch_call(ledger: Ledger, items: Sequence[AccessRequest]) -> ContractFunction:
+    """Return the `requestAccessBatch` call for `items`, ready to send."""
+    return ledger.access.functions.requestAccessBatch([item.as_tuple() for item in items])
+
+
+def batch_outcomes(ledger: Ledger, receipt: TxReceipt, count: int) -> list[AccessEntry | AccessRefusal]:
+    """Return each item's outcome, in item order, from the receipt of a batch of `count` items.
+
+    The ledger emits exactly one AccessRecorded or AccessRefused per item, in item order, so the
+    n-th of those logs (of the ledger contract) answers the n-th item. A receipt holding another
+    number of them is no receipt of that batch: TransactionFailedError.
+    """
+    from consentledger.chain.ledger import entry_from_event
+
+    recorded, refused = ledger.access.events.AccessRecorded(), ledger.access.events.AccessRefused()
+    topics = {bytes(event_abi_to_log_topic(e.abi)): e for e in (recorded, refused)}  # type: ignore[arg-type]
+    address = ledger.access.address.lower()
+    outcomes: list[AccessEntry | AccessRefusal] = []
+    for log in sorted(receipt["logs"], key=lambda entry: entry["logIndex"]):
+        if str(log["address"]).lower() != address or not log["topics"]:
+            continue
+        event = topics.get(bytes(log["topics"][0]))
+        if event is None:
+            continue
+        decoded = event.process_log(log)
+        outcomes.append(entry_from_event(decoded) if event is recorded else refusal_from_event(ledger, decoded))
+    if len(outcomes) != count:
+        raise TransactionFailedError(
+            f"transaction 0x{bytes(receipt['transactionHash']).hex()} holds {len(outcomes)} access outcomes "
+            f"for a batch of {count}"
+        )
+    return outcomes
+
+
+def refusal_from_event(ledger: Ledger, event: Any) -> AccessRefusal:
+    """Return the AccessRefusal carried by a decoded AccessRefused event (its reason decoded to the rule)."""
+    args = event["args"]
+    error = ledger.decoder.decode(bytes(args["reason"]))
+    return AccessRefusal(
+        record=RecordId(bytes(args["record"])),
+        requester=Address(args["requester"]),
+        purpose=int(args["purpose"]),
+        actor=ActorId(bytes(args["actor"])),
+        rule=error.rule,
+        rule_args=error.rule_args,
+        block_number=int(event["blockNumber"]),
+        tx_hash=bytes(event["transactionHash"]),
+    )
+
+
+# Per-item gas, measured on ganache (shanghai) with scripts/gas_report.py and tests/contracts
+# (see batch_gas_limit), rounded up. Calldata is priced as if every byte were non-zero (16 gas).
+_TX_BASE = 21_000 + 10_000
+"""The transaction, the batch's own calldata words and checks, the first (cold) Consortium call."""
+_ITEM = 32_000
+"""An item with one consent, repeat access, worst-case calldata: ~27,500 measured."""
+_FIRST_ACCESS = 20_000
+"""A record's first access writes its head from zero (20,000 instead of 2,900) and its access count."""
+_CONSENT = 15_000
+"""Each consent beyond the first: its calldata (9 words), EIP-712 id, cold state slot read and written."""
+_SOURCE = 5_000
+"""Each source of a derived record or aggregate: its cold record slot, the subject checks."""
+_MARGIN_NUM, _MARGIN_DEN = 5, 4
+"""25 % on top of the per-item sum: one cold currentSigner call (rotated grantee), memory growth of
+large batches, and the 1/64 of gas every call keeps back (EIP-150) are all inside it."""
+
+
+def batch_gas_limit(consent_counts: Sequence[int], source_counts: Sequence[int]) -> int:
+    """Return a gas limit that covers a batch whose items present `consent_counts[i]` consents and
+    read `source_counts[i]` sources (0 for a plain record), whatever each item's outcome.
+
+    Every item is counted as a first access with worst-case calldata, so the bound holds without
+    knowing which records were accessed before; a refused item never costs more than its accepted
+    counterpart plus its refusal event, which the margin covers. Lets the gateway send without
+    eth_estimateGas.
+    """
+    if len(consent_counts) != len(source_counts):
+        raise ValueError("one consent count and one source count per item")
+    total = _TX_BASE
+    for consents, sources in zip(consent_counts, source_counts, strict=True):
+        total += _ITEM + _FIRST_ACCESS + _CONSENT * max(consents - 1, 0) + _SOURCE * sources
+    return total * _MARGIN_NUM // _MARGIN_DEN
+
+
+def gas_limit_for(items: Sequence[AccessRequest], source_counts: Sequence[int]) -> int:
+    """Return `batch_gas_limit` for `items`, given each item's number of sources (0 for a plain record)."""
+    return batch_gas_limit([len(item.consents) for item in items], source_counts)
