@@ -27,6 +27,7 @@ RULE_SENTENCES: Mapping[str, str] = {
     "AccessLedgerBatchEmpty": "the batch held no request",
     "AccessLedgerBatchTooLarge": "the batch held too many requests",
     "AccessLedgerBatchItemFailed": "the request failed without a rule",
+    "AccessLedgerSelfCallOnly": "only the ledger itself may record a batch item",
     # ConsentRegistry
     "ConsentRegistryInvalidSignature": "the consent's signature is not the subject's",
     "ConsentRegistryAlreadyGranted": "the consent was already registered",

@@ -93,8 +93,8 @@ class VerifyReport:
             f"{self.records} records ({self.heads_checked} heads matched against the chain), "
             f"{self.accesses} accesses, {self.consents} consents, {self.members} members"
             + (f", {self.releases} releases" if self.releases else "")
+            + (f", {self.refusals} refused attempts (on no hash chain)" if self.refusals else "")
             + f" up to block {self.block}"
-            + (f" ({self.refusals} refused attempts, on no hash chain)" if self.refusals else "")
         )
         if self.ok:
             return f"verified {checked}: no discrepancies"
