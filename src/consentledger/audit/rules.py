@@ -123,6 +123,10 @@ class RuleDecoder:
                     str(item["name"]), inputs
                 )
 
+    def names(self) -> frozenset[str]:
+        """Return the name of every error these ABIs declare."""
+        return frozenset(e.name for e in self._errors.values())
+
     def decode(self, rule: str | bytes, reason: str | bytes) -> Rule:
         """Return the rule of `reason` (full error data); `rule` (the selector) names it if `reason` is short."""
         data = hex_bytes(reason)
