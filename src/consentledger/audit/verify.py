@@ -211,7 +211,8 @@ class _ConsentResolver:
 
 def _function(ledger: Ledger, name: str) -> tuple[bytes, list[str]] | None:
     """Return the selector and input types of AccessLedger's function `name`, if it has one."""
-    abi = next((f for f in ledger.access.abi if f.get("type") == "function" and f["name"] == name), None)
+    functions: list[Any] = [f for f in ledger.access.abi if f.get("type") == "function"]
+    abi = next((f for f in functions if f["name"] == name), None)
     if abi is None:
         return None
     return bytes(function_abi_to_4byte_selector(abi)), [collapse_if_tuple(dict(i)) for i in abi["inputs"]]
