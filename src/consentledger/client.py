@@ -275,6 +275,30 @@ class GatewayClient:
         Each item is a trace line (seq, time, record, subject, requester, purpose, consent, tx_hash,
         block, ...); filters left None match anything; `since` and `until` are unix seconds.
         """
+        return self._audit_page("/v1/audit/accesses", subject=subject, record=record, org=org, purpose=purpose,
+                                since=since, until=until, limit=limit, offset=offset)
+
+    def audit_refusals(self, **filters: Any) -> dict[str, Any]:
+        """Return one page `{items, limit, offset, next_offset, block}` of refused attempts (the caller is an auditor).
+
+        Takes `audit_accesses`' filters; each item is a refusal line (time, record, requester,
+        requester_name, actor, purpose, rule, rule_args, why, tx_hash, block, ...).
+        """
+        return self._audit_page("/v1/audit/refusals", **filters)
+
+    def _audit_page(
+        self,
+        path: str,
+        *,
+        subject: str | None = None,
+        record: str | bytes | None = None,
+        org: str | None = None,
+        purpose: int | str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> dict[str, Any]:
         filters = {
             "subject": parse_address(subject, "subject") if subject is not None else None,
             "record": record_hex(parse_record_id(record)) if record is not None else None,
@@ -282,7 +306,7 @@ class GatewayClient:
             "purpose": purpose, "since": since, "until": until, "limit": limit, "offset": offset,
         }
         query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
-        return self._json(self.send_signed("GET", f"/v1/audit/accesses?{query}"))
+        return self._json(self.send_signed("GET", f"{path}?{query}"))
 
     def audit_verify(self) -> dict[str, Any]:
         """Return the gateway's verification report: `{ok, block, counts, discrepancies, ...}` (auditors)."""

@@ -1,4 +1,5 @@
-"""The auditor's commands as a user runs them: index, trace (table, JSON, CSV) and verify's exit codes."""
+"""The auditor's commands as a user runs them: index, trace (table, JSON, CSV; accesses or refused attempts) and
+verify's exit codes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from consentledger import audit
 from consentledger.audit import tables as t
 from consentledger.store import make_engine
 
-from .world import RESEARCH, World, hexid
+from .world import REFUSED, RESEARCH, World, hexid
 
 pytestmark = pytest.mark.process
 
@@ -61,6 +62,33 @@ def test_index_then_trace_as_table_json_and_csv(world: World, workdir: Path) -> 
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert rows and {r["requester"] for r in rows} == {world.police.address}
     assert {r["purpose"] for r in rows} == {str(RESEARCH)}
+
+
+def test_trace_refused_lists_refused_attempts_as_table_json_and_csv(world: World, workdir: Path) -> None:
+    """`audit trace --refused` lists who was refused what and why; the access table says how many there are."""
+    rpc = ("--rpc", world.rpc_url)
+    accesses = run_cli("audit", "trace", "--subject", world.alice.address, *rpc, cwd=workdir)
+    assert accesses.returncode == 0, accesses.stderr
+    assert "3 refused attempts (--refused lists them)" in accesses.stdout
+
+    table = run_cli("audit", "trace", "--refused", "--subject", world.alice.address, "--no-sync", cwd=workdir)
+    assert table.returncode == 0, table.stderr
+    assert "the consent was revoked" in table.stdout and "3 refused attempts" in table.stdout
+
+    as_json = run_cli("audit", "trace", "--refused", "--org", world.police.address, "--json", "--no-sync",
+                      cwd=workdir)
+    assert as_json.returncode == 0, as_json.stderr
+    refused = json.loads(as_json.stdout)
+    assert [r["rule"] for r in refused] == [rule for who, *_, rule in REFUSED if who == "police"]
+    assert refused[1]["why"] == "the record does not exist" and refused[1]["custodian"] is None
+
+    as_csv = run_cli("audit", "trace", "--refused", "--record", hexid(world.records["stats-bob"]), "--csv",
+                     "--no-sync", cwd=workdir)
+    assert as_csv.returncode == 0, as_csv.stderr
+    [row] = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert (row["requester_name"], row["rule"], row["why"]) == (
+        "health bureau", "ConsortiumMissingRole", "the organisation lacks the requester role"
+    )
 
 
 def test_verify_exits_0_with_a_one_line_summary(world: World, workdir: Path) -> None:

@@ -17,7 +17,21 @@ from consentledger.errors import IndexMismatchError
 from consentledger.store import make_engine
 from consentledger.types import AccessEntry, MemberStatus, RecordKind, Role, Sensitivity, TombstoneReason
 
-from .world import CONTACT, EPIDEMIC, FLEETING, LAB, RESEARCH, STATS, World, assert_same_index, hexid, rows
+from .world import (
+    ANALYST,
+    CONTACT,
+    EPIDEMIC,
+    FLEETING,
+    LAB,
+    REFUSED,
+    RESEARCH,
+    STATS,
+    World,
+    assert_same_index,
+    hexid,
+    record_id,
+    rows,
+)
 
 pytestmark = pytest.mark.process
 
@@ -102,6 +116,39 @@ def test_sync_indexes_every_event_kind_with_its_fields(world: World, engine: Eng
     assert ACCESS_RECORDED not in names
 
 
+def refused(engine: Engine) -> list[tuple[str, str, int, str]]:
+    """Return the indexed refusals in chain order as (requester, record, purpose, rule)."""
+    return [(r["requester"], r["record"], r["purpose"], r["rule"])
+            for r in rows(engine, t.refusals, "block", "log_index")]
+
+
+def expected_refusals(world: World) -> list[tuple[str, str, int, str]]:
+    """Return the world's refused attempts (REFUSED) shaped like `refused`."""
+    return [(getattr(world, who).address, hexid(world.records.get(name, record_id(name))), purpose, rule)
+            for who, name, purpose, rule in REFUSED]
+
+
+def test_refused_attempts_are_indexed_with_their_rule_named(world: World, engine: Engine) -> None:
+    """Each AccessRefused lands in idx_refusals (not idx_events): requester, record, purpose, actor, the rule's
+    name and named arguments decoded from the reason, the block's time and the transaction."""
+    result = audit.Indexer(engine, world.ledger()).sync()
+
+    assert refused(engine) == expected_refusals(world) and result.refusals == len(REFUSED)
+    assert f"{len(REFUSED)} refused attempts" in result.describe()
+    first, exhausted, tombstoned, unknown, *_, missing_role = rows(engine, t.refusals, "block", "log_index")
+    assert first["actor"] == hexid(ANALYST) and exhausted["actor"] == "0x" + "00" * 32
+    assert first["rule_args"] == {"consent": world.consent_id("lab")}
+    assert exhausted["rule_args"] == {"consent": world.consent_id("contact"), "uses": 1, "maxUses": 1}
+    assert tombstoned["rule_args"] == {"record": hexid(world.records["erased"]), "reason": TombstoneReason.ERASURE}
+    assert unknown["rule_args"] == {"record": hexid(record_id("never-registered"))}
+    assert missing_role["rule_args"] == {"account": world.health.address, "role": Role.REQUESTER}
+    assert first["reason"].startswith("0x17d42cd4") and first["reason"].endswith(world.consent_id("lab")[2:])
+    block = world.w3.eth.get_block(first["block"])
+    sent = world.w3.eth.get_transaction_by_block(first["block"], 0)
+    assert first["timestamp"] == block["timestamp"] and first["tx_hash"] == sent["hash"].to_0x_hex()
+    assert "AccessRefused" not in {e["name"] for e in rows(engine, t.events)}
+
+
 def test_second_sync_adds_only_the_new_blocks(world: World, engine: Engine) -> None:
     """A sync resumes after the cursor: it reads only blocks mined since, and a third finds nothing."""
     indexer = audit.Indexer(engine, world.ledger())
@@ -163,17 +210,20 @@ def test_a_real_reorg_is_undone_and_the_new_branch_indexed(
         world.tombstone("contact-bob")
         world.revoke("contact", world.alice)
         world.govern(gov.suspend_member(world.police.address))
+        world.batch(world.transport, [world.request("erased", EPIDEMIC)])
         orphaned = indexer.sync()
-        assert orphaned.accesses == 2
+        assert (orphaned.accesses, orphaned.refusals) == (2, 1)
+        assert len(refused(engine)) == len(REFUSED) + 1
         assert status_of(engine, world.police.address) == MemberStatus.SUSPENDED
     finally:
         world.w3.testing.revert(snapshot)
     del world.records["orphan"]
-    world.access(world.transport, "stats-bob", RESEARCH)  # one block where there were six
+    world.access(world.transport, "stats-bob", RESEARCH)  # one block where there were seven
 
     result = indexer.sync()
     assert result.rolled_back_from == fork
     assert indexed_accesses(engine) == access_rows(world.entries())
+    assert refused(engine) == expected_refusals(world)
     records = {r["id"]: r for r in rows(engine, t.records)}
     assert orphan not in records and records[hexid(world.records["contact-bob"])]["tombstone"] is None
     assert status_of(engine, world.police.address) == MemberStatus.ACTIVE

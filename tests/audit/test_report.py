@@ -23,7 +23,7 @@ from consentledger.store import make_engine
 from consentledger.types import Role
 
 from .test_audit_cli import run_cli
-from .world import EPIDEMIC, RESEARCH, STATS, World, hexid
+from .world import ANALYST, EPIDEMIC, REFUSED, RESEARCH, STATS, World, hexid
 
 pytestmark = pytest.mark.process
 
@@ -100,6 +100,7 @@ class Audited:
     intruder: LocalAccount
     engine: Engine
     lines: list[audit.TraceLine]
+    refused: list[audit.RefusalLine]
     report: audit.VerifyReport
     page: str
 
@@ -116,7 +117,8 @@ def fund(world: World, account: LocalAccount) -> None:
 
 @pytest.fixture(scope="module")
 def audited(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
-    """The world plus a requester and a purpose named with markup (one access), indexed and rendered."""
+    """The world plus a requester and a purpose named with markup (one access, one refused attempt), indexed and
+    rendered."""
     intruder = Account.create()
     fund(world, intruder)
     world.govern(
@@ -125,12 +127,14 @@ def audited(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         gov.admit_member(intruder.address, Role.REQUESTER, HOSTILE_MEMBER, b"\x04" * 32, "http://intruder"),
     )
     world.access(intruder, "stats-bob", OUTREACH)
+    world.batch(intruder, [world.request("erased", OUTREACH)])
     engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('report') / 'index.db'}")
     audit.Indexer(engine, world.ledger()).sync()
     lines = audit.trace(engine)
+    refused = audit.refusals(engine)
     report = audit.verify(engine, world.ledger())
-    page = render_audit_page(lines, report, title=TITLE, period=(None, None))
-    yield Audited(world, intruder, engine, lines, report, page)
+    page = render_audit_page(lines, report, title=TITLE, period=(None, None), refusals=refused)
+    yield Audited(world, intruder, engine, lines, refused, report, page)
     engine.dispose()
 
 
@@ -142,6 +146,12 @@ def edges(page: str) -> list[Element]:
 def access_rows(tree: Element) -> list[Element]:
     """Return the rows of the page's access timeline."""
     [table] = [e for e in tree.iter("table") if e.attrs.get("id") == "accesses"]
+    return list(table.one("tbody").iter("tr"))
+
+
+def refused_rows(tree: Element) -> list[Element]:
+    """Return the rows of the page's refused attempts."""
+    [table] = [e for e in tree.iter("table") if e.attrs.get("id") == "refused"]
     return list(table.one("tbody").iter("tr"))
 
 
@@ -208,6 +218,32 @@ def test_every_access_has_a_row_carrying_its_data(audited: Audited) -> None:
     assert Counter(r.attrs["data-requester"] for r in rows)[audited.world.police.address] == 3
 
 
+def test_refused_attempts_are_listed_with_who_what_and_why_in_plain_words(audited: Audited) -> None:
+    """The "Refused attempts" section has one row per refusal, in chain order: requester name, actor, record,
+    purpose, the rule's sentence and name; the header counts them; they are no access rows."""
+    w = audited.world
+    tree = parse(audited.page)
+    section = next(e for e in tree.iter("section") if e.attrs.get("id") == "refusals")
+    assert section.one("h2").text == "Refused attempts"
+    rows = refused_rows(tree)
+    assert [r.attrs["data-rule"] for r in rows] == [rule for *_, rule in REFUSED] + ["RecordRegistryRecordTombstoned"]
+    assert len(rows) == len(audited.refused)
+    first = rows[0]
+    assert first.attrs["data-record"] == hexid(w.records["lab-alice"])
+    assert (first.attrs["data-requester"], first.attrs["data-actor"]) == (w.transport.address, hexid(ANALYST))
+    assert "transport bureau" in first.text and "lab-result (2)" in first.text and "epidemic-control (1)" in first.text
+    assert "the consent was revoked" in first.text and "(ConsentRegistryConsentRevoked)" in first.text
+    whys = [r.one("span", "why").text for r in rows]
+    assert whys[1] == "the consent's uses were used up" and whys[2] == "the record was destroyed"
+    assert whys[5] == "the organisation lacks the requester role"
+    assert "organisation" in rows[1].text  # no actor: the organisation itself
+    assert f"{len(audited.refused)} refused attempts" in tree.one("header").text
+    assert {r.attrs["data-record"] for r in access_rows(tree)}.isdisjoint({hexid(w.records["erased"])})
+    empty = parse(render_audit_page([], None, title="Your data", period=(None, None)))
+    assert "No refused attempts in this period." in empty.text
+    assert not [e for e in empty.iter("table") if e.attrs.get("id") == "refused"]
+
+
 def test_the_header_shows_period_counts_and_a_clean_verification(audited: Audited) -> None:
     """A faithful index: "Verified: no discrepancies", the open period, and the access count."""
     assert audited.report.ok
@@ -248,6 +284,7 @@ def test_markup_in_names_from_the_chain_is_shown_as_text(audited: Audited) -> No
     assert len(list(tree.iter("script"))) == 1 and not list(tree.iter("img"))
     assert "alert" not in tree.one("script").text
     assert any(HOSTILE_MEMBER in row.text for row in tree.iter("tr"))
+    assert HOSTILE_MEMBER in refused_rows(tree)[-1].text  # the intruder's refused attempt, as text too
     assert any(o.text == f"{HOSTILE_PURPOSE} ({OUTREACH})" for o in tree.iter("option"))
 
 
@@ -273,7 +310,8 @@ def test_base_href_links_records_organisations_and_purposes(audited: Audited) ->
 
 def test_rendering_is_deterministic_and_copes_with_no_accesses(audited: Audited) -> None:
     """The same lines give the same bytes; no lines give an empty graph and an empty table."""
-    again = render_audit_page(audited.lines, audited.report, title=TITLE, period=(None, None))
+    again = render_audit_page(audited.lines, audited.report, title=TITLE, period=(None, None),
+                              refusals=audited.refused)
     assert again == audited.page
     assert [e.count for e in flow_edges(audited.lines)] == [5, 2, 1, 1]
     empty = parse(render_audit_page([], None, title="Your data", period=(None, None)))
@@ -297,8 +335,10 @@ def test_audit_report_writes_the_page_and_prints_its_path_and_a_summary(audited:
     assert path == str(out) and stat.S_IMODE(out.stat().st_mode) == 0o644
     n = len(audited.lines)
     assert summary.startswith(f"{n} accesses, 1 custodians → 3 requesters; verified up to block ")
+    assert summary.endswith(f": no discrepancies; {len(audited.refused)} refused attempts")
     page = parse(out.read_text(encoding="utf-8"))
     assert page.one("head").one("title").text == TITLE and len(access_rows(page)) == n
+    assert [r.attrs["data-tx"] for r in refused_rows(page)] == [line.tx_hash for line in audited.refused]
 
 
 def test_audit_report_for_a_subject_and_a_period(audited: Audited, workdir: Path) -> None:
@@ -310,6 +350,9 @@ def test_audit_report_for_a_subject_and_a_period(audited: Audited, workdir: Path
     page = parse((workdir / "alice.html").read_text(encoding="utf-8"))
     assert page.one("head").one("title").text.startswith("Your data")
     assert len(access_rows(page)) == 5
+    assert [r.attrs["data-rule"] for r in refused_rows(page)] == [
+        "ConsentRegistryConsentRevoked", "ConsentRegistryConsentExhausted", "AccessLedgerConsentCountMismatch",
+    ]
     later = run_cli("audit", "report", "--out", "later.html", "--since", "2999-01-01", *rpc, cwd=workdir)
     assert later.returncode == 0, later.stderr
     assert later.stdout.splitlines()[1].startswith("0 accesses")
@@ -358,8 +401,16 @@ def test_the_page_filters_rows_in_headless_chromium_without_network(audited: Aud
             visible = page.locator("#accesses tbody tr:visible")
             assert visible.count() == len(audited.lines)
 
+            refused = page.locator("#refused tbody tr:visible")
+            assert refused.count() == len(audited.refused)
             page.locator("#filter-requester").press_sequentially("poli")
             assert visible.count() == 3
+            assert refused.count() == 3 and set(refused.evaluate_all("rs => rs.map(r => r.dataset.requester)")) == {
+                w.police.address
+            }
+            assert page.locator("#shown-refused").text_content() == (
+                f"3 of {len(audited.refused)} refused attempts shown"
+            )
             assert set(visible.evaluate_all("rs => rs.map(r => r.dataset.requester)")) == {w.police.address}
             assert page.locator("#shown").text_content() == f"3 of {len(audited.lines)} accesses shown"
             assert page.locator("svg.flow g.edge.dim").count() == 2

@@ -9,7 +9,7 @@ from consentledger import audit
 from consentledger.errors import ConfigurationError
 from consentledger.types import AccessEntry
 
-from .world import EPIDEMIC, RESEARCH, World, hexid
+from .world import ANALYST, EPIDEMIC, REFUSED, RESEARCH, World, hexid
 
 pytestmark = pytest.mark.process
 
@@ -96,3 +96,56 @@ def test_trace_rejects_malformed_filters(indexed: Engine) -> None:
         audit.trace(indexed, record="0x1234")
     with pytest.raises(ConfigurationError, match="not an address"):
         audit.trace(indexed, subject="alice")
+
+
+def refused(lines: list[audit.RefusalLine]) -> list[tuple[str, str, str]]:
+    """Return (requester name, record, rule) of refusal lines."""
+    return [(line.requester_name or "", line.record, line.rule) for line in lines]
+
+
+def test_refusals_are_listed_with_names_and_plain_reasons(world: World, indexed: Engine) -> None:
+    """Refused attempts come oldest first, named like trace lines (a never-registered record has no names)."""
+    lines = audit.refusals(indexed)
+    assert [line.rule for line in lines] == [rule for *_, rule in REFUSED]
+    first = lines[0]
+    assert (first.requester_name, first.custodian_name, first.category_name, first.purpose_name) == (
+        "transport bureau", "health bureau", "lab-result", "epidemic-control"
+    )
+    assert first.subject == world.alice.address and first.actor == hexid(ANALYST) and lines[1].actor is None
+    assert first.why == "the consent was revoked" and lines[-1].why == "the organisation lacks the requester role"
+    unknown = next(line for line in lines if line.rule == "RecordRegistryUnknownRecord")
+    assert (unknown.subject, unknown.custodian, unknown.category_name) == (None, None, None)
+    assert first.to_json()["why"] == "the consent was revoked" and first.to_json()["rule_args"] == {
+        "consent": world.consent_id("lab")
+    }
+    assert refused(audit.refusals(indexed, limit=2, offset=1)) == refused(lines)[1:3]
+
+
+def test_refusals_filter_by_subject_record_org_purpose_and_time(world: World, indexed: Engine) -> None:
+    """The trace filters apply alike: subject, record, org (requester or custodian), purpose, since/until."""
+    lab, erased = hexid(world.records["lab-alice"]), hexid(world.records["erased"])
+    alices = audit.refusals(indexed, subject=world.alice.address)
+    assert [line.rule for line in alices] == [
+        "ConsentRegistryConsentRevoked", "ConsentRegistryConsentExhausted", "AccessLedgerConsentCountMismatch",
+    ]
+    assert refused(audit.refusals(indexed, subject=world.bob.address)) == [
+        ("police", erased, "RecordRegistryRecordTombstoned"),
+        ("health bureau", hexid(world.records["stats-bob"]), "ConsortiumMissingRole"),
+    ]
+    assert [line.requester_name for line in audit.refusals(indexed, record=lab)] == ["transport bureau", "police"]
+    assert {line.requester for line in audit.refusals(indexed, org=world.transport.address)} == {
+        world.transport.address
+    }
+    police = audit.refusals(indexed, org=world.police.address)
+    assert len(police) == 3 and "RecordRegistryUnknownRecord" in {line.rule for line in police}
+    # As custodian, health sees every refusal of its records, not the one of a record nobody registered.
+    assert len(audit.refusals(indexed, org=world.health.address)) == len(REFUSED) - 1
+    assert refused(audit.refusals(indexed, purpose="research")) == refused(audit.refusals(indexed, purpose=RESEARCH))
+    assert [line.rule for line in audit.refusals(indexed, purpose=RESEARCH)] == ["AccessLedgerConsentCountMismatch"]
+    every = audit.refusals(indexed)
+    last = int(every[-1].time.timestamp())
+    assert audit.refusals(indexed, since=last + 1) == []
+    assert refused(audit.refusals(indexed, since=last)) == refused([line for line in every
+                                                                    if line.time.timestamp() >= last])
+    assert audit.refusals(indexed, until=int(every[0].time.timestamp())) == []
+    assert audit.trace(indexed, record=erased) == []  # refused attempts are no accesses

@@ -14,7 +14,18 @@ from consentledger.audit.checks import DiscrepancyKind as Kind
 from consentledger.governance import purpose_mask
 from consentledger.types import MemberStatus, Role, Sensitivity, TombstoneReason
 
-from .world import AGGREGATE_K, EPIDEMIC, FLEETING, FLEETING_RETENTION, LAB, RESEARCH, World, hexid
+from .world import (
+    AGGREGATE_K,
+    CONTACT,
+    EPIDEMIC,
+    FLEETING,
+    FLEETING_RETENTION,
+    LAB,
+    REFUSED,
+    RESEARCH,
+    World,
+    hexid,
+)
 
 pytestmark = pytest.mark.process
 
@@ -50,6 +61,8 @@ def test_a_faithful_index_verifies_on_both_backends(world: World, engine: Engine
     assert report.records == report.heads_checked == len(world.records)
     assert report.members == 5 and report.consents == len(world.consents)
     assert report.summary().startswith(f"verified {len(world.records)} records")
+    assert report.refusals == len(REFUSED)
+    assert f", {len(REFUSED)} refused attempts (on no hash chain) up to block" in report.summary()
 
 
 def test_a_deleted_access_row_shows_as_a_gap_and_a_head_mismatch(world: World, indexed: Engine) -> None:
@@ -231,3 +244,32 @@ def test_an_attestation_after_its_aggregate_does_not_count(world: World, indexed
 
     assert findings(report) == {(Kind.AGGREGATE_UNATTESTED, district, None)}
     assert f"before it: {contact}" in report.discrepancies[0].message
+
+
+def test_a_batchs_accesses_verify_and_its_refusals_are_counted_not_checked(
+    world: World, sqlite_engine: Engine
+) -> None:
+    """A batch holding a derived access (its consents found in requestAccessBatch's calldata), an open access and
+    an access past retention: the index verifies clean, and the refusal counts without touching any hash chain."""
+    world.consent("derived-alice-2", world.alice, world.transport, CONTACT, EPIDEMIC, record=world.records["derived"])
+    world.consent("derived-bob-2", world.bob, world.transport, CONTACT, EPIDEMIC, record=world.records["derived"])
+    expired = world.register("expired", world.bob, FLEETING)
+    world.advance(FLEETING_RETENTION + 3)
+    derived, stats, expired_entry = world.batch(world.transport, [
+        world.request("derived", EPIDEMIC, ["derived-alice-2", "derived-bob-2"]),
+        world.request("stats-bob", EPIDEMIC),
+        world.request("expired", EPIDEMIC),
+    ])
+    world.tombstone("expired")
+    assert getattr(expired_entry, "rule", None) == "AccessLedgerRetentionExpired"
+    assert getattr(derived, "seq", None) == 2 and getattr(stats, "tx_hash", None) == getattr(derived, "tx_hash", 0)
+    audit.Indexer(sqlite_engine, world.ledger()).sync()
+
+    report = audit.verify(sqlite_engine, world.ledger())
+
+    assert report.ok, [d.line() for d in report.discrepancies]
+    assert report.refusals == len(REFUSED) + 1 and report.accesses == len(world.entries())
+    [refusal] = audit.refusals(sqlite_engine, record=expired)
+    assert (refusal.rule, refusal.why, refusal.category) == (
+        "AccessLedgerRetentionExpired", "the record's retention period was over", FLEETING
+    )

@@ -4,7 +4,8 @@
 one module at a time), governs in purposes, categories and members, registers plain and derived
 records, has unfunded subjects sign consents and record attestations that a relayer registers,
 registers an anonymous aggregate over two attested records, records accesses, revokes a consent,
-suspends and reinstates a member, and tombstones a record.
+suspends and reinstates a member, tombstones a record, and then has batches of accesses refused
+(`REFUSED`: each breaks one rule, so each is an AccessRefused event and no access).
 
 Each sender comes from a fresh `Ledger` (`World.ledger()`): a test that reverts the chain then
 sends through a new one, so no nonce allocator keeps counters from the reverted blocks.
@@ -26,6 +27,7 @@ from consentledger import governance as gov
 from consentledger.attestation import RecordAttestation, sign_attestation
 from consentledger.audit import tables as t
 from consentledger.chain.accounts import dev_accounts
+from consentledger.chain.batch import AccessRequest
 from consentledger.chain.compile import ContractArtifact, compile_contracts
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
@@ -33,7 +35,7 @@ from consentledger.chain.history import access_entries
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.manifest import Deployment
 from consentledger.consent import Consent, consent_id, sign_consent, sign_revocation
-from consentledger.types import AccessEntry, Role, Sensitivity, TombstoneReason
+from consentledger.types import AccessEntry, AccessRefusal, ActorId, Role, Sensitivity, TombstoneReason
 
 DAY = 86_400
 EPIDEMIC, RESEARCH = 1, 2
@@ -42,6 +44,20 @@ CONTACT, LAB, STATS, FLEETING = 1, 2, 3, 4
 FLEETING_RETENTION = 2
 AGGREGATE_K = 2
 """District statistics may be anonymous aggregates over 2 distinct attesting subjects."""
+ANALYST = ActorId(keccak(text="audit actor:analyst"))
+"""The pseudonym of transport's analyst, who made the first refused attempt."""
+NEVER_REGISTERED = "never-registered"
+"""A record name the world asks for but never registers."""
+
+REFUSED = (
+    ("transport", "lab-alice", EPIDEMIC, "ConsentRegistryConsentRevoked"),
+    ("transport", "contact-alice", EPIDEMIC, "ConsentRegistryConsentExhausted"),
+    ("police", "erased", EPIDEMIC, "RecordRegistryRecordTombstoned"),
+    ("police", NEVER_REGISTERED, EPIDEMIC, "RecordRegistryUnknownRecord"),
+    ("police", "lab-alice", RESEARCH, "AccessLedgerConsentCountMismatch"),
+    ("health", "stats-bob", EPIDEMIC, "ConsortiumMissingRole"),
+)
+"""The refused attempts of `build_world`, in chain order: (requester, record name, purpose, rule)."""
 
 
 def record_id(name: str) -> bytes:
@@ -104,6 +120,18 @@ class World:
         return ledger.request_access(
             ledger.sender(requester), self.records[record], purpose, [self.consents[c] for c in consents]
         )
+
+    def batch(self, requester: LocalAccount, items: Sequence[AccessRequest]) -> list[AccessEntry | AccessRefusal]:
+        """Ask for `items` in one requestAccessBatch transaction by `requester`; return each item's outcome."""
+        ledger = self.ledger()
+        return ledger.request_access_batch(ledger.sender(requester), items)
+
+    def request(
+        self, record: str, purpose: int, consents: Sequence[str] = (), actor: bytes = bytes(32)
+    ) -> AccessRequest:
+        """Return a batch item for the named record (an unregistered name gets its would-be id) and consents."""
+        rid = self.records.get(record, record_id(record))
+        return AccessRequest(rid, purpose, tuple(self.consents[c] for c in consents), ActorId(actor))
 
     def register(self, name: str, subject: LocalAccount | None, category: int, derived_from: Sequence[str] = ()) -> str:
         """Register record `name` held by health and return its id as the index stores it."""
@@ -218,11 +246,20 @@ def build_world(rpc_url: str) -> World:
                                               purpose=EPIDEMIC, valid_until=world.now() + DAY)
     world.revoke("withdrawn", alice)
     world.tombstone("erased")
+
+    refused = [
+        *world.batch(transport, [world.request("lab-alice", EPIDEMIC, ["lab"], actor=ANALYST),
+                                 world.request("contact-alice", EPIDEMIC, ["contact"])]),
+        *world.batch(police, [world.request("erased", EPIDEMIC), world.request(NEVER_REGISTERED, EPIDEMIC),
+                              world.request("lab-alice", RESEARCH)]),
+        *world.batch(health, [world.request("stats-bob", EPIDEMIC)]),
+    ]
+    assert [getattr(r, "rule", None) for r in refused] == [rule for *_, rule in REFUSED], refused
     return world
 
 
 INDEX_TABLES = (t.events, t.members, t.membership_changes, t.categories, t.purposes, t.records, t.record_sources,
-                t.consents, t.accesses)
+                t.consents, t.accesses, t.refusals)
 """Every table whose content follows from the chain alone (idx_blocks keeps a pruned window)."""
 
 

@@ -14,6 +14,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from consentledger import governance
+from consentledger.chain.batch import AccessRequest
 from consentledger.chain.node import LocalNode
 from consentledger.client import GatewayClient
 from consentledger.types import Role
@@ -21,6 +22,7 @@ from consentledger.types import Role
 from .world import (
     CONTACT_TRACE,
     DISTRICT_STATS,
+    EPIDEMIC_CONTROL,
     HEALTH,
     LAB_RESULT,
     POLICE,
@@ -52,7 +54,9 @@ def consortium(ganache: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> 
 @dataclass(frozen=True)
 class Audited:
     """Accesses made for the audit tests: alice's lab record (twice, by transport) and open stats (by police),
-    bob's contact trace (once, by police); an auditor member holding only the AUDITOR role."""
+    bob's contact trace (once, by police); an auditor member holding only the AUDITOR role; and the inspectorate
+    (a requester) refused twice in one batch: alice's lab record under transport's consent, bob's contact trace
+    without any (`REFUSED_RULES`)."""
 
     auditor: LocalAccount
     alice: LocalAccount
@@ -60,11 +64,28 @@ class Audited:
     lab: str
     stats: str
     contact: str
+    inspector: LocalAccount
+
+
+REFUSED_RULES = ("ConsentRegistryWrongGrantee", "AccessLedgerConsentCountMismatch")
+"""The rules of the inspectorate's refused attempts (lab, then contact), in chain order."""
+
+
+def fund(consortium: Consortium, address: str) -> None:
+    """Send 10 ETH from the admin to `address`, through the admin's own nonce allocator."""
+    admin, w3 = consortium.admin, consortium.ledger.w3
+    with admin.nonces.signing_lock(admin.address):
+        tx = {"to": address, "value": 10 * 10**18, "gas": 21_000, "gasPrice": w3.eth.gas_price,
+              "nonce": admin.nonces.allocate(admin.address), "chainId": w3.eth.chain_id}
+        signed_tx = admin.account.sign_transaction(tx)
+        admin.broadcast(bytes(signed_tx.raw_transaction))
+    admin.wait_receipt(bytes(signed_tx.hash))
 
 
 @pytest.fixture(scope="package")
 def audited(consortium: Consortium) -> Audited:
-    """The accesses above, made over HTTP, and a fresh auditor admitted by governance (it sends no transactions)."""
+    """The accesses above, made over HTTP, a fresh auditor admitted by governance (it sends no transactions), and
+    the inspectorate's refused batch, sent straight to the chain with its own key (no gateway holds it)."""
     alice, bob, auditor = Account.create(), Account.create(), Account.create()
     consortium.govern(governance.admit_member(auditor.address, Role.AUDITOR, "audit office"))
     lab = consortium.ingest({"test": "pcr", "result": "positive"}, category=LAB_RESULT, subject=alice.address)
@@ -78,7 +99,16 @@ def audited(consortium: Consortium) -> Audited:
     expect(consortium.access(consortium.police, stats), 200)
     expect(consortium.access(consortium.transport, lab, [lab_consent]), 200)
     expect(consortium.access(consortium.police, contact, [contact_consent]), 200)
-    return Audited(auditor, alice, bob, lab, stats, contact)
+    inspector = Account.create()
+    fund(consortium, inspector.address)
+    consortium.govern(governance.admit_member(inspector.address, Role.REQUESTER, "inspectorate"))
+    ledger = consortium.ledger
+    refused = ledger.request_access_batch(ledger.sender(inspector), [
+        AccessRequest(bytes.fromhex(lab[2:]), EPIDEMIC_CONTROL, (lab_consent,)),
+        AccessRequest(bytes.fromhex(contact[2:]), EPIDEMIC_CONTROL),
+    ])
+    assert tuple(getattr(r, "rule", None) for r in refused) == REFUSED_RULES, refused
+    return Audited(auditor, alice, bob, lab, stats, contact, inspector)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from consentledger.client import GatewayClient
 from consentledger.errors import GatewayError
 from consentledger.types import AccessEntry
 
-from .conftest import Audited
+from .conftest import REFUSED_RULES, Audited
 from .world import DISTRICT_STATS, EPIDEMIC_CONTROL, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
@@ -87,19 +87,46 @@ def test_auditor_pages_through_accesses(audited: Audited, auditor: GatewayClient
     assert auditor.audit_accesses(subject=alice, limit=1000, offset=50)["items"] == []
 
 
+def test_auditor_lists_refused_attempts_filtered_and_paged(
+    consortium: Consortium, audited: Audited, auditor: GatewayClient
+) -> None:
+    """`/v1/audit/refusals` lists who was refused what and why, with the accesses' filters and pages."""
+    inspector = audited.inspector.address
+    every = auditor.audit_refusals(org=inspector)
+    assert [i["rule"] for i in every["items"]] == list(REFUSED_RULES) and every["next_offset"] is None
+    lab, contact = every["items"]
+    assert (lab["record"], lab["requester"], lab["requester_name"], lab["custodian_name"]) == (
+        audited.lab, inspector, "inspectorate", "health"
+    )
+    assert lab["why"] == "the consent was given to another organisation"
+    assert lab["rule_args"]["grantee"] == consortium.transport.address and lab["rule_args"]["caller"] == inspector
+    assert contact["why"] == "the number of consents did not match what the record needs"
+    assert lab["tx_hash"] == contact["tx_hash"] and lab["block"] >= on_chain(consortium, audited.contact)[-1][3]
+
+    assert auditor.audit_refusals(subject=audited.alice.address)["items"] == [lab]
+    assert auditor.audit_refusals(record=audited.contact)["items"] == [contact]
+    assert auditor.audit_refusals(org=consortium.police.address)["items"] == []
+    assert auditor.audit_refusals(subject=audited.bob.address, since=contact["timestamp"] + 1)["items"] == []
+    first = auditor.audit_refusals(org=inspector, limit=1)
+    assert (first["items"], first["next_offset"]) == ([lab], 1)
+    assert auditor.audit_refusals(org=inspector, limit=1, offset=1)["items"] == [contact]
+    assert auditor.audit_accesses(org=inspector)["items"] == []  # refused attempts are no accesses
+
+
+@pytest.mark.parametrize("path", ["/v1/audit/accesses", "/v1/audit/refusals"])
 @pytest.mark.parametrize("query", [
     "limit=1001", "limit=0", "offset=-1", "subject=0x1234", "org=police", "record=0x" + "zz" * 32,
     "since=yesterday", "purpose=drop%20table",
 ])
-def test_bad_filters_are_refused(consortium: Consortium, audited: Audited, query: str) -> None:
+def test_bad_filters_are_refused(consortium: Consortium, audited: Audited, query: str, path: str) -> None:
     """A malformed filter or page answers 422 invalid_request naming it."""
-    response = signed(consortium.health, audited.auditor.key, "GET", f"/v1/audit/accesses?{query}")
+    response = signed(consortium.health, audited.auditor.key, "GET", f"{path}?{query}")
 
     assert query.split("=")[0] in expect(response, 422, "invalid_request")["detail"]
 
 
 @pytest.mark.parametrize("who", ["health", "transport", "outsider"])
-@pytest.mark.parametrize("path", ["/v1/audit/accesses", "/v1/audit/verify"])
+@pytest.mark.parametrize("path", ["/v1/audit/accesses", "/v1/audit/refusals", "/v1/audit/verify"])
 def test_non_auditor_is_refused(consortium: Consortium, audited: Audited, who: str, path: str) -> None:
     """A custodian, a requester or a non-member asking for audit data answers 403 forbidden."""
     key = bytes(Account.create().key) if who == "outsider" else consortium.key(consortium.agencies[who])
@@ -117,11 +144,13 @@ def test_verify_at_every_gateway_finds_no_discrepancies(consortium: Consortium, 
         assert report["ok"] is True, report["discrepancies"]
         assert (report["discrepancies"], report["counts"]) == ([], {})
         assert report["accesses"] >= 4 and report["heads_checked"] == report["records"] >= 3
+        assert report["refusals"] >= len(REFUSED_RULES) and "refused attempts (on no hash chain)" in report["summary"]
         assert report["block"] >= on_chain(consortium, audited.contact)[-1][3]
 
 
 def test_subject_sees_exactly_their_own_history(consortium: Consortium, audited: Audited) -> None:
-    """Alice and Bob each get every access to their own records, with tx hashes and heads that match the chain."""
+    """Alice and Bob each get every access to their own records, with tx hashes and heads that match the chain, and
+    the refused attempts to read them."""
     for subject, records in ((audited.alice, (audited.lab, audited.stats)), (audited.bob, (audited.contact,))):
         with GatewayClient(consortium.transport.url, subject) as client:
             history = client.my_history()
@@ -131,6 +160,8 @@ def test_subject_sees_exactly_their_own_history(consortium: Consortium, audited:
         assert {r["record"]: r["accesses"] for r in history["records"]} == {
             r: len(consortium.accesses(r)) for r in records
         }
+        # Who tried to read their records and was refused: the inspectorate, once for each subject.
+        assert [(r["record"], r["requester_name"]) for r in history["refusals"]] == [(records[0], "inspectorate")]
         for shown in history["records"]:
             chain_head = consortium.ledger.head(bytes.fromhex(shown["record"][2:]))
             assert shown["head"] == "0x" + chain_head.hex()
@@ -166,7 +197,9 @@ def test_gateway_indexes_new_accesses_in_the_background(consortium: Consortium) 
     assert indexed == [tx]
 
 
-@pytest.mark.parametrize("path", ["/v1/audit/accesses", "/v1/audit/verify", "/v1/subjects/me/history"])
+@pytest.mark.parametrize(
+    "path", ["/v1/audit/accesses", "/v1/audit/refusals", "/v1/audit/verify", "/v1/subjects/me/history"]
+)
 def test_unsigned_audit_request_is_refused(consortium: Consortium, path: str) -> None:
     """A request without signature headers answers 401 unauthenticated."""
     expect(httpx.get(consortium.health.url + path, trust_env=False, timeout=30), 401, "unauthenticated")

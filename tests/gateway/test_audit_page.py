@@ -22,7 +22,7 @@ from consentledger.client import GatewayClient
 from consentledger.gateway.routes.audit_page import COOKIE
 from consentledger.types import Role
 
-from .conftest import Audited
+from .conftest import REFUSED_RULES, Audited
 from .world import Consortium, expect, signed
 
 pytestmark = pytest.mark.process
@@ -47,8 +47,20 @@ def open_link(url: str) -> httpx.Client:
 
 def shown_records(html: str) -> set[str]:
     """Return the record ids of the timeline rows in a page."""
+    accesses = html.split('<section id="refusals">', 1)[0]
     marker = 'data-record="'
-    return {part.split('"', 1)[0] for part in html.split(marker)[1:] if part.startswith("0x")}
+    return {part.split('"', 1)[0] for part in accesses.split(marker)[1:] if part.startswith("0x")}
+
+
+def refused_rows(html: str) -> list[tuple[str, str, str]]:
+    """Return (record, requester, rule) of the "Refused attempts" rows in a page, in order."""
+    refusals = html.split('<section id="refusals">', 1)[1].split("</section>", 1)[0]
+
+    def attr(row: str, name: str) -> str:
+        return row.split(f'{name}="', 1)[1].split('"', 1)[0]
+
+    return [(attr(row, "data-record"), attr(row, "data-requester"), attr(row, "data-rule"))
+            for row in refusals.split("<tr ")[1:] if "data-rule=" in row]
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +101,11 @@ def test_the_auditor_page_shows_every_access_with_graph_verdict_and_strict_heade
     page = response.text
     assert {audited.lab, audited.stats, audited.contact} <= shown_records(page)
     assert 'class="edge"' in page and "Verified: no discrepancies." in page
+    inspector = audited.inspector.address
+    assert [row for row in refused_rows(page) if row[1] == inspector] == [
+        (audited.lab, inspector, REFUSED_RULES[0]), (audited.contact, inspector, REFUSED_RULES[1]),
+    ]
+    assert "<h2>Refused attempts</h2>" in page and "the consent was given to another organisation" in page
     assert response.headers["cache-control"] == "no-store" and response.headers["x-frame-options"] == "DENY"
     csp = response.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
@@ -104,6 +121,9 @@ def test_server_side_filters_narrow_the_auditor_page(
     by_police = shown_records(auditor_page.get(url, params={"org": consortium.police.address,
                                                             "subject": audited.alice.address}).text)
     assert by_police == {audited.stats}
+    assert [rule for *_, rule in refused_rows(auditor_page.get(url, params={"subject": audited.bob.address}).text)
+            ] == [REFUSED_RULES[1]]
+    assert refused_rows(auditor_page.get(url, params={"org": consortium.police.address}).text) == []
     expect(auditor_page.get(url, params={"org": "police"}), 422, "invalid_request")
 
 
@@ -117,6 +137,9 @@ def test_a_subject_page_shows_only_the_subjects_own_records(consortium: Consorti
 
     assert shown_records(page.text) == {audited.lab, audited.stats}
     assert f"Your data ({audited.alice.address})" in page.text and "Verified: no discrepancies." in page.text
+    # Who tried to read her data and was refused: the inspectorate, for her lab record only.
+    assert refused_rows(page.text) == [(audited.lab, audited.inspector.address, REFUSED_RULES[0])]
+    assert "inspectorate" in page.text
     assert "own records" in expect(refused, 403, "forbidden")["detail"]
 
 
@@ -222,6 +245,12 @@ def test_the_page_loads_filters_and_links_in_headless_chromium(
             total = rows.count()
             assert total >= 4 and visible.count() == total
             assert page.locator("svg.flow g.edge").count() >= 2
+            refused = page.locator("#refused tbody tr:visible")
+            assert refused.count() >= len(REFUSED_RULES)
+            page.locator("#filter-requester").press_sequentially("inspectorate")
+            assert visible.count() == 0 and refused.count() == len(REFUSED_RULES)
+            assert refused.evaluate_all("rs => rs.map(r => r.dataset.rule)") == list(REFUSED_RULES)
+            page.locator("#filter-requester").fill("")
 
             page.locator("#filter-requester").press_sequentially("police")
             police_rows = visible.evaluate_all("rs => rs.map(r => r.dataset.requester)")

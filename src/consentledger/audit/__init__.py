@@ -1,10 +1,11 @@
-"""The auditor's tools: an SQL index of the chain's events, access traces, and verification."""
+"""The auditor's tools: an SQL index of the chain's events, access traces, refused attempts, and verification."""
 
 from consentledger.audit.checks import Discrepancy, DiscrepancyKind
 from consentledger.audit.events import AccessRow, DecodedEvent, EventDecoder, decode_access_log
 from consentledger.audit.indexer import Indexer, SyncProgress, SyncResult
+from consentledger.audit.rules import RULE_SENTENCES, Rule, RuleDecoder, explain
 from consentledger.audit.tables import create_index_schema
-from consentledger.audit.trace import TraceLine, trace
+from consentledger.audit.trace import RefusalLine, TraceLine, refusals, trace
 from consentledger.audit.verify import VerifyReport, verify
 from consentledger.audit.writer import bulk_insert_accesses
 
@@ -15,6 +16,10 @@ __all__ = [
     "DiscrepancyKind",
     "EventDecoder",
     "Indexer",
+    "RULE_SENTENCES",
+    "RefusalLine",
+    "Rule",
+    "RuleDecoder",
     "SyncProgress",
     "SyncResult",
     "TraceLine",
@@ -22,6 +27,8 @@ __all__ = [
     "bulk_insert_accesses",
     "create_index_schema",
     "decode_access_log",
+    "explain",
+    "refusals",
     "trace",
     "verify",
 ]

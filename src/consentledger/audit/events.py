@@ -37,6 +37,9 @@ ACCESS_RECORDED_ABI: dict[str, Any] = {
 }
 """IAccessLedger.AccessRecorded; the indexer checks the deployed ABI still has this shape."""
 
+ACCESS_REFUSED = "AccessRefused"
+"""IAccessLedger.AccessRefused: an item of a batch that broke a rule (indexed in idx_refusals)."""
+
 ZERO_HASH = "0x" + "00" * 32
 
 
@@ -139,7 +142,7 @@ class EventDecoder:
         else:
             values = decode([kind for _, kind in event.plain], data)
             for (name, kind), value in zip(event.plain, values, strict=True):
-                args[name] = _json(kind, value)
+                args[name] = json_value(kind, value)
         return DecodedEvent(
             name=str(event.abi["name"]),
             args=args,
@@ -204,7 +207,7 @@ def _word(kind: str, word: bytes) -> Any:
         return word[-1] == 1
     if kind.startswith("bytes"):
         return _hex(word[: int(kind[5:])])
-    return _json(kind, decode([kind], word)[0])
+    return json_value(kind, decode([kind], word)[0])
 
 
 @lru_cache(maxsize=4096)
@@ -213,14 +216,14 @@ def _checksum(address: bytes) -> str:
     return str(to_checksum_address(address))
 
 
-def _json(kind: str, value: Any) -> Any:
+def json_value(kind: str, value: Any) -> Any:
     """Return `value` of ABI type `kind` as JSON-ready data: hex bytes, checksummed addresses, lists."""
     if kind.endswith("]"):
         inner = kind[: kind.rindex("[")]
-        return [_json(inner, v) for v in value]
+        return [json_value(inner, v) for v in value]
     if kind.startswith("("):
         inner_kinds = _split_tuple(kind[1:-1])
-        return [_json(k, v) for k, v in zip(inner_kinds, value, strict=True)]
+        return [json_value(k, v) for k, v in zip(inner_kinds, value, strict=True)]
     if kind == "address":
         return _checksum(hex_bytes(value))
     if kind.startswith("bytes"):

@@ -18,8 +18,9 @@ from sqlalchemy import Connection, Engine, delete, select, update
 
 from consentledger.audit import tables as t
 from consentledger.audit.events import ACCESS_RECORDED, ACCESS_RECORDED_ABI, EventDecoder
+from consentledger.audit.rules import RuleDecoder
 from consentledger.audit.source import BlockRef, ChainSource
-from consentledger.audit.writer import insert, rollback_from, write_events
+from consentledger.audit.writer import WriteCounts, insert, rollback_from, write_events
 from consentledger.errors import ChainUnavailableError, IndexMismatchError
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class SyncResult:
     accesses: int
     ranges: int
     rolled_back_from: int | None = None
+    refusals: int = 0
+    """AccessRefused events among `events`: accesses a batch asked for that broke a rule."""
 
     def describe(self) -> str:
         """Return a one-line summary."""
@@ -66,7 +69,8 @@ class SyncResult:
         else:
             done = (
                 f"indexed blocks {self.first_block}..{self.last_block}: {self.events} events "
-                f"({self.accesses} accesses)"
+                f"({self.accesses} accesses"
+                + (f", {self.refusals} refused attempts" if self.refusals else "") + ")"
             )
         return done + (f"; reorg undone from block {self.rolled_back_from}" if self.rolled_back_from else "")
 
@@ -93,6 +97,8 @@ class Indexer:
         self.batch_blocks = batch_blocks
         self.source = ChainSource(ledger)
         self.decoder = EventDecoder([ledger.consortium.abi, ledger.access.abi])
+        # Between them the two ABIs declare every custom error (AccessLedger's own and what it bubbles up).
+        self.rules = RuleDecoder([ledger.consortium.abi, ledger.access.abi])
         deployed = self.decoder.event_abi(ACCESS_RECORDED)
         if deployed is None or _shape(deployed) != _shape(ACCESS_RECORDED_ABI):
             raise IndexMismatchError("the deployed AccessLedger's AccessRecorded event differs from the indexed one")
@@ -108,7 +114,7 @@ class Indexer:
         head = self.source.block_number()
         last = head if to_block is None else min(to_block, head)
         first = cursor.deploy_block if cursor.block is None else cursor.block + 1
-        start, events, accesses, ranges, retries = first, 0, 0, 0, 0
+        start, events, accesses, refusals, ranges, retries = first, 0, 0, 0, 0, 0
         while start <= last:
             end = min(start + self.batch_blocks - 1, last)
             written = self._index_range(start, end, cursor)
@@ -122,7 +128,8 @@ class Indexer:
                 start = cursor.deploy_block if cursor.block is None else cursor.block + 1
                 first = min(first, start)
                 continue
-            events, accesses, ranges = events + written[0], accesses + written[1], ranges + 1
+            events, accesses, ranges = events + written.events, accesses + written.accesses, ranges + 1
+            refusals += written.refusals
             cursor = self.cursor()
             if progress is not None:
                 progress(SyncProgress(first, end, last))
@@ -134,6 +141,7 @@ class Indexer:
             accesses=accesses,
             ranges=ranges,
             rolled_back_from=rolled_back,
+            refusals=refusals,
         )
 
     def cursor(self) -> Cursor:
@@ -143,8 +151,8 @@ class Indexer:
 
     # ------------------------------------------------------------------ one range
 
-    def _index_range(self, start: int, end: int, cursor: Cursor) -> tuple[int, int] | None:
-        """Read and write blocks start..end; return (events, accesses), or None if the chain moved."""
+    def _index_range(self, start: int, end: int, cursor: Cursor) -> WriteCounts | None:
+        """Read and write blocks start..end; return what was written, or None if the chain moved."""
         tail = range(max(start, end - self.reorg_depth + 1), end + 1)
         before = self.source.blocks([start, *tail])
         if end not in before or start not in before:
@@ -161,7 +169,7 @@ class Indexer:
             return None
         event_blocks = {e.block_number for e in decoded}
         with self.engine.begin() as conn:
-            counts = write_events(conn, decoded, {n: headers[n].timestamp for n in event_blocks})
+            counts = write_events(conn, decoded, {n: headers[n].timestamp for n in event_blocks}, self.rules)
             kept = [headers[n] for n in sorted(event_blocks | set(tail))]
             _store_blocks(conn, kept, event_blocks)
             conn.execute(
@@ -172,7 +180,7 @@ class Indexer:
             conn.execute(
                 delete(t.blocks).where(t.blocks.c.number <= end - self.reorg_depth, t.blocks.c.has_events.is_(False))
             )
-        return counts.events, counts.accesses
+        return counts
 
     # ------------------------------------------------------------------ cursor and reorgs
 

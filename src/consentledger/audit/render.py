@@ -21,7 +21,7 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from consentledger.audit.trace import TraceLine
+from consentledger.audit.trace import RefusalLine, TraceLine
 from consentledger.audit.verify import VerifyReport
 from consentledger.errors import ConfigurationError
 
@@ -58,16 +58,18 @@ def stroke_width(count: int, most: int) -> float:
     return round(_MIN_STROKE + (_MAX_STROKE - _MIN_STROKE) * count / max(most, 1), 2)
 
 
-def summary(lines: Sequence[TraceLine], report: VerifyReport | None) -> str:
-    """Return one line: how many accesses between how many organisations, and the verification result."""
+def summary(lines: Sequence[TraceLine], report: VerifyReport | None, refusals: Sequence[RefusalLine] = ()) -> str:
+    """Return one line: how many accesses between how many organisations, the verification result, and
+    how many attempts were refused (when any were)."""
     custodians = {line.custodian for line in lines}
     requesters = {line.requester for line in lines}
     flows = f"{len(lines)} accesses, {len(custodians)} custodians → {len(requesters)} requesters"
+    refused = f"; {_plural(len(refusals), 'refused attempt', 'refused attempts')}" if refusals else ""
     if report is None:
-        return f"{flows}; not verified"
+        return f"{flows}; not verified{refused}"
     if report.ok:
-        return f"{flows}; verified up to block {report.block}: no discrepancies"
-    return f"{flows}; {len(report.discrepancies)} discrepancies up to block {report.block}"
+        return f"{flows}; verified up to block {report.block}: no discrepancies{refused}"
+    return f"{flows}; {len(report.discrepancies)} discrepancies up to block {report.block}{refused}"
 
 
 def render_audit_page(
@@ -77,10 +79,12 @@ def render_audit_page(
     title: str,
     period: tuple[datetime | None, datetime | None],
     base_href: str | None = None,
+    refusals: Sequence[RefusalLine] = (),
 ) -> str:
     """Return the audit page for `lines` (accesses, oldest first) and `report` as one HTML document.
 
-    `period` is what the lines were selected for, shown in the header (None: open-ended). With
+    `refusals` (oldest first) are listed under "Refused attempts": who tried to read what, and why
+    the ledger refused. `period` is what the lines were selected for, shown in the header (None: open-ended). With
     `base_href` the page gets a `<base>` and links each record, organisation and purpose to
     `?record=`, `?org=`, `?purpose=` relative to it (the `trace` filters), for a server that
     renders filtered pages; without it (a file) nothing links anywhere.
@@ -102,7 +106,7 @@ def render_audit_page(
         f"<style>{style}</style>",
         "</head>",
         "<body>",
-        _header(lines, report, title=title, period=period),
+        _header(lines, report, title=title, period=period, refused=len(refusals)),
         '<section id="flow">',
         "<h2>Data flow</h2>",
         '<p class="muted">Custodians (left) to requesters (right); line width grows with the number of accesses, '
@@ -110,6 +114,7 @@ def render_audit_page(
         flow_svg(lines),
         "</section>",
         _timeline(lines, report, links=links),
+        _refusals(refusals, links=links),
         f"<script>{script}</script>",
         "</body>",
         "</html>",
@@ -221,7 +226,7 @@ def print_pdf(page: Path, pdf: Path, *, timeout: float = 120) -> Path:
 
 def _header(
     lines: Sequence[TraceLine], report: VerifyReport | None, *, title: str,
-    period: tuple[datetime | None, datetime | None],
+    period: tuple[datetime | None, datetime | None], refused: int,
 ) -> str:
     since, until = period
     counts = (
@@ -231,6 +236,7 @@ def _header(
         (len({line.custodian for line in lines}), "custodians"),
         (len({line.requester for line in lines}), "requesters"),
         (len({line.purpose for line in lines}), "purposes"),
+        (refused, "refused attempts"),
     )
     return "\n".join([
         "<header>",
@@ -322,6 +328,59 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
         "<tbody>",
         *rows,
         "</tbody></table>",
+        "</section>",
+    ])
+
+
+def _refusals(refusals: Sequence[RefusalLine], *, links: bool) -> str:
+    """Return the "Refused attempts" section: when, who (org and actor), which record, for what, and why."""
+    rows = []
+    for line in refusals:
+        requester = line.requester_name or _short(line.requester)
+        purpose = f"{line.purpose_name or line.purpose} ({line.purpose})"
+        category = f"{line.category_name} ({line.category})" if line.category_name else "-"
+        record_text = " ".join(str(v) for v in (line.record, line.category_name, line.subject) if v).lower()
+        search = f"{line.requester_name or ''} {line.requester}".strip().lower()
+        cells = [
+            _e(line.time.strftime("%Y-%m-%d %H:%M:%S")),
+            _link(f"?org={line.requester}", requester, line.requester, links),
+            f'<span title="{_e(line.actor)}">{_e(_short(line.actor))}</span>' if line.actor else "organisation",
+            _link(f"?record={line.record}", _short(line.record), line.record, links),
+            _e(category),
+            _link(f"?purpose={line.purpose}", purpose, str(line.purpose), links),
+            f'<span class="why">{_e(line.why)}</span> <span class="muted rule">({_e(line.rule)})</span>',
+            f'<span title="{_e(line.tx_hash)}">{_e(_short(line.tx_hash))}</span>',
+            str(line.block),
+        ]
+        rows.append(
+            f'<tr data-time="{_e(line.time.isoformat())}" data-record="{_e(line.record)}" '
+            f'data-requester="{_e(line.requester)}" data-actor="{_e(line.actor or "")}" '
+            f'data-purpose="{line.purpose}" data-rule="{_e(line.rule)}" data-tx="{_e(line.tx_hash)}" '
+            f'data-block="{line.block}" data-search-requester="{_e(search)}" '
+            f'data-search-record="{_e(record_text)}">'
+            + "".join(
+                f'<td class="mono">{cell}</td>' if column in (2, 3, 7) else f"<td>{cell}</td>"
+                for column, cell in enumerate(cells)
+            )
+            + "</tr>"
+        )
+    if not rows:
+        body = '<p class="muted">No refused attempts in this period.</p>'
+    else:
+        body = "\n".join([
+            f'<p id="shown-refused" class="shown muted">{len(rows)} of {len(rows)} refused attempts shown</p>',
+            '<table id="refused"><thead><tr><th>time (UTC)</th><th>requester</th><th>actor</th><th>record</th>'
+            "<th>category</th><th>purpose</th><th>why refused</th><th>tx</th><th>block</th></tr></thead>",
+            "<tbody>",
+            *rows,
+            "</tbody></table>",
+        ])
+    return "\n".join([
+        '<section id="refusals">',
+        "<h2>Refused attempts</h2>",
+        '<p class="muted">Who tried to read what and was refused by the ledger, and why. A refused attempt is on '
+        "the chain (AccessRefused) but on no record's hash chain: nothing was released.</p>",
+        body,
         "</section>",
     ])
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData()
@@ -57,7 +58,7 @@ events = Table(
     Column("contract", _Address, nullable=False),
     Column("name", String(64), nullable=False),
     Column("args", JSON, nullable=False),
-    comment="every decoded event except AccessRecorded (kept in idx_accesses)",
+    comment="every decoded event except AccessRecorded (idx_accesses) and AccessRefused (idx_refusals)",
 )
 
 members = Table(
@@ -194,11 +195,32 @@ accesses = Table(
     Index("ix_idx_accesses_consent", "consent"),
 )
 
+refusals = Table(
+    "idx_refusals",
+    metadata,
+    Column("block", BigInteger, primary_key=True),
+    Column("log_index", Integer, primary_key=True),
+    Column("record", _Hash, nullable=False, comment="as asked for: it may name no registered record"),
+    Column("requester", _Address, nullable=False),
+    Column("actor", _Hash, nullable=False, comment="the acting client (pseudonym); 0x00…00: the org"),
+    Column("purpose", Integer, nullable=False),
+    Column("rule", String(64), nullable=False, comment="the custom error's name; its selector in hex if unknown"),
+    Column("rule_args", JSON, nullable=False, comment="the error's arguments by name"),
+    Column("reason", Text, nullable=False, comment="the full error data (selector + ABI-encoded arguments), hex"),
+    Column("timestamp", BigInteger, nullable=False, comment="the block's time"),
+    Column("tx_hash", _Hash, nullable=False),
+    Index("ix_idx_refusals_record", "record"),
+    Index("ix_idx_refusals_requester", "requester", "timestamp"),
+    Index("ix_idx_refusals_timestamp", "timestamp"),
+    comment="AccessRefused: accesses asked for in a batch that broke a rule (on no hash chain)",
+)
+
 BLOCK_COLUMNS = {
     events: "block",
     membership_changes: "block",
     record_sources: "block",
     accesses: "block",
+    refusals: "block",
     blocks: "number",
 }
 """Tables whose rows are simply deleted when a reorg removes their block."""

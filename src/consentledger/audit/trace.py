@@ -1,4 +1,4 @@
-"""Who accessed which record, when, for what and under which consent: queries over the index."""
+"""Who accessed which record, when, for what and under which consent, and who was refused: queries over the index."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import Engine, Select, or_, select
+from sqlalchemy import Engine, Select, Table, or_, select
 
 from consentledger.audit import tables as t
 from consentledger.audit.events import ZERO_HASH
+from consentledger.audit.rules import explain
 from consentledger.errors import ConfigurationError
 from consentledger.types import AccessEntry, ActorId, Address, RecordId
 
@@ -62,6 +63,49 @@ class TraceLine:
         }
 
 
+@dataclass(frozen=True)
+class RefusalLine:
+    """One refused attempt from the index (on no hash chain), named like a TraceLine, with the rule it broke."""
+
+    time: datetime
+    record: str
+    subject: str | None
+    category: int | None
+    category_name: str | None
+    custodian: str | None
+    """None when the record asked for was never registered (or the refusal is all the index knows of it)."""
+    custodian_name: str | None
+    requester: str
+    requester_name: str | None
+    actor: str | None
+    """The requester's acting client as a pseudonym; None: the org itself."""
+    purpose: int
+    purpose_name: str | None
+    rule: str
+    """The custom error's name (e.g. ConsentRegistryConsentRevoked); its selector in hex when unknown."""
+    rule_args: dict[str, Any]
+    tx_hash: str
+    block: int
+    log_index: int
+
+    @property
+    def why(self) -> str:
+        """Return why the attempt was refused, in plain words."""
+        return explain(self.rule)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the line as JSON-ready data (time as ISO-8601 UTC and as unix seconds)."""
+        return {
+            "time": self.time.isoformat(timespec="seconds"), "timestamp": int(self.time.timestamp()),
+            "record": self.record, "subject": self.subject, "category": self.category,
+            "category_name": self.category_name, "custodian": self.custodian, "custodian_name": self.custodian_name,
+            "requester": self.requester, "requester_name": self.requester_name, "actor": self.actor,
+            "purpose": self.purpose, "purpose_name": self.purpose_name, "rule": self.rule,
+            "rule_args": self.rule_args, "why": self.why, "tx_hash": self.tx_hash, "block": self.block,
+            "log_index": self.log_index,
+        }
+
+
 def trace(
     engine: Engine,
     *,
@@ -80,8 +124,73 @@ def trace(
     original sources is theirs. `org` matches the requester or the record's custodian. `purpose`
     is an id or a purpose name. `since` (inclusive) and `until` (exclusive) are unix times.
     """
-    query = _query()
-    a, r = t.accesses.c, t.records.c
+    a = t.accesses.c
+    query = _filtered(_query(t.accesses), t.accesses, subject=subject, record=record, org=org, purpose=purpose,
+                      since=since, until=until)
+    query = query.add_columns(a.seq, a.consent, a.identified).order_by(a.block, a.log_index).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        TraceLine(
+            seq=row["seq"], time=datetime.fromtimestamp(row["timestamp"], UTC), record=row["record"],
+            subject=row["subject"], category=row["category"], category_name=row["category_name"],
+            custodian=row["custodian"], custodian_name=row["custodian_name"], requester=row["requester"],
+            requester_name=row["requester_name"], actor=None if row["actor"] == ZERO_HASH else row["actor"],
+            purpose=row["purpose"], purpose_name=row["purpose_name"],
+            consent=None if row["consent"] == ZERO_HASH else row["consent"], identified=bool(row["identified"]),
+            tx_hash=row["tx_hash"],
+            block=row["block"], log_index=row["log_index"],
+        )
+        for row in rows
+    ]
+
+
+def refusals(
+    engine: Engine,
+    *,
+    subject: str | None = None,
+    record: str | None = None,
+    org: str | None = None,
+    purpose: int | str | None = None,
+    since: int | None = None,
+    until: int | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[RefusalLine]:
+    """Return the indexed refused attempts matching every given filter, oldest first.
+
+    The filters mean what they mean for `trace`; a refusal of a record nobody registered matches
+    `record` and the requester's `org`, never a subject or a custodian.
+    """
+    f = t.refusals.c
+    query = _filtered(_query(t.refusals), t.refusals, subject=subject, record=record, org=org, purpose=purpose,
+                      since=since, until=until)
+    query = query.add_columns(f.rule, f.rule_args).order_by(f.block, f.log_index).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        RefusalLine(
+            time=datetime.fromtimestamp(row["timestamp"], UTC), record=row["record"], subject=row["subject"],
+            category=row["category"], category_name=row["category_name"], custodian=row["custodian"],
+            custodian_name=row["custodian_name"], requester=row["requester"], requester_name=row["requester_name"],
+            actor=None if row["actor"] == ZERO_HASH else row["actor"], purpose=row["purpose"],
+            purpose_name=row["purpose_name"], rule=row["rule"], rule_args=dict(row["rule_args"] or {}),
+            tx_hash=row["tx_hash"], block=row["block"], log_index=row["log_index"],
+        )
+        for row in rows
+    ]
+
+
+def _filtered(
+    query: Select[Any], table: Table, *, subject: str | None, record: str | None, org: str | None,
+    purpose: int | str | None, since: int | None, until: int | None,
+) -> Select[Any]:
+    """Return `query` over `table` (accesses or refusals) narrowed by the `trace` filters."""
+    a, r = table.c, t.records.c
     if subject is not None:
         who = _address(subject, "subject")
         source = t.records.alias("source")
@@ -108,33 +217,16 @@ def trace(
         query = query.where(a.timestamp >= since)
     if until is not None:
         query = query.where(a.timestamp < until)
-    query = query.order_by(a.block, a.log_index).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    with engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
-    return [
-        TraceLine(
-            seq=row["seq"], time=datetime.fromtimestamp(row["timestamp"], UTC), record=row["record"],
-            subject=row["subject"], category=row["category"], category_name=row["category_name"],
-            custodian=row["custodian"], custodian_name=row["custodian_name"], requester=row["requester"],
-            requester_name=row["requester_name"], actor=None if row["actor"] == ZERO_HASH else row["actor"],
-            purpose=row["purpose"], purpose_name=row["purpose_name"],
-            consent=None if row["consent"] == ZERO_HASH else row["consent"], identified=bool(row["identified"]),
-            tx_hash=row["tx_hash"],
-            block=row["block"], log_index=row["log_index"],
-        )
-        for row in rows
-    ]
+    return query
 
 
-def _query() -> Select[Any]:
-    a, r = t.accesses, t.records
+def _query(a: Table) -> Select[Any]:
+    """Return the lines of `a` (accesses or refusals) with the names their ids have, unfiltered."""
+    r = t.records
     requester, custodian = t.members.alias("requester_member"), t.members.alias("custodian_member")
     return (
         select(
-            a.c.seq, a.c.timestamp, a.c.record, a.c.requester, a.c.actor, a.c.purpose, a.c.consent, a.c.identified,
-            a.c.tx_hash, a.c.block,
+            a.c.timestamp, a.c.record, a.c.requester, a.c.actor, a.c.purpose, a.c.tx_hash, a.c.block,
             a.c.log_index, r.c.subject, r.c.category, r.c.custodian,
             t.categories.c.name.label("category_name"), t.purposes.c.name.label("purpose_name"),
             requester.c.name.label("requester_name"), custodian.c.name.label("custodian_name"),

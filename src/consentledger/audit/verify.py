@@ -10,6 +10,9 @@ were attested, before it was registered, by at least its category's K distinct s
 index shares its database with a custodian's release log, every release is for an access on chain,
 within the release window and count (`audit.releases`).
 
+Refused attempts (AccessRefused, from batches) are counted but not checked: nothing of them is
+on a hash chain, and the contract that recorded them also applied the rule they name.
+
 Roles and the catalog are replayed from the indexed governance events (`idx_events`), which keep
 every change; the member, category and purpose tables hold only the latest state.
 """
@@ -72,6 +75,8 @@ class VerifyReport:
     heads_checked: int
     releases: int = 0
     """Releases of the custodian's release log checked (0 when the index has none beside it)."""
+    refusals: int = 0
+    """Refused attempts indexed (AccessRefused): counted, never checked against a hash chain (they are on none)."""
 
     @property
     def ok(self) -> bool:
@@ -88,6 +93,7 @@ class VerifyReport:
             f"{self.records} records ({self.heads_checked} heads matched against the chain), "
             f"{self.accesses} accesses, {self.consents} consents, {self.members} members"
             + (f", {self.releases} releases" if self.releases else "")
+            + (f", {self.refusals} refused attempts (on no hash chain)" if self.refusals else "")
             + f" up to block {self.block}"
         )
         if self.ok:
@@ -113,6 +119,7 @@ def verify(engine: Engine, ledger: Ledger, *, release_rules: ReleaseRules | None
             for row in conn.execute(select(t.categories.c.id, t.categories.c.sensitivity))
         }
         members = conn.execute(select(func.count()).select_from(t.members)).scalar_one()
+        refusals = conn.execute(select(func.count()).select_from(t.refusals)).scalar_one()
         ended = ended_categories(*catalog_purposes(conn), cursor.timestamp or 0)
         checker = AccessChecker(
             records=records, sensitivities=sensitivities, consents=consents, memberships=_memberships(conn),
@@ -163,36 +170,52 @@ def verify(engine: Engine, ledger: Ledger, *, release_rules: ReleaseRules | None
     found.extend(released)
     return VerifyReport(
         discrepancies=tuple(found), block=cursor.block, records=len(records), accesses=checker.accesses,
-        consents=len(consents), members=members, heads_checked=len(heads), releases=releases,
+        consents=len(consents), members=members, heads_checked=len(heads), releases=releases, refusals=refusals,
     )
 
 
 class _ConsentResolver:
     """Finds the consents a derived-record access presented, from its transaction's calldata.
 
-    AccessRecorded carries only keccak256 of their ids when there are several; requestAccess's
-    calldata holds their terms, whose EIP-712 ids must hash to that reference.
+    AccessRecorded carries only keccak256 of their ids when there are several; the calldata of
+    requestAccess (or of the requestAccessBatch item for that record) holds their terms, whose
+    EIP-712 ids must hash to that reference.
     """
 
     def __init__(self, ledger: Ledger, source: ChainSource) -> None:
         self.ledger = ledger
         self.source = source
-        functions: list[Any] = [f for f in ledger.access.abi if f.get("type") == "function"]
-        abi = next(f for f in functions if f["name"] == "requestAccess")
-        self.selector = bytes(function_abi_to_4byte_selector(abi))
-        self.types = [collapse_if_tuple(dict(i)) for i in abi["inputs"]]
+        self.single = _function(ledger, "requestAccess")
+        self.batch = _function(ledger, "requestAccessBatch")
 
     def __call__(self, row: AccessRow) -> list[str] | None:
         data = self.source.transaction_input(row.tx_hash)
-        if data is None or data[:4] != self.selector:
-            return None  # sent through another contract: its calldata is not requestAccess's
-        record, *_, terms = decode(self.types, data[4:])  # (record, purpose, actor, consents)
-        if "0x" + bytes(record).hex() != row.record or not terms:
+        if data is None:
             return None
+        if self.single is not None and data[:4] == self.single[0]:
+            requests = [decode(self.single[1], data[4:])]  # (record, purpose, actor, consents)
+        elif self.batch is not None and data[:4] == self.batch[0]:
+            (requests,) = decode(self.batch[1], data[4:])  # AccessRequest[]: (record, purpose, actor, consents)
+        else:
+            return None  # sent through another contract: its calldata is neither of ours
         domain = self.ledger.domain()
-        ids = [consent_id(_consent(term), domain) for term in terms]
-        reference = ids[0] if len(ids) == 1 else keccak(b"".join(ids))
-        return ["0x" + i.hex() for i in ids] if "0x" + reference.hex() == row.consent else None
+        for record, _, _, terms in requests:
+            if "0x" + bytes(record).hex() != row.record or not terms:
+                continue
+            ids = [consent_id(_consent(term), domain) for term in terms]
+            reference = ids[0] if len(ids) == 1 else keccak(b"".join(ids))
+            if "0x" + reference.hex() == row.consent:
+                return ["0x" + i.hex() for i in ids]
+        return None
+
+
+def _function(ledger: Ledger, name: str) -> tuple[bytes, list[str]] | None:
+    """Return the selector and input types of AccessLedger's function `name`, if it has one."""
+    functions: list[Any] = [f for f in ledger.access.abi if f.get("type") == "function"]
+    abi = next((f for f in functions if f["name"] == name), None)
+    if abi is None:
+        return None
+    return bytes(function_abi_to_4byte_selector(abi)), [collapse_if_tuple(dict(i)) for i in abi["inputs"]]
 
 
 def _consent(term: tuple[Any, ...]) -> Consent:

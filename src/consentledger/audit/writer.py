@@ -14,7 +14,8 @@ from sqlalchemy import Connection, Table, and_, bindparam, delete, or_, select, 
 from sqlalchemy.dialects import postgresql, sqlite
 
 from consentledger.audit import tables as t
-from consentledger.audit.events import ACCESS_RECORDED, AccessRow, DecodedEvent, access_row
+from consentledger.audit.events import ACCESS_RECORDED, ACCESS_REFUSED, AccessRow, DecodedEvent, access_row
+from consentledger.audit.rules import RuleDecoder
 from consentledger.governance import purposes_in
 from consentledger.types import MemberStatus, RecordKind
 
@@ -30,10 +31,11 @@ GOVERNANCE_EVENTS = frozenset({
 
 @dataclass(frozen=True)
 class WriteCounts:
-    """How many events of a range were written, and how many of them were accesses."""
+    """How many events of a range were written, and how many of them were accesses and refusals."""
 
     events: int
     accesses: int
+    refusals: int = 0
 
 
 def insert(conn: Connection, table: Table) -> Any:
@@ -48,16 +50,22 @@ def bulk_insert_accesses(conn: Connection, rows: Sequence[AccessRow]) -> None:
         conn.execute(insert(conn, t.accesses).on_conflict_do_nothing(), [r.as_row() for r in rows])
 
 
-def write_events(conn: Connection, decoded: Sequence[DecodedEvent], timestamps: Mapping[int, int]) -> WriteCounts:
-    """Write one range's events (in chain order); `timestamps` maps each event's block to its time."""
+def write_events(
+    conn: Connection, decoded: Sequence[DecodedEvent], timestamps: Mapping[int, int], rules: RuleDecoder
+) -> WriteCounts:
+    """Write one range's events (in chain order); `timestamps` maps each event's block to its time.
+
+    `rules` names the custom error behind each AccessRefused.
+    """
     accesses = [access_row(e) for e in decoded if e.name == ACCESS_RECORDED]
+    refusals = [refusal_row(e, timestamps[e.block_number], rules) for e in decoded if e.name == ACCESS_REFUSED]
     others = [
         {
             "block": e.block_number, "log_index": e.log_index, "tx_hash": e.tx_hash,
             "timestamp": timestamps[e.block_number], "contract": e.contract, "name": e.name, "args": e.args,
         }
         for e in decoded
-        if e.name != ACCESS_RECORDED
+        if e.name not in (ACCESS_RECORDED, ACCESS_REFUSED)
     ]
     if others:
         conn.execute(insert(conn, t.events).on_conflict_do_nothing(), others)
@@ -66,6 +74,8 @@ def write_events(conn: Connection, decoded: Sequence[DecodedEvent], timestamps: 
     _insert_records(conn, [e for e in others if e["name"] == "RecordRegistered"], aggregates)
     _insert_consents(conn, [e for e in others if e["name"] == "ConsentGranted"])
     bulk_insert_accesses(conn, accesses)
+    if refusals:
+        conn.execute(insert(conn, t.refusals).on_conflict_do_nothing(), refusals)
     _tombstone(conn, [e for e in others if e["name"] == "RecordTombstoned"])
     _attest(conn, [e for e in others if e["name"] == "RecordAttested"])
     for event in others:
@@ -73,7 +83,19 @@ def write_events(conn: Connection, decoded: Sequence[DecodedEvent], timestamps: 
             _revoke(conn, event)
         elif event["name"] in GOVERNANCE_EVENTS:
             _GOVERNANCE[event["name"]](conn, event)
-    return WriteCounts(len(decoded), len(accesses))
+    return WriteCounts(len(decoded), len(accesses), len(refusals))
+
+
+def refusal_row(event: DecodedEvent, timestamp: int, rules: RuleDecoder) -> dict[str, Any]:
+    """Return the `idx_refusals` row of a decoded AccessRefused event, its rule named from its error data."""
+    args = event.args
+    rule = rules.decode(args["rule"], args["reason"])
+    return {
+        "block": event.block_number, "log_index": event.log_index, "record": args["record"],
+        "requester": args["requester"], "actor": args["actor"], "purpose": int(args["purpose"]),
+        "rule": rule.name, "rule_args": rule.args, "reason": args["reason"], "timestamp": timestamp,
+        "tx_hash": event.tx_hash,
+    }
 
 
 def rollback_from(conn: Connection, fork_block: int) -> None:

@@ -7,7 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -41,7 +41,7 @@ from consentledger.errors import ConfigurationError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from consentledger.audit import SyncResult, TraceLine
+    from consentledger.audit import RefusalLine, SyncResult, TraceLine
     from consentledger.chain.ledger import Ledger
 
 app = typer.Typer(help="Audit: trace who accessed what, verify the chain of responsibility.", no_args_is_help=True)
@@ -57,6 +57,10 @@ _CSV_FIELDS = (
     "seq", "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
     "requester", "requester_name", "actor", "purpose", "purpose_name", "consent", "identified", "tx_hash", "block",
     "log_index",
+)
+_REFUSAL_CSV_FIELDS = (
+    "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
+    "requester", "requester_name", "actor", "purpose", "purpose_name", "rule", "why", "tx_hash", "block", "log_index",
 )
 
 
@@ -101,6 +105,9 @@ def trace_command(
     since: Annotated[str | None, typer.Option(help="From this time on (ISO-8601, UTC if no zone).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this time (ISO-8601, UTC if no zone).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="At most this many accesses.")] = None,
+    refused: Annotated[
+        bool, typer.Option("--refused", help="List the refused attempts (who was refused what, and why) instead.")
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="Query the index as it is, without the chain.")] = False,
@@ -108,8 +115,12 @@ def trace_command(
     manifest: ManifestOption = DEFAULT_MANIFEST,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """List accesses (oldest first) matching every filter given, after bringing the index up to date."""
-    from consentledger.audit import create_index_schema, trace
+    """List accesses (oldest first) matching every filter given, after bringing the index up to date.
+
+    With --refused, list the attempts the ledger refused instead (AccessRefused: rule and why); the
+    table of accesses ends with how many refused attempts match the same filters.
+    """
+    from consentledger.audit import create_index_schema, refusals, trace
     from consentledger.store.db import make_engine
 
     if json_output and csv_output:
@@ -119,10 +130,14 @@ def trace_command(
         create_index_schema(engine)
     else:
         engine, _, _ = sync(rpc, manifest, db, transient=True)
-    lines = trace(
-        engine, subject=subject, record=record, org=org, purpose=purpose,
-        since=parse_time(since) if since else None, until=parse_time(until) if until else None, limit=limit,
-    )
+    filters: dict[str, Any] = {
+        "subject": subject, "record": record, "org": org, "purpose": purpose,
+        "since": parse_time(since) if since else None, "until": parse_time(until) if until else None,
+    }
+    if refused:
+        _print_refusals(refusals(engine, **filters, limit=limit), json_output=json_output, csv_output=csv_output)
+        return
+    lines = trace(engine, **filters, limit=limit)
     if json_output:
         print_json([line.to_json() for line in lines])
     elif csv_output:
@@ -131,6 +146,9 @@ def trace_command(
         writer.writerows(line.to_json() for line in lines)
     else:
         _print_table(lines)
+        refused_count = len(refusals(engine, **filters))
+        if refused_count:
+            console.print(f"{refused_count} refused attempts (--refused lists them)")
 
 
 @app.command("verify")
@@ -168,25 +186,27 @@ def report_command(
     manifest: ManifestOption = DEFAULT_MANIFEST,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Write a self-contained HTML audit page: data-flow graph, verification result, filterable access timeline.
+    """Write a self-contained HTML audit page: data-flow graph, verification result, filterable access timeline,
+    and the refused attempts (who was refused what, and why).
 
     Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
     """
-    from consentledger.audit import trace, verify
+    from consentledger.audit import refusals, trace, verify
     from consentledger.audit.render import print_pdf, render_audit_page, summary
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
     engine, ledger, _ = sync(rpc, manifest, db, transient=True)
     lines = trace(engine, subject=subject, since=start, until=end)
+    refused = refusals(engine, subject=subject, since=start, until=end)
     report = verify(engine, ledger)
     title = f"Your data ({subject}): who accessed it, when and why" if subject else "Audit report: who accessed what"
-    page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)))
+    page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)), refusals=refused)
     out.write_text(page, encoding="utf-8")
     os.chmod(out, 0o644)
     typer.echo(str(out))
     if pdf:
         typer.echo(str(print_pdf(out, out.with_suffix(".pdf"))))
-    typer.echo(summary(lines, report))
+    typer.echo(summary(lines, report, refused))
 
 
 @app.command("open")
@@ -244,6 +264,27 @@ def _print_table(lines: list[TraceLine]) -> None:
         )
     console.print(table)
     console.print(f"{len(lines)} accesses")
+
+
+def _print_refusals(lines: list[RefusalLine], *, json_output: bool, csv_output: bool) -> None:
+    if json_output:
+        print_json([line.to_json() for line in lines])
+        return
+    if csv_output:
+        writer = csv.DictWriter(sys.stdout, fieldnames=_REFUSAL_CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(line.to_json() for line in lines)
+        return
+    table = Table("time", "requester", "actor", "record", "category", "purpose", "why refused", "rule", "tx", "block")
+    for line in lines:
+        table.add_row(
+            line.time.strftime("%Y-%m-%d %H:%M:%S"), _named(line.requester_name, line.requester),
+            _short(line.actor) if line.actor else "organisation", _short(line.record),
+            _named(line.category_name, line.category), _named(line.purpose_name, line.purpose), line.why, line.rule,
+            _short(line.tx_hash), str(line.block),
+        )
+    console.print(table)
+    console.print(f"{len(lines)} refused attempts")
 
 
 def _named(name: str | None, value: object) -> str:

@@ -8,6 +8,9 @@
   var purpose = document.getElementById("filter-purpose");
   var record = document.getElementById("filter-record");
   var shown = document.getElementById("shown");
+  var refusedTable = document.getElementById("refused");
+  var refused = refusedTable ? Array.prototype.slice.call(refusedTable.tBodies[0].rows) : [];
+  var shownRefused = document.getElementById("shown-refused");
 
   function matches(data, who, why) {
     return (!who || data.searchRequester.indexOf(who) !== -1) && (!why || data.purpose === why);
@@ -17,16 +20,24 @@
     var who = requester.value.trim().toLowerCase();
     var why = purpose.value;
     var what = record.value.trim().toLowerCase();
-    var visible = 0;
-    rows.forEach(function (row) {
-      var keep = matches(row.dataset, who, why) && (!what || row.dataset.searchRecord.indexOf(what) !== -1);
-      row.hidden = !keep;
-      if (keep) { visible += 1; }
-    });
+    function filter(list) {
+      var kept = 0;
+      list.forEach(function (row) {
+        var keep = matches(row.dataset, who, why) && (!what || row.dataset.searchRecord.indexOf(what) !== -1);
+        row.hidden = !keep;
+        if (keep) { kept += 1; }
+      });
+      return kept;
+    }
+    var visible = filter(rows);
+    var visibleRefused = filter(refused);
     edges.forEach(function (edge) {
       edge.classList.toggle("dim", !matches(edge.dataset, who, why));
     });
     shown.textContent = visible + " of " + rows.length + " accesses shown";
+    if (shownRefused) {
+      shownRefused.textContent = visibleRefused + " of " + refused.length + " refused attempts shown";
+    }
   }
 
   [requester, record].forEach(function (input) { input.addEventListener("input", apply); });

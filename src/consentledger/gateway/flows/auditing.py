@@ -12,7 +12,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from consentledger.audit import VerifyReport, trace, verify
+from consentledger.audit import VerifyReport, refusals, trace, verify
 from consentledger.audit.lifecycle import tombstones
 from consentledger.audit.releases import ReleaseRules
 from consentledger.gateway.runtime import Gateway
@@ -51,6 +51,21 @@ def accesses_page(gw: Gateway, filters: AccessFilters, *, limit: int, offset: in
     }
 
 
+def refusals_page(gw: Gateway, filters: AccessFilters, *, limit: int, offset: int) -> dict[str, Any]:
+    """Return one page of matching refused attempts, oldest first, with the offset of the next page (None: last)."""
+    with gw.index_held():
+        block = gw.indexer.cursor().block
+        lines = refusals(gw.store.engine, **asdict(filters), limit=limit + 1, offset=offset)
+    more = len(lines) > limit
+    return {
+        "items": [line.to_json() for line in lines[:limit]],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if more else None,
+        "block": block,
+    }
+
+
 def verify_report(gw: Gateway) -> dict[str, Any]:
     """Return the verification of the whole index against the chain and the ledger's rules, as JSON."""
     with gw.index_held():
@@ -75,6 +90,7 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
         "members": report.members,
         "heads_checked": report.heads_checked,
         "releases": report.releases,
+        "refusals": report.refusals,
         "counts": report.counts(),
         "discrepancies": [
             {"kind": d.kind.value, "record": d.record, "seq": d.seq, "tx": d.tx_hash, "block": d.block,
@@ -86,7 +102,8 @@ def report_json(report: VerifyReport) -> dict[str, Any]:
 
 def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
     """Return every access to `subject`'s records (derived ones included), each record's on-chain head,
-    and the tombstone of each of their records destroyed so far (reason, tx, block), in chain order.
+    the tombstone of each of their records destroyed so far (reason, tx, block), and every attempt to
+    read them that the ledger refused (who, which rule, why), in chain order.
 
     Heads are read at the index's cursor block, the block the listed accesses run up to, so folding
     a record's accesses with `chain.history.link` gives exactly its head.
@@ -94,6 +111,7 @@ def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
     with gw.index_held():
         block = gw.indexer.cursor().block
         lines = trace(gw.store.engine, subject=subject)
+        refused = refusals(gw.store.engine, subject=subject)
         ended = tombstones(gw.store.engine, subject=to_checksum_address(subject))
         counts = Counter(line.record for line in lines)
         records = list(counts)
@@ -104,4 +122,5 @@ def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
         "items": [line.to_json() for line in lines],
         "records": [{"record": r, "head": heads[r], "accesses": counts[r]} for r in records],
         "tombstones": [t.to_json() for t in ended],
+        "refusals": [line.to_json() for line in refused],
     }

@@ -1,4 +1,5 @@
-"""The audit endpoints every gateway serves: access listings and verification for auditors, histories for subjects."""
+"""The audit endpoints every gateway serves: access and refusal listings and verification for auditors, histories
+for subjects."""
 
 from __future__ import annotations
 
@@ -40,6 +41,25 @@ def audit_accesses(
     """Return `{items, limit, offset, next_offset, block}`: matching accesses oldest first, as of `block`."""
     filters = auditing.AccessFilters(subject, record, org, purpose, since, until)
     return auditing.accesses_page(gw, filters, limit=limit, offset=offset)
+
+
+@router.get("/audit/refusals", summary="Refused attempts recorded on chain, filtered and paged (auditors)")
+def audit_refusals(
+    gw: GatewayDep,
+    caller: Auditor,
+    subject: Annotated[str | None, Query(pattern=ADDRESS_PATTERN, description="Records of this data subject")] = None,
+    record: Annotated[str | None, Query(pattern=RECORD_PATTERN)] = None,
+    org: Annotated[str | None, Query(pattern=ADDRESS_PATTERN, description="Requester or custodian")] = None,
+    purpose: Annotated[str | None, Query(pattern=PURPOSE_PATTERN, description="Purpose id or name")] = None,
+    since: Annotated[int | None, UNIX_QUERY] = None,
+    until: Annotated[int | None, UNIX_QUERY] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> dict[str, Any]:
+    """Return `{items, limit, offset, next_offset, block}`: attempts the ledger refused (AccessRefused), oldest
+    first, as of `block`; each item names the rule (`rule`, `rule_args`) and says `why` in plain words."""
+    filters = auditing.AccessFilters(subject, record, org, purpose, since, until)
+    return auditing.refusals_page(gw, filters, limit=limit, offset=offset)
 
 
 @router.get("/audit/verify", summary="Verify the chain of responsibility against the chain (auditors)")

@@ -2,8 +2,8 @@
 
 `POST /v1/audit/session` (signed) returns a one-time link `/audit?token=…`. Opening it claims the
 token, sets an HttpOnly cookie and redirects to `/audit`, which then renders, on the server, the
-data-flow graph and the access timeline (`consentledger.audit.render`): every access for an
-auditor, or the signer's own records for a data subject. The page loads nothing from elsewhere.
+data-flow graph, the access timeline and the refused attempts (`consentledger.audit.render`): every
+access for an auditor, or the signer's own records for a data subject. The page loads nothing from elsewhere.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from fastapi import APIRouter, Cookie, Depends, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from consentledger.audit import TraceLine, VerifyReport, trace, verify
+from consentledger.audit import TraceLine, VerifyReport, refusals, trace, verify
 from consentledger.audit.checks import Discrepancy, DiscrepancyKind
 from consentledger.audit.render import content_security_policy, render_audit_page
 from consentledger.chain.history import fold
@@ -34,7 +34,8 @@ GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 COOKIE = "cl_audit_session"
 PAGE_LIMIT = 5000
-"""The most accesses one page shows (oldest first); narrow the period or filters for more."""
+"""The most accesses (and, apart, refused attempts) one page shows, oldest first; narrow the period or filters
+for more."""
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -97,13 +98,15 @@ def audit_page(
         block = gw.indexer.cursor().block
         lines = trace(gw.store.engine, subject=shown_subject, record=record, org=org, purpose=purpose,
                       since=since, until=until, limit=PAGE_LIMIT)
+        refused = refusals(gw.store.engine, subject=shown_subject, record=record, org=org, purpose=purpose,
+                           since=since, until=until, limit=PAGE_LIMIT)
         if session.view is PageView.AUDIT:
             report = verify(gw.store.engine, gw.ledger, release_rules=release_rules(gw))
         else:
             report = _own_records_checked(gw, session.viewer, block)
     page = render_audit_page(
         lines, report, title=_title(session, block), period=(_moment(since), _moment(until)),
-        base_href=request.url.path,
+        base_href=request.url.path, refusals=refused,
     )
     # The header repeats the page's policy and adds what a <meta> policy cannot say: never inside a frame.
     csp = content_security_policy(served=True) + "; frame-ancestors 'none'"
