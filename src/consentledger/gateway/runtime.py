@@ -20,6 +20,7 @@ from consentledger.chain.sender import TransactionSender
 from consentledger.crypto.files import FileLock
 from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
+from consentledger.gateway.chainview import ChainView
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
@@ -51,6 +52,7 @@ class Gateway:
     peers: httpx.Client
     indexer: Indexer
     clients: Clients
+    chain: ChainView  # what this gateway has read from the chain (`members` among it), followed by events
     x25519_next: X25519PrivateKey | None = None  # during an X25519 rotation: the key governance is switching to
     key_lock: FileLock | None = None  # a shared lock on the KEK file, so no KEK rotation runs under this gateway
     _relay_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,13 +90,14 @@ class Gateway:
             log.info("took over records of earlier signing keys after a rotation: %s", adopted)
         store = Store(engine)
         sender = ledger.sender(account, confirmations=settings.confirmations)
+        members = MembershipCache(ledger, settings.membership_ttl)
         return cls(
             settings=settings,
             ledger=ledger,
             store=store,
             sender=sender,
             relay=OutboxRelay(store, ledger, sender),
-            members=MembershipCache(ledger, settings.membership_ttl),
+            members=members,
             kek_id=keys.kek_id,
             kek=keys.kek,
             pseudonym_secret=keys.pseudonym_secret,
@@ -104,6 +107,7 @@ class Gateway:
             peers=httpx.Client(timeout=settings.peer_timeout, trust_env=False),
             indexer=Indexer(engine, ledger),
             clients=Clients(engine),
+            chain=ChainView(ledger, members, catalog_ttl=settings.catalog_ttl),
         )
 
     def relay_now(self) -> None:

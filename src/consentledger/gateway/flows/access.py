@@ -32,7 +32,7 @@ def request_access(
     it would still receive. Nothing of the record or its one-time key is kept here.
     """
     entry = gw.ledger.request_access(gw.sender, record_id, purpose, consents, actor=actor)
-    info = gw.ledger.record(record_id)
+    info = gw.chain.record(record_id)  # custodian, commitment, category: registered once, never change
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
                           withhold, consents)
@@ -48,7 +48,7 @@ def request_access(
     except ValueError as exc:
         raise IntegrityError(f"malformed disclosure from the custodian: {exc}") from None
     shown.verify(info.commitment)
-    category = gw.ledger.category(info.category)
+    category = gw.chain.category(info.category)
     return {
         "record": "0x" + record_id.hex(),
         "seq": entry.seq,

@@ -64,7 +64,8 @@ def release_key(
     Identifying fields are removed or pseudonymised (`withhold`) unless the entry is identified.
     A PROTECTED record's disclosure is marked for immediate use: the requester must not keep it.
     """
-    now = max(time.time(), gw.ledger.latest_block_time()) if now is None else now
+    gw.chain.refresh()  # every tombstone, revocation and membership change up to the latest block is seen
+    now = max(time.time(), gw.chain.latest_time) if now is None else now
     stored = gw.store.get_record("0x" + record_id.hex())
     if stored is None or stored.custodian != gw.org:
         raise NotFoundError(f"record 0x{record_id.hex()} is not held here")
@@ -73,11 +74,11 @@ def release_key(
     entry = find_access(gw, record_id, seq, block)
     if entry.requester != to_checksum_address(requester):
         raise AuthorizationError("this access was recorded for another organisation")
-    info = gw.ledger.record(record_id)
+    info = gw.chain.record(record_id)
     if info.tombstone is not TombstoneReason.NONE:
         raise destroyed(gw.store, stored.record_id, info.tombstone)
     refuse_dead_sources(gw, info)  # a derived record dies with any of its original sources
-    member = gw.ledger.member(requester)  # fresh: the key must be the one registered now
+    member = gw.chain.member(requester)  # as of the refresh: the key must be the one registered now
     if member.status is not MemberStatus.ACTIVE or Role.REQUESTER not in member.roles:
         raise AuthorizationError("the requester is no longer an active requester")
     if not any(member.x25519_key):
@@ -86,7 +87,7 @@ def release_key(
     checked = _consents_still_valid(gw, entry, consents, now)
     dek = unwrap_dek(gw.kek, stored.wrapped_dek, record_id)
     payload = json.loads(open_sealed(dek, stored.ciphertext, record_aad(record_id, stored.category)))
-    category = gw.ledger.category(stored.category)
+    category = gw.chain.category(stored.category)
     hidden = () if entry.identified else category.identifying_fields
     disclosure = disclose(
         stored.salt, payload, hidden, withholding=withhold,
@@ -154,7 +155,7 @@ def _consents_still_valid(gw: Gateway, entry: AccessEntry, consents: Sequence[Co
             record=record, seq=seq,
         )
     for terms, cid in zip(consents, ids, strict=True):
-        status, _ = gw.ledger.consent_state(cid)
+        status = gw.chain.consent_status(cid)
         if status is ConsentStatus.REVOKED:
             raise ReleaseRefusedError("consent_revoked", f"consent 0x{cid.hex()} behind access {seq} to record "
                                       f"{record} was revoked by its subject", record=record, seq=seq)
