@@ -56,7 +56,7 @@ class ChainView:
 
     def __init__(
         self, ledger: Ledger, members: MembershipCache, *, catalog_ttl: float,
-        max_records: int = MAX_RECORDS, max_consents: int = MAX_CONSENTS,
+        max_records: int = MAX_RECORDS, max_consents: int = MAX_CONSENTS, log_range: int = MAX_LOG_RANGE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ledger = ledger
@@ -64,6 +64,7 @@ class ChainView:
         self._catalog_ttl = catalog_ttl
         self._max_records = max_records
         self._max_consents = max_consents
+        self._log_range = log_range
         self._clock = clock
         self._lock = threading.Lock()  # guards the entries and epochs
         self._refresh_lock = threading.Lock()  # one refresh at a time
@@ -93,10 +94,11 @@ class ChainView:
     def refresh(self) -> int:
         """Apply the events of the blocks mined since the last refresh; return how many were applied.
 
-        One `eth_blockNumber` when no block is new; otherwise one `eth_getLogs` per `MAX_LOG_RANGE`
-        blocks (catalog, membership, tombstone and consent events together) and the latest block's
-        timestamp. Concurrent callers share the work: a call that waited for another refresh returns
-        at once if one that began after it was called has finished (it saw every block this one would).
+        One `eth_blockNumber` when no block is new; otherwise one `eth_getLogs` per `log_range`
+        (default `MAX_LOG_RANGE`) blocks (catalog, membership, tombstone and consent events together)
+        and the latest block's timestamp. Concurrent callers share the work: a call that waited for
+        another refresh returns at once if one that began after it was called has finished (it saw
+        every block this one would).
         """
         asked = time.monotonic_ns()
         with self._refresh_lock:
@@ -109,7 +111,7 @@ class ChainView:
                 self._next_block = latest + 1
             applied = 0
             while self._next_block <= latest:
-                end = min(self._next_block + MAX_LOG_RANGE - 1, latest)
+                end = min(self._next_block + self._log_range - 1, latest)
                 events = self._ledger.followed_events(_CONSORTIUM_EVENTS, LEDGER_EVENTS, self._next_block, end)
                 applied += self._apply(events)
                 self._next_block = end + 1
