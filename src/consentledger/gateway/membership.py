@@ -18,8 +18,8 @@ MEMBERSHIP_EVENTS = ("MemberAdmitted", "MemberStatusChanged", "MemberRolesChange
 class MembershipCache:
     """Reads `Consortium.member` through a TTL cache; membership events invalidate it.
 
-    The gateway's `ChainView.refresh()` follows those events (and calls `invalidate`); `watch()`
-    does the same on its own, for a cache used without a view.
+    The gateway's `ChainView.refresh()` follows those events and calls `invalidate`, so an entry is
+    current as of the latest refresh; the TTL is a safety net.
     """
 
     def __init__(self, ledger: Ledger, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -29,7 +29,6 @@ class MembershipCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Member]] = {}
         self._epoch = 0  # bumped by every invalidation
-        self._next_block = ledger.block_number() + 1
 
     def get(self, account: str) -> Member:
         """Return the member record of `account` (status NONE if it is no member)."""
@@ -53,15 +52,3 @@ class MembershipCache:
                 self._entries.clear()
             else:
                 self._entries.pop(to_checksum_address(account), None)
-
-    def watch(self) -> int:
-        """Drop the entries of members whose standing changed in new blocks; return how many changed."""
-        latest = self._ledger.block_number()
-        if latest < self._next_block:
-            return 0
-        logs = self._ledger.consortium_logs(MEMBERSHIP_EVENTS, self._next_block, latest)
-        changed = {log["args"]["account"] for log in logs}
-        for account in changed:
-            self.invalidate(account)
-        self._next_block = latest + 1
-        return len(changed)
