@@ -130,9 +130,10 @@ class Ledger:
                 decoded.append(event.process_log(log))
         return sorted(decoded, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
 
-    def block_time(self, number: int) -> int:
-        """Return the timestamp of block `number`."""
-        return int(self._read(lambda: self.w3.eth.get_block(number)["timestamp"]))
+    def latest_block(self) -> tuple[int, int]:
+        """Return the latest block's number and timestamp, read together (one `eth_getBlockByNumber`)."""
+        block = self._read(lambda: self.w3.eth.get_block("latest"))
+        return int(block["number"]), int(block["timestamp"])
 
     # ------------------------------------------------------------------ consortium reads
 

@@ -75,9 +75,8 @@ class ChainView:
         # Bumped whenever events of that kind are applied: a read begun before is not kept.
         self._catalog_epoch = self._record_epoch = self._consent_epoch = 0
         self._refreshed = 0  # time.monotonic_ns() at which the latest successful refresh began
-        latest = ledger.block_number()
-        self._latest = (latest, ledger.block_time(latest))
-        self._next_block = latest + 1
+        self._latest = ledger.latest_block()
+        self._next_block = self._latest[0] + 1
 
     @property
     def latest_block(self) -> int:
@@ -94,9 +93,9 @@ class ChainView:
     def refresh(self) -> int:
         """Apply the events of the blocks mined since the last refresh; return how many were applied.
 
-        One `eth_blockNumber` when no block is new; otherwise one `eth_getLogs` per `log_range`
-        (default `MAX_LOG_RANGE`) blocks (catalog, membership, tombstone and consent events together)
-        and the latest block's timestamp. Concurrent callers share the work: a call that waited for
+        One read of the latest block's header (number and timestamp) when no block is new; otherwise
+        also one `eth_getLogs` per `log_range` (default `MAX_LOG_RANGE`) blocks: catalog, membership,
+        tombstone and consent events together. Concurrent callers share the work: a call that waited for
         another refresh returns at once if one that began after it was called has finished (it saw
         every block this one would).
         """
@@ -105,7 +104,7 @@ class ChainView:
             if self._refreshed > asked:
                 return 0
             began = time.monotonic_ns()
-            latest = self._ledger.block_number()
+            latest, timestamp = self._ledger.latest_block()
             if latest < self._latest[0]:
                 self._forget_all()  # the chain went back: what was read may be gone
                 self._next_block = latest + 1
@@ -115,8 +114,7 @@ class ChainView:
                 events = self._ledger.followed_events(_CONSORTIUM_EVENTS, LEDGER_EVENTS, self._next_block, end)
                 applied += self._apply(events)
                 self._next_block = end + 1
-            if latest != self._latest[0]:
-                self._latest = (latest, self._ledger.block_time(latest))
+            self._latest = (latest, timestamp)
             self._refreshed = began
             return applied
 
