@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(2 * 1024 * 1024, gt=0, description="Largest accepted request body.")
     membership_ttl: float = Field(5.0, ge=0, description="Seconds a member's on-chain standing is cached.")
+    catalog_ttl: float = Field(
+        60.0, ge=0, description="Seconds a catalog category or purpose is cached at most (its events drop it sooner).",
+    )
     relay_interval: float = Field(0.5, gt=0, description="Seconds between outbox relay passes.")
     peer_timeout: float = Field(30.0, gt=0, description="Seconds to wait for another gateway.")
     page_session_ttl: int = Field(900, gt=0, le=86400, description="Seconds an audit page session lasts.")

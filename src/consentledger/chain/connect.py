@@ -15,6 +15,9 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
     # Besu QBFT (and other BFT/PoA chains) put validator data in extraData beyond 32 bytes.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
+    # web3's validation reads eth_chainId twice before every eth_call and eth_estimateGas, to check a chain id
+    # our calls never declare: transactions go signed and raw, and `Ledger.verify` checks the chain id once.
+    w3.middleware_onion.remove("validation")
     try:
         _ = w3.eth.chain_id
     except Exception as exc:

@@ -140,6 +140,35 @@ class Ledger:
         logs = self._read(partial(event.get_logs, from_block=from_block, to_block=to_block, argument_filters=filters))
         return [entry_from_event(log) for log in logs]
 
+    def followed_events(
+        self, consortium_events: Sequence[str], access_events: Sequence[str], from_block: int, to_block: int
+    ) -> list[Any]:
+        """Return the decoded events of these names of both contracts in a block range, in chain order.
+
+        One `eth_getLogs` over both addresses, whatever the number of event kinds; the caller keeps
+        the range within the node's limit (Besu: `--rpc-max-logs-range`, 5,000 blocks by default).
+        """
+        wanted: dict[tuple[str, str], Any] = {}
+        for contract, names in ((self.consortium, consortium_events), (self.access, access_events)):
+            for name in names:
+                event = getattr(contract.events, name)()
+                wanted[(contract.address, str(event.topic).lower())] = event
+        query: Any = {
+            "address": [self.consortium.address, self.access.address], "fromBlock": from_block, "toBlock": to_block,
+            "topics": [sorted({topic for _, topic in wanted})],
+        }
+        decoded = []
+        for log in self._read(partial(self.w3.eth.get_logs, query)):
+            event = wanted.get((to_checksum_address(log["address"]), "0x" + bytes(log["topics"][0]).hex()))
+            if event is not None:
+                decoded.append(event.process_log(log))
+        return sorted(decoded, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
+
+    def latest_block(self) -> tuple[int, int]:
+        """Return the latest block's number and timestamp, read together (one `eth_getBlockByNumber`)."""
+        block = self._read(lambda: self.w3.eth.get_block("latest"))
+        return int(block["number"]), int(block["timestamp"])
+
     # ------------------------------------------------------------------ consortium reads
 
     def member(self, account: str) -> Member:

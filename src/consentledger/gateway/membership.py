@@ -11,11 +11,16 @@ from eth_utils import to_checksum_address
 from consentledger.chain.ledger import Ledger
 from consentledger.types import Member
 
-_MEMBERSHIP_EVENTS = ("MemberAdmitted", "MemberStatusChanged", "MemberRolesChanged", "MemberKeysChanged")
+MEMBERSHIP_EVENTS = ("MemberAdmitted", "MemberStatusChanged", "MemberRolesChanged", "MemberKeysChanged")
+"""The Consortium events that change a member's standing; each names the member as `account`."""
 
 
 class MembershipCache:
-    """Reads `Consortium.member` through a TTL cache; `watch()` invalidates on membership events."""
+    """Reads `Consortium.member` through a TTL cache; membership events invalidate it.
+
+    The gateway's `ChainView.refresh()` follows those events and calls `invalidate`, so an entry is
+    current as of the latest refresh; the TTL is a safety net.
+    """
 
     def __init__(self, ledger: Ledger, ttl: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._ledger = ledger
@@ -23,37 +28,27 @@ class MembershipCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, Member]] = {}
-        self._next_block = ledger.block_number() + 1
+        self._epoch = 0  # bumped by every invalidation
 
     def get(self, account: str) -> Member:
         """Return the member record of `account` (status NONE if it is no member)."""
         address = to_checksum_address(account)
         now = self._clock()
         with self._lock:
-            cached = self._entries.get(address)
+            cached, epoch = self._entries.get(address), self._epoch
         if cached and now - cached[0] < self._ttl:
             return cached[1]
         member = self._ledger.member(address)
         with self._lock:
-            self._entries[address] = (now, member)
+            if self._epoch == epoch:  # an invalidation during the read may be for a change this read missed
+                self._entries[address] = (now, member)
         return member
 
     def invalidate(self, account: str | None = None) -> None:
         """Forget one account's standing, or everyone's."""
         with self._lock:
+            self._epoch += 1
             if account is None:
                 self._entries.clear()
             else:
                 self._entries.pop(to_checksum_address(account), None)
-
-    def watch(self) -> int:
-        """Drop the entries of members whose standing changed in new blocks; return how many changed."""
-        latest = self._ledger.block_number()
-        if latest < self._next_block:
-            return 0
-        logs = self._ledger.consortium_logs(_MEMBERSHIP_EVENTS, self._next_block, latest)
-        changed = {log["args"]["account"] for log in logs}
-        for account in changed:
-            self.invalidate(account)
-        self._next_block = latest + 1
-        return len(changed)

@@ -23,6 +23,7 @@ from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
 from consentledger.gateway.batcher import AccessBatcher
 from consentledger.gateway.faults import crash_at
+from consentledger.gateway.chainview import ChainView
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
@@ -55,6 +56,7 @@ class Gateway:
     peers: httpx.Client
     indexer: Indexer
     clients: Clients
+    chain: ChainView  # what this gateway has read from the chain (`members` among it), followed by events
     x25519_next: X25519PrivateKey | None = None  # during an X25519 rotation: the key governance is switching to
     key_lock: FileLock | None = None  # a shared lock on the KEK file, so no KEK rotation runs under this gateway
     _relay_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,7 +73,7 @@ class Gateway:
             self.ledger, self.sender, window=self.settings.batch_window,
             max_items=min(self.settings.max_batch_items, MAX_BATCH),
             max_in_flight=self.settings.max_pending_per_signer,
-            sources_of=lambda record: len(self.ledger.record(record).derived_from), keys=self.access_keys,
+            sources_of=lambda record: len(self.chain.record(record).derived_from), keys=self.access_keys,
             fault=crash_at(self.settings.fault_injection),
         )
 
@@ -106,13 +108,14 @@ class Gateway:
         sender = ledger.sender(
             account, confirmations=settings.confirmations, max_pending=settings.max_pending_per_signer
         )
+        members = MembershipCache(ledger, settings.membership_ttl)
         return cls(
             settings=settings,
             ledger=ledger,
             store=store,
             sender=sender,
             relay=OutboxRelay(store, ledger, sender),
-            members=MembershipCache(ledger, settings.membership_ttl),
+            members=members,
             kek_id=keys.kek_id,
             kek=keys.kek,
             pseudonym_secret=keys.pseudonym_secret,
@@ -122,6 +125,7 @@ class Gateway:
             peers=httpx.Client(timeout=settings.peer_timeout, trust_env=False),
             indexer=Indexer(engine, ledger),
             clients=Clients(engine),
+            chain=ChainView(ledger, members, catalog_ttl=settings.catalog_ttl),
         )
 
     def relay_now(self) -> None:

@@ -1,4 +1,4 @@
-"""The gateway's background work: relay queued chain writes, watch membership, index, sweep."""
+"""The gateway's background work: relay queued chain writes, follow the chain (membership among it), index, sweep."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def start_upkeep(gw: Gateway) -> None:
 
 
 def upkeep_once(gw: Gateway, *, sweep: bool, follower: TombstoneFollower | None = None) -> None:
-    """Run one round: relay, membership, expired nonces and sessions, index, follow tombstones; with `sweep` a sweep."""
+    """Run one round: relay, chain view, expired nonces and sessions, index, follow tombstones; with `sweep` a sweep."""
     gw.relay_now()
-    gw.members.watch()
+    gw.chain.refresh()  # membership, catalog, tombstone and consent events
     gw.store.purge_nonces(datetime.now(UTC))
     PageSessions(gw.store.engine).purge()
     gw.access_keys.prune(datetime.now(UTC) - timedelta(seconds=gw.settings.idempotency_ttl))

@@ -67,7 +67,7 @@ def request_access(
     (`flows.recording`).
     """
     entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor), idempotency)
-    info = gw.ledger.record(record_id)
+    info = gw.chain.record(record_id)  # custodian, commitment, category: registered once, never change
     custodian = _custodian_now(gw, info.custodian)
     released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
                           withhold, consents)
@@ -85,7 +85,7 @@ def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[d
     groups: dict[tuple[str, str], list[tuple[int, RecordInfo]]] = {}
     for at, access in enumerate(accesses):
         try:
-            info = gw.ledger.record(bytes(access.entry.record))
+            info = gw.chain.record(bytes(access.entry.record))
             custodian = _custodian_now(gw, info.custodian)
         except ConsentLedgerError as exc:
             answers[at] = exc
@@ -165,7 +165,7 @@ def _opened(gw: Gateway, entry: AccessEntry, info: RecordInfo, released: dict[st
     except ValueError as exc:
         raise IntegrityError(f"malformed disclosure from the custodian: {exc}") from None
     shown.verify(info.commitment)
-    category = gw.ledger.category(info.category)
+    category = gw.chain.category(info.category)
     return {
         "record": "0x" + record_id.hex(),
         "seq": entry.seq,

@@ -143,7 +143,8 @@ def _release(
     gw: Gateway, requester: str, requests: Sequence[KeyRequest], find: Found, now: float | None
 ) -> list[dict[str, Any] | ConsentLedgerError]:
     """Check and seal each request, log every sealed one in one transaction; return answers and refusals in order."""
-    now = max(time.time(), gw.ledger.latest_block_time()) if now is None else now
+    gw.chain.refresh()  # every tombstone, revocation and membership change up to the latest block is seen
+    now = max(time.time(), gw.chain.latest_time) if now is None else now
     standing = standing_of(gw, requester)
     sealed: list[_Sealed | ConsentLedgerError] = []
     for request in requests:
@@ -172,7 +173,7 @@ def _seal(
     entry = find(request)
     if entry.requester != to_checksum_address(requester):
         raise AuthorizationError("this access was recorded for another organisation")
-    info = gw.ledger.record(record_id)
+    info = gw.chain.record(record_id)
     if info.tombstone is not TombstoneReason.NONE:
         raise destroyed(gw.store, stored.record_id, info.tombstone)
     refuse_dead_sources(gw, info)  # a derived record dies with any of its original sources
@@ -181,7 +182,7 @@ def _seal(
     checked = consents_still_valid(gw, entry, request.consents, now)
     dek = unwrap_dek(gw.kek, stored.wrapped_dek, record_id)
     payload = json.loads(open_sealed(dek, stored.ciphertext, record_aad(record_id, stored.category)))
-    category = gw.ledger.category(stored.category)
+    category = gw.chain.category(stored.category)
     hidden = () if entry.identified else category.identifying_fields
     disclosure = disclose(
         stored.salt, payload, hidden, withholding=withhold,

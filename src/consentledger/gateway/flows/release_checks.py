@@ -17,14 +17,14 @@ _NO_CONSENT = bytes(32)
 def standing_of(gw: Gateway, requester: str) -> Callable[[], Member]:
     """Return a check of the requester's standing: its member record, read on chain on first use, if it may receive.
 
-    Fresh from the chain (not the membership cache): the key a release is wrapped for must be the
-    one registered now. One batch of releases reads it once; each release checks it.
+    From the chain view, current as of the release's refresh (membership events drop it): the key a
+    release is wrapped for must be the one registered now. One batch reads it once; each item checks it.
     """
     read: list[Member] = []
 
     def standing() -> Member:
         if not read:
-            read.append(gw.ledger.member(requester))
+            read.append(gw.chain.member(requester))
         member = read[0]
         if member.status is not MemberStatus.ACTIVE or Role.REQUESTER not in member.roles:
             raise AuthorizationError("the requester is no longer an active requester")
@@ -66,7 +66,7 @@ def consents_still_valid(gw: Gateway, entry: AccessEntry, consents: Sequence[Con
             record=record, seq=seq,
         )
     for terms, cid in zip(consents, ids, strict=True):
-        status, _ = gw.ledger.consent_state(cid)
+        status = gw.chain.consent_status(cid)  # followed by ConsentGranted/ConsentRevoked events
         if status is ConsentStatus.REVOKED:
             raise ReleaseRefusedError("consent_revoked", f"consent 0x{cid.hex()} behind access {seq} to record "
                                       f"{record} was revoked by its subject", record=record, seq=seq)

@@ -28,11 +28,12 @@ from consentledger.types import RecordInfo, TombstoneReason
 def refuse_dead_sources(gw: Gateway, info: RecordInfo) -> None:
     """Raise RecordDestroyedError (reason source_destroyed) if an original source of the record is tombstoned.
 
-    Reads each source's tombstone on chain now, so a release is refused from the block the source's
-    tombstone lands in, before any index or sweep has seen it. A plain record has no sources: no read.
+    Reads each source's tombstone from the chain view, which follows every RecordTombstoned up to its
+    latest refresh (the custodian's release refreshes it first), so a release is refused from the block
+    the source's tombstone lands in, before any index or sweep has seen it. A plain record has no sources.
     """
     for source in info.derived_from:
-        reason = gw.ledger.record(source).tombstone
+        reason = gw.chain.record(source).tombstone
         if reason is not TombstoneReason.NONE:
             raise source_destroyed(gw.store, "0x" + bytes(info.id).hex(), "0x" + bytes(source).hex(), reason)
 
