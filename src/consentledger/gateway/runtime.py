@@ -22,8 +22,8 @@ from consentledger.crypto.files import FileLock
 from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
 from consentledger.gateway.batcher import AccessBatcher
-from consentledger.gateway.faults import crash_at
 from consentledger.gateway.chainview import ChainView
+from consentledger.gateway.faults import crash_at
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
