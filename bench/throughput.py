@@ -262,7 +262,7 @@ def ingest_all(collect: Poster, count: int) -> list[str]:
             payload = {name: secrets.token_hex(8) for name in FIELDS}
             status, answer = poster.post("/v1/records", {"subject": subject.address, "category": OPEN,
                                                          "payload": payload})
-            if status != 200 or answer.get("state") != "registered":
+            if status != 201 or answer.get("state") != "registered":
                 raise RuntimeError(f"ingest failed: HTTP {status} {answer}")
             with lock:
                 ids.append(str(answer["record"]))
