@@ -50,7 +50,7 @@ def batch_outcomes(ledger: Ledger, receipt: TxReceipt, count: int) -> list[Acces
     from consentledger.chain.ledger import entry_from_event
 
     recorded, refused = ledger.access.events.AccessRecorded(), ledger.access.events.AccessRefused()
-    topics = {bytes(event_abi_to_log_topic(e.abi)): e for e in (recorded, refused)}  # type: ignore[arg-type]
+    topics = {bytes(event_abi_to_log_topic(e.abi)): e for e in (recorded, refused)}
     address = ledger.access.address.lower()
     outcomes: list[AccessEntry | AccessRefusal] = []
     for log in sorted(receipt["logs"], key=lambda entry: entry["logIndex"]):
