@@ -29,7 +29,7 @@ def main() -> int:
         with start_node(ChainKind(args.chain)) as node:
             figures = measure_gas(connect(node.rpc_url), dev_accounts(6))
         where = args.chain
-    print(f"gas per operation ({where}, shanghai, solc optimizer 200 runs)")
+    print(f"gas per operation ({where}, shanghai, solc via-IR, optimizer 200 runs)")
     width = max(len(f.operation) for f in figures)
     for figure in figures:
         verdict = "ok" if figure.meets_target else "MISSED"
