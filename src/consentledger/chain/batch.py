@@ -120,7 +120,3 @@ def batch_gas_limit(consent_counts: Sequence[int], source_counts: Sequence[int])
         total += _ITEM + _FIRST_ACCESS + _CONSENT * max(consents - 1, 0) + _SOURCE * sources
     return total * _MARGIN_NUM // _MARGIN_DEN
 
-
-def gas_limit_for(items: Sequence[AccessRequest], source_counts: Sequence[int]) -> int:
-    """Return `batch_gas_limit` for `items`, given each item's number of sources (0 for a plain record)."""
-    return batch_gas_limit([len(item.consents) for item in items], source_counts)
