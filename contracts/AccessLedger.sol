@@ -19,6 +19,9 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
 
     /// @notice Most requests one `requestAccessBatch` call may hold (bounds its loop and its gas).
     uint256 public constant MAX_BATCH = 256;
+    /// @dev No accessPolicy answer known yet (see _accessPolicy).
+    uint256 private constant _NO_POLICY = 0;
+    uint256 private constant _POLICY_KNOWN = 1 << 32;
 
     /// @notice Records an access by the caller to `recordId` for `purposeId` on behalf of `actor`,
     /// consuming one use of each consent, and appends it to the record's hash chain.
@@ -41,7 +44,7 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         external
         returns (uint24 seq)
     {
-        return _recordAccess(msg.sender, recordId, purposeId, actor, consents);
+        (seq,) = _recordAccess(msg.sender, recordId, purposeId, actor, consents, _NO_POLICY);
     }
 
     /// @notice Applies `requestAccess`'s rules to each request in order, as the caller; an item
@@ -50,7 +53,9 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
     /// @dev Each item runs in its own call frame (`recordBatchItem`, a call to this contract), so a
     /// refused item's consent uses and chain writes revert with it while earlier items stay. Items see
     /// the effects of the items before them: two items of one record get consecutive seqs, a
-    /// ONE_TIME consent presented twice is refused the second time.
+    /// ONE_TIME consent presented twice is refused the second time. The Consortium's answer to
+    /// accessPolicy is passed on from an accepted item to the next, which reuses it for the same
+    /// category and purpose: nothing can change the Consortium (nor the block's time) while the batch runs.
     /// A caller that is not an ACTIVE REQUESTER gets every item refused (ConsortiumMemberNotActive or
     /// ConsortiumMissingRole, unless an earlier rule fired), so the attempt is on the ledger too.
     /// Requirements:
@@ -67,11 +72,14 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         if (count == 0) revert AccessLedgerBatchEmpty();
         if (count > MAX_BATCH) revert AccessLedgerBatchTooLarge(count, MAX_BATCH);
         seqs = new uint24[](count);
+        uint256 policy = _NO_POLICY;
         for (uint256 i = 0; i < count; ++i) {
             AccessRequest calldata request = requests[i];
-            try this.recordBatchItem(msg.sender, request) returns (uint24 seq) {
+            (bool accepted, uint24 seq, uint256 used, bytes memory reason) = _runItem(request, policy);
+            if (accepted) {
                 seqs[i] = seq;
-            } catch (bytes memory reason) {
+                policy = used;
+            } else {
                 if (reason.length < 4) revert AccessLedgerBatchItemFailed(i);
                 emit AccessRefused(request.record, msg.sender, request.purpose, request.actor, bytes4(reason), reason);
             }
@@ -79,12 +87,17 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
     }
 
     /// @notice One item of a batch: `requestAccess` by `requester`. Only this contract may call it.
+    /// @param policy The accessPolicy answer of an earlier item of the batch (see _accessPolicy).
     /// @dev Requirements: the caller is this contract (requestAccessBatch), else
     /// AccessLedgerSelfCallOnly; then those of requestAccess, for `requester`. Emits AccessRecorded.
     /// @return seq The access's position in the record's chain.
-    function recordBatchItem(address requester, AccessRequest calldata request) external returns (uint24 seq) {
+    /// @return used The accessPolicy answer this item used, for the next item.
+    function recordBatchItem(address requester, uint256 policy, AccessRequest calldata request)
+        external
+        returns (uint24 seq, uint256 used)
+    {
         if (msg.sender != address(this)) revert AccessLedgerSelfCallOnly(msg.sender);
-        return _recordAccess(requester, request.record, request.purpose, request.actor, request.consents);
+        return _recordAccess(requester, request.record, request.purpose, request.actor, request.consents, policy);
     }
 
     /// @inheritdoc IAccessLedger
@@ -94,19 +107,22 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
 
 
     /// @dev The rules of requestAccess (see there) for an access by `requester`: the one implementation
-    /// the single and the batched entry share. Emits AccessRecorded.
+    /// the single and the batched entry share. `policy` is an accessPolicy answer known from earlier in
+    /// the transaction (_NO_POLICY for none); `usedPolicy` the one this access used. Emits AccessRecorded.
     function _recordAccess(
         address requester,
         bytes32 recordId,
         uint8 purposeId,
         bytes32 actor,
-        Consent[] calldata consents
-    ) private returns (uint24 seq) {
-        RecordCore memory core = _records[recordId];
+        Consent[] calldata consents,
+        uint256 policy
+    ) private returns (uint24 seq, uint256 usedPolicy) {
+        RecordCore memory core = _loadCore(recordId);
         if (core.retainUntil == 0) revert RecordRegistryUnknownRecord(recordId);
         if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(recordId, core.tombstone);
         if (block.timestamp > core.retainUntil) revert AccessLedgerRetentionExpired(recordId, core.retainUntil);
-        IDataCatalog.Sensitivity sensitivity = _consortium.accessPolicy(requester, core.category, purposeId);
+        IDataCatalog.Sensitivity sensitivity;
+        (sensitivity, usedPolicy) = _accessPolicy(requester, core.category, purposeId, policy);
 
         bytes32 consentRef;
         if (core.kind == RecordKind.Aggregate) {
@@ -121,9 +137,21 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
             if (consents[0].subject != core.subject) revert ConsentRegistryWrongSubject(consentRef, consents[0].subject);
         }
 
-        bool identified = _allIdentified(consents);
         seq = core.accesses + 1;
         _records[recordId].accesses = seq;
+        _append(recordId, seq, requester, actor, purposeId, consentRef, _allIdentified(consents));
+    }
+
+    /// @dev Appends access `seq` of `recordId` to the record's hash chain. Emits AccessRecorded.
+    function _append(
+        bytes32 recordId,
+        uint24 seq,
+        address requester,
+        bytes32 actor,
+        uint8 purposeId,
+        bytes32 consentRef,
+        bool identified
+    ) private {
         bytes32 newHead = keccak256(
             abi.encode(_heads[recordId], seq, requester, actor, purposeId, consentRef, identified, block.timestamp)
         );
@@ -131,6 +159,59 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         emit AccessRecorded(
             seq, recordId, requester, actor, purposeId, consentRef, identified, newHead, uint40(block.timestamp)
         );
+    }
+
+    /// @dev Returns the Consortium's accessPolicy(requester, categoryId, purposeId), or `known` when it
+    /// is that answer already: (_POLICY_KNOWN | category << 16 | purpose << 8 | sensitivity), passed on
+    /// within one batch of one requester, during which the Consortium's state cannot change.
+    function _accessPolicy(address requester, uint16 categoryId, uint8 purposeId, uint256 known)
+        private
+        view
+        returns (IDataCatalog.Sensitivity sensitivity, uint256 answer)
+    {
+        answer = _POLICY_KNOWN | (uint256(categoryId) << 16) | (uint256(purposeId) << 8);
+        if (known & ~uint256(0xff) == answer) return (IDataCatalog.Sensitivity(uint8(known)), known);
+        sensitivity = _consortium.accessPolicy(requester, categoryId, purposeId);
+        answer |= uint256(sensitivity);
+    }
+
+    /// @dev Runs `request` as `recordBatchItem(msg.sender, policy, request)` in a call to this
+    /// contract. The request's calldata is forwarded as it is (its offsets are relative to its own
+    /// start) rather than ABI re-encoded, in free memory the next item reuses; only a refusal's
+    /// `reason` stays allocated. `accepted` false: the item reverted with `reason`.
+    function _runItem(AccessRequest calldata request, uint256 policy)
+        private
+        returns (bool accepted, uint24 seq, uint256 used, bytes memory reason)
+    {
+        Consent[] calldata consents = request.consents; // checks the request lies within calldata
+        uint256 size;
+        assembly ("memory-safe") {
+            size := sub(add(consents.offset, mul(consents.length, 0x120)), request)
+        }
+        if (size < 0x80) size = 0x80; // consents placed inside the head: copy the head anyway
+        bytes4 selector = this.recordBatchItem.selector;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, selector)
+            mstore(add(ptr, 0x04), caller())
+            mstore(add(ptr, 0x24), policy)
+            mstore(add(ptr, 0x44), 0x60)
+            calldatacopy(add(ptr, 0x64), request, size)
+            accepted := call(gas(), address(), 0, ptr, add(0x64, size), 0, 0)
+            switch accepted
+            case 0 {
+                reason := ptr
+                mstore(ptr, returndatasize())
+                returndatacopy(add(ptr, 0x20), 0, returndatasize())
+                mstore(0x40, add(add(ptr, 0x20), and(add(returndatasize(), 0x1f), not(0x1f))))
+            }
+            default {
+                returndatacopy(ptr, 0, 0x40)
+                seq := and(mload(ptr), 0xffffff)
+                used := mload(add(ptr, 0x20))
+                reason := 0x60
+            }
+        }
     }
 
     /// @dev Consumes every presented consent and checks they cover exactly the sources' subjects.

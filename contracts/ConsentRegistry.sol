@@ -95,7 +95,12 @@ abstract contract ConsentRegistry is IConsentRegistry, EIP712, ConsortiumMember 
         uint8 purposeId
     ) internal returns (bytes32 id) {
         id = _consentId(terms);
-        ConsentState memory state = _consents[id];
+        ConsentState storage stored = _consents[id];
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(stored.slot) // once: a field-by-field copy loads the slot per field
+        }
+        ConsentState memory state = ConsentState(ConsentStatus(uint8(word)), uint32(word >> 8));
         if (state.status != ConsentStatus.Granted) {
             if (state.status == ConsentStatus.Revoked) revert ConsentRegistryConsentRevoked(id);
             revert ConsentRegistryNotGranted(id);
@@ -114,7 +119,7 @@ abstract contract ConsentRegistry is IConsentRegistry, EIP712, ConsortiumMember 
         if (block.timestamp > terms.validUntil) revert ConsentRegistryConsentExpired(id, terms.validUntil);
         uint32 maxUses = sensitivity == IDataCatalog.Sensitivity.OneTime ? 1 : terms.maxUses;
         if (state.uses >= maxUses) revert ConsentRegistryConsentExhausted(id, state.uses, maxUses);
-        _consents[id].uses = state.uses + 1;
+        stored.uses = state.uses + 1;
     }
 
     function _consentId(Consent calldata terms) internal view returns (bytes32) {

@@ -195,6 +195,23 @@ abstract contract RecordRegistry is IRecordRegistry, EIP712, ConsortiumMember {
         }
     }
 
+    /// @dev Returns record `id`'s core (retainUntil 0 if absent) read with one SLOAD: copying the packed
+    /// struct field by field costs a warm SLOAD per field (its enum checks split the optimizer's blocks),
+    /// and every access pays it. The shifts follow RecordCore's declaration order, which fills the slot.
+    function _loadCore(bytes32 id) internal view returns (RecordCore memory core) {
+        RecordCore storage stored = _records[id];
+        uint256 word;
+        assembly ("memory-safe") {
+            word := sload(stored.slot)
+        }
+        core.subject = address(uint160(word));
+        core.category = uint16(word >> 160);
+        core.retainUntil = uint40(word >> 176);
+        core.tombstone = TombstoneReason(uint8(word >> 216));
+        core.kind = RecordKind(uint8(word >> 224));
+        core.accesses = uint24(word >> 232);
+    }
+
     function _existing(bytes32 id) internal view returns (RecordCore storage core) {
         core = _records[id];
         if (core.retainUntil == 0) revert RecordRegistryUnknownRecord(id);

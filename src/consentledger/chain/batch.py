@@ -50,7 +50,7 @@ def batch_outcomes(ledger: Ledger, receipt: TxReceipt, count: int) -> list[Acces
     from consentledger.chain.ledger import entry_from_event
 
     recorded, refused = ledger.access.events.AccessRecorded(), ledger.access.events.AccessRefused()
-    topics = {bytes(event_abi_to_log_topic(e.abi)): e for e in (recorded, refused)}  # type: ignore[arg-type]
+    topics = {bytes(event_abi_to_log_topic(e.abi)): e for e in (recorded, refused)}
     address = ledger.access.address.lower()
     outcomes: list[AccessEntry | AccessRefusal] = []
     for log in sorted(receipt["logs"], key=lambda entry: entry["logIndex"]):
@@ -85,21 +85,23 @@ def refusal_from_event(ledger: Ledger, event: Any) -> AccessRefusal:
     )
 
 
-# Per-item gas, measured on ganache (shanghai) with scripts/gas_report.py and tests/contracts
-# (see batch_gas_limit), rounded up. Calldata is priced as if every byte were non-zero (16 gas).
-_TX_BASE = 21_000 + 10_000
-"""The transaction, the batch's own calldata words and checks, the first (cold) Consortium call."""
-_ITEM = 32_000
-"""An item with one consent, repeat access, worst-case calldata: ~27,500 measured."""
-_FIRST_ACCESS = 20_000
-"""A record's first access writes its head from zero (20,000 instead of 2,900) and its access count."""
+# Per-item gas measured on ganache (shanghai) by scripts/gas_report.py, rounded up; see batch_gas_limit.
+_TX_BASE = 21_000 + 14_000
+"""The transaction, the batch's own words and checks, and the first Consortium call's cold account and slots."""
+_ITEM = 36_000
+"""A repeat access with one consent: ~30,000-32,000 measured, plus calldata priced as if every byte were
+non-zero (16 gas, ~3,900 more than a real item) and a refused item's second cold Consortium read (a reverted
+call forgets which slots it warmed)."""
+_FIRST_ACCESS = 18_000
+"""A record's first access writes its head from zero (22,100 instead of 5,000): ~17,100 measured."""
 _CONSENT = 15_000
-"""Each consent beyond the first: its calldata (9 words), EIP-712 id, cold state slot read and written."""
-_SOURCE = 5_000
-"""Each source of a derived record or aggregate: its cold record slot, the subject checks."""
+"""Each consent beyond the first: 9 calldata words (4,608 at most), its EIP-712 id, its cold state slot
+read and written, the subject checks; a grantee that rotated its key adds a Consortium call."""
+_SOURCE = 6_000
+"""Each source of a derived record or aggregate: its cold entry in the sources list and its cold record slot."""
 _MARGIN_NUM, _MARGIN_DEN = 5, 4
-"""25 % on top of the per-item sum: one cold currentSigner call (rotated grantee), memory growth of
-large batches, and the 1/64 of gas every call keeps back (EIP-150) are all inside it."""
+"""25 % over the sum: memory growth of large batches, the 1/64 of gas every call keeps back (EIP-150),
+and the refusal event (~3,800) a refused item emits instead of AccessRecorded (~3,400)."""
 
 
 def batch_gas_limit(consent_counts: Sequence[int], source_counts: Sequence[int]) -> int:
@@ -107,9 +109,9 @@ def batch_gas_limit(consent_counts: Sequence[int], source_counts: Sequence[int])
     read `source_counts[i]` sources (0 for a plain record), whatever each item's outcome.
 
     Every item is counted as a first access with worst-case calldata, so the bound holds without
-    knowing which records were accessed before; a refused item never costs more than its accepted
-    counterpart plus its refusal event, which the margin covers. Lets the gateway send without
-    eth_estimateGas.
+    knowing which records were accessed before or which items will be refused. Lets the gateway send
+    without eth_estimateGas. A bound over the block gas limit (MAX_BATCH items of 32-source derived
+    records) means the batch does not fit one block: split it.
     """
     if len(consent_counts) != len(source_counts):
         raise ValueError("one consent count and one source count per item")
@@ -118,7 +120,3 @@ def batch_gas_limit(consent_counts: Sequence[int], source_counts: Sequence[int])
         total += _ITEM + _FIRST_ACCESS + _CONSENT * max(consents - 1, 0) + _SOURCE * sources
     return total * _MARGIN_NUM // _MARGIN_DEN
 
-
-def gas_limit_for(items: Sequence[AccessRequest], source_counts: Sequence[int]) -> int:
-    """Return `batch_gas_limit` for `items`, given each item's number of sources (0 for a plain record)."""
-    return batch_gas_limit([len(item.consents) for item in items], source_counts)

@@ -23,8 +23,12 @@ from consentledger import paths
 from consentledger.errors import CompilationError
 
 EVM_VERSION = "shanghai"
+# viaIR: the IR pipeline's optimizer keeps calldata reads and stack shuffling out of the access path,
+# about 2,000 gas per batch item (31,700 -> 29,900 for a repeat access in a batch of 50) and 1,900 per
+# single access; compiling takes about 3x longer (once, then cached).
 SETTINGS: dict[str, Any] = {
     "optimizer": {"enabled": True, "runs": 200},
+    "viaIR": True,
     "evmVersion": EVM_VERSION,
     "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
 }

@@ -24,7 +24,7 @@ TARGETS: dict[str, int] = {
     "requestAccess (first access to a record)": 80_000,
     "requestAccess (repeat access)": 60_000,
     "grantConsent (relayed)": 78_000,
-    "requestAccessBatch: repeat access, 50 distinct records (per item)": 30_000,
+    "requestAccessBatch of 50, per item: repeat access, distinct records": 30_000,
 }
 BATCH = 50
 """Items per measured batch."""
@@ -162,13 +162,13 @@ def _measure_batches(
     for record_id in records:
         ledger.register_record(custodian, record_id, subject.address, 1, commitment)
     items = [AccessRequest(record_id, 1, (consent_for(record_id, 2),), actor) for record_id in records]
-    per_item = f"{BATCH} distinct records (per item)"
+    per_item = f"requestAccessBatch of {BATCH}, per item:"
     ledger.request_access_batch(requester, items)
-    rec.note(f"requestAccessBatch: first access, {per_item}", rec.last_receipt(requester), items=BATCH)
+    rec.note(f"{per_item} first access, distinct records", rec.last_receipt(requester), items=BATCH)
     ledger.request_access_batch(requester, items)
-    rec.note(f"requestAccessBatch: repeat access, {per_item}", rec.last_receipt(requester), items=BATCH)
+    rec.note(f"{per_item} repeat access, distinct records", rec.last_receipt(requester), items=BATCH)
     ledger.request_access_batch(requester, items)  # every consent's two uses are spent
-    rec.note(f"requestAccessBatch: refused (consent exhausted), {per_item}", rec.last_receipt(requester), items=BATCH)
+    rec.note(f"{per_item} refused (consent exhausted)", rec.last_receipt(requester), items=BATCH)
 
     one = keccak(b"batch record, one for all")
     ledger.register_record(custodian, one, subject.address, 1, commitment)
@@ -176,8 +176,7 @@ def _measure_batches(
     ledger.request_access(requester, one, 1, [shared], actor=actor)
     repeats = [AccessRequest(one, 1, (shared,), actor)] * BATCH
     ledger.request_access_batch(requester, repeats)
-    rec.note(f"requestAccessBatch: repeat access, one record and consent x {BATCH} (per item)",
-             rec.last_receipt(requester), items=BATCH)
+    rec.note(f"{per_item} repeat access, one record and consent", rec.last_receipt(requester), items=BATCH)
 
 
 def _attestation(ledger: Ledger, record_id: bytes, subject: LocalAccount) -> bytes:

@@ -379,8 +379,10 @@ class Ledger:
         plain record) read from the chain when not given: callers with cached record metadata pass it.
         """
         if gas is None:
-            counts = list(sources) if sources is not None else [self._source_count(i.record) for i in items]
-            gas = batch_gas_limit([len(i.consents) for i in items], counts)
+            if sources is None:
+                known = {record: self._source_count(record) for record in {bytes(i.record) for i in items}}
+                sources = [known[bytes(i.record)] for i in items]
+            gas = batch_gas_limit([len(i.consents) for i in items], sources)
         receipt = _transact_with_gas(sender, batch_call(self, items), gas)
         return batch_outcomes(self, receipt, len(items))
 
