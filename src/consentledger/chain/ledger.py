@@ -383,7 +383,7 @@ class Ledger:
                 known = {record: self._source_count(record) for record in {bytes(i.record) for i in items}}
                 sources = [known[bytes(i.record)] for i in items]
             gas = batch_gas_limit([len(i.consents) for i in items], sources)
-        receipt = _transact_with_gas(sender, batch_call(self, items), gas)
+        receipt = sender.transact(batch_call(self, items), gas=gas)
         return batch_outcomes(self, receipt, len(items))
 
     def _source_count(self, record_id: bytes) -> int:
@@ -391,16 +391,6 @@ class Ledger:
             return len(self.record(record_id).derived_from)
         except ContractRevertError:  # unknown record: refused before any source is read
             return 0
-
-
-def _transact_with_gas(sender: TransactionSender, call: Any, gas: int) -> TxReceipt:
-    """Send `call` with gas limit `gas` and return its receipt.
-
-    Merge point with the pipelined sender, whose `transact` takes `gas=` and then skips
-    eth_estimateGas: this becomes `sender.transact(call, gas=gas)`. Until then the sender
-    estimates the gas itself and `gas` is unused.
-    """
-    return sender.transact(call)
 
 
 def entry_from_event(event: Any) -> AccessEntry:

@@ -9,7 +9,7 @@ from typing import Any
 from consentledger.chain.batch import AccessRequest
 from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Withholding
-from consentledger.errors import ConsentLedgerError, ContractRevertError
+from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.flows.access import RecordedAccess, disclose_recorded
 from consentledger.gateway.flows.recording import record_all
 from consentledger.gateway.refusals import item_refusal
@@ -56,5 +56,5 @@ def request_access_batch(
 
 
 def _refused(ask: AccessAsk, outcome: AccessRefusal | ConsentLedgerError) -> dict[str, Any]:
-    error = ContractRevertError(outcome.rule, outcome.rule_args) if isinstance(outcome, AccessRefusal) else outcome
+    error = outcome.error() if isinstance(outcome, AccessRefusal) else outcome
     return {"record": "0x" + ask.record.hex(), **item_refusal(error)}

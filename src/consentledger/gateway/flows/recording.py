@@ -30,7 +30,7 @@ def record_access(gw: Gateway, request: AccessRequest, idempotency: Idempotency 
         with gw.access_keys.claim([idempotency]):
             outcome = resumed(gw, idempotency) or gw.batcher.submit(request, idempotency=idempotency).result()
     if isinstance(outcome, AccessRefusal):
-        raise ContractRevertError(outcome.rule, outcome.rule_args)
+        raise outcome.error()
     return outcome
 
 
