@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint, RPCResponse, TxReceipt
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.process
 ADMIN, OTHER_ADMIN, OUTSIDER = 0, 1, 2
 
 
-class RecordingProvider(Web3.HTTPProvider):
+class RecordingProvider(HTTPProvider):
     """The real HTTP provider, counting each JSON-RPC method sent and whether the signing lock was held."""
 
     def __init__(self, url: str) -> None:
@@ -87,7 +87,7 @@ class Chain:
     admin: LocalAccount
     other_admin: LocalAccount
 
-    def ledger(self, provider: Web3.HTTPProvider | None = None) -> Ledger:
+    def ledger(self, provider: HTTPProvider | None = None) -> Ledger:
         """Return a new Ledger (own nonces and watcher), over `provider` if given."""
         w3 = Web3(provider) if provider is not None else connect(self.node.rpc_url)
         return Ledger(w3, self.deployment, self.artifacts)
@@ -314,7 +314,7 @@ def test_watcher_keeps_polling_through_rpc_errors_until_the_chain_answers(chain:
     while provider.failures < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert provider.failures >= 3 and watcher.running() and not receipt.done()
-    provider.endpoint_uri = chain.node.rpc_url  # type: ignore[assignment]  # the chain is back
+    provider.endpoint_uri = chain.node.rpc_url  # the chain is back
     assert receipt.result(timeout=60)["transactionHash"] == sent.tx_hash
     assert watcher.running()
     watcher.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
+from web3.types import RPCEndpoint
 
 from consentledger.errors import ChainUnavailableError
 
@@ -12,7 +13,13 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     """Return a Web3 bound to `rpc_url` after checking it answers; raise ChainUnavailableError."""
     if not rpc_url.startswith(("http://", "https://")):
         raise ChainUnavailableError(f"unsupported RPC URL {rpc_url!r}: use http(s)://host:port")
-    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    # web3's validation asks the node for eth_chainId before every eth_call and eth_estimateGas; a
+    # chain's id never changes, so the provider answers it from its cache after the first time.
+    provider = Web3.HTTPProvider(
+        rpc_url, request_kwargs={"timeout": timeout}, cache_allowed_requests=True,
+        cacheable_requests={RPCEndpoint("eth_chainId")},
+    )
+    w3 = Web3(provider)
     # Besu QBFT (and other BFT/PoA chains) put validator data in extraData beyond 32 bytes.
     w3.middleware_onion.inject(ExtraDataToPOAMiddleware, layer=0)
     # web3's validation reads eth_chainId twice before every eth_call and eth_estimateGas, to check a chain id

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from hexbytes import HexBytes
@@ -167,7 +168,7 @@ class ReceiptWatcher:
                 receipt["status"] != 1 or entry.confirmations <= 0
                 or (head is not None and head >= receipt["blockNumber"] + entry.confirmations)
             ):
-                self._resolve(entry, lambda e=entry, r=receipt: e.future.set_result(r))
+                self._resolve(entry, partial(entry.future.set_result, receipt))
                 progress = True
             elif entry.polled and now >= entry.deadline:
                 if receipt is None:
@@ -235,9 +236,11 @@ class ReceiptWatcher:
             except (OSError, ChainUnavailableError):
                 raise  # the chain is down, not batch-less
             except Exception as exc:
-                return self._no_batches(exc)
+                self._no_batches(exc)
+                return None
             if not isinstance(answers, list) or len(answers) != len(chunk):
-                return self._no_batches(answers)
+                self._no_batches(answers)
+                return None
             self._batch = True
             for (method, params), answer in zip(chunk, answers, strict=True):
                 result = answer.get("result")
@@ -250,8 +253,8 @@ class ReceiptWatcher:
         return receipts, head
 
     def _no_batches(self, why: object) -> None:
-        if self._batch is None:  # a node that once answered a batch is having trouble, not batch-less
-            log.info("JSON-RPC batches refused (%s); polling receipts one by one", why)
-            self._batch = False
-            return None
-        raise ChainUnavailableError(f"batch receipt poll failed: {why}")
+        """Stop using batches if the node never took one; raise if it did (then it is having trouble)."""
+        if self._batch is not None:
+            raise ChainUnavailableError(f"batch receipt poll failed: {why}")
+        log.info("JSON-RPC batches refused (%s); polling receipts one by one", why)
+        self._batch = False
