@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from web3.logs import DISCARD
 
 from consentledger.chain.batch import MAX_BATCH, AccessRequest, batch_call, batch_gas_limit, batch_outcomes
 from consentledger.chain.history import access_entries, check_record_chain
+from consentledger.chain.ledger import entry_from_event
 from consentledger.chain.reverts import revert_data
 from consentledger.consent import Consent, consent_id
 from consentledger.errors import ContractRevertError
@@ -411,3 +413,26 @@ def test_real_batches_fit_in_the_gas_bound(net: Net) -> None:
         refused[len(batch)] = sorted({o.rule for o in outcomes if isinstance(o, AccessRefusal)})
         assert sum(isinstance(o, AccessRefusal) for o in outcomes) == (16 if batch is mixed else 0)
     assert refused == {6: [], 254: ["ConsentRegistryConsentExhausted", "RecordRegistryUnknownRecord"]}
+
+
+def test_the_fast_log_decoding_reads_what_web3_decodes(net: Net) -> None:
+    """batch_outcomes and Ledger.access_entries read the words directly; web3's ABI decoding agrees field by field."""
+    lab = net.records.lab
+    for_lab = net.consent(net.alice, net.transport, LAB_RESULT, EPIDEMIC, record=lab, max_uses=5, identified=True)
+    net.grant(for_lab)
+    items = [AccessRequest(lab, EPIDEMIC, (for_lab,), CLERK), AccessRequest(UNKNOWN, EPIDEMIC, (for_lab,), CLERK)]
+    receipt = net.transport.transact(batch_call(net.ledger, items))
+
+    entry, refusal = batch_outcomes(net.ledger, receipt, 2)
+
+    (recorded,) = net.ledger.access.events.AccessRecorded().process_receipt(receipt, errors=DISCARD)
+    (refused,) = net.ledger.access.events.AccessRefused().process_receipt(receipt, errors=DISCARD)
+    assert entry == entry_from_event(recorded) and entry.identified and entry.actor == CLERK
+    assert isinstance(refusal, AccessRefusal)
+    assert (refusal.record, refusal.requester, refusal.purpose, refusal.actor) == (
+        bytes(refused["args"]["record"]), refused["args"]["requester"], refused["args"]["purpose"],
+        bytes(refused["args"]["actor"]))
+    assert refusal.error().rule == net.ledger.decoder.decode(bytes(refused["args"]["reason"])).rule
+    block = receipt["blockNumber"]
+    assert net.ledger.access_entries(block, block, records=[lab], seqs=[entry.seq]) == [entry]
+    assert net.ledger.access_entries(block, block, records=[UNKNOWN]) == []

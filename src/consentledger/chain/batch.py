@@ -6,13 +6,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from eth_utils import event_abi_to_log_topic
 from web3.contract.contract import ContractFunction
 from web3.types import TxReceipt
 
+from consentledger.chain.access_logs import (
+    ACCESS_RECORDED_TOPIC,
+    ACCESS_REFUSED_TOPIC,
+    as_bytes,
+    entry_from_log,
+    refused_fields,
+)
 from consentledger.consent import Consent
 from consentledger.errors import TransactionFailedError
-from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId, Address, RecordId
+from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId
 
 if TYPE_CHECKING:
     from consentledger.chain.ledger import Ledger
@@ -47,20 +53,16 @@ def batch_outcomes(ledger: Ledger, receipt: TxReceipt, count: int) -> list[Acces
     n-th of those logs (of the ledger contract) answers the n-th item. A receipt holding another
     number of them is no receipt of that batch: TransactionFailedError.
     """
-    from consentledger.chain.ledger import entry_from_event
-
-    recorded, refused = ledger.access.events.AccessRecorded(), ledger.access.events.AccessRefused()
-    topics = {bytes(event_abi_to_log_topic(e.abi)): e for e in (recorded, refused)}
     address = ledger.access.address.lower()
     outcomes: list[AccessEntry | AccessRefusal] = []
     for log in sorted(receipt["logs"], key=lambda entry: entry["logIndex"]):
         if str(log["address"]).lower() != address or not log["topics"]:
             continue
-        event = topics.get(bytes(log["topics"][0]))
-        if event is None:
-            continue
-        decoded = event.process_log(log)
-        outcomes.append(entry_from_event(decoded) if event is recorded else refusal_from_event(ledger, decoded))
+        topic = as_bytes(log["topics"][0])
+        if topic == ACCESS_RECORDED_TOPIC:
+            outcomes.append(entry_from_log(log))
+        elif topic == ACCESS_REFUSED_TOPIC:
+            outcomes.append(refusal_from_log(ledger, log))
     if len(outcomes) != count:
         raise TransactionFailedError(
             f"transaction 0x{bytes(receipt['transactionHash']).hex()} holds {len(outcomes)} access outcomes "
@@ -69,19 +71,13 @@ def batch_outcomes(ledger: Ledger, receipt: TxReceipt, count: int) -> list[Acces
     return outcomes
 
 
-def refusal_from_event(ledger: Ledger, event: Any) -> AccessRefusal:
-    """Return the AccessRefusal carried by a decoded AccessRefused event (its reason decoded to the rule)."""
-    args = event["args"]
-    error = ledger.decoder.decode(bytes(args["reason"]))
+def refusal_from_log(ledger: Ledger, log: Any) -> AccessRefusal:
+    """Return the AccessRefusal carried by an AccessRefused log (its reason decoded to the rule)."""
+    record, requester, purpose, actor, reason = refused_fields(log)
+    error = ledger.decoder.decode(reason)
     return AccessRefusal(
-        record=RecordId(bytes(args["record"])),
-        requester=Address(args["requester"]),
-        purpose=int(args["purpose"]),
-        actor=ActorId(bytes(args["actor"])),
-        rule=error.rule,
-        rule_args=error.rule_args,
-        block_number=int(event["blockNumber"]),
-        tx_hash=bytes(event["transactionHash"]),
+        record=record, requester=requester, purpose=purpose, actor=actor, rule=error.rule,
+        rule_args=error.rule_args, block_number=int(log["blockNumber"]), tx_hash=as_bytes(log["transactionHash"]),
     )
 
 

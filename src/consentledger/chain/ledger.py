@@ -14,6 +14,7 @@ from web3.exceptions import Web3Exception
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from consentledger.chain.access_logs import ACCESS_RECORDED_TOPIC, entry_from_log
 from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit, batch_outcomes
 from consentledger.chain.compile import ContractArtifact, compile_contracts
 from consentledger.chain.manifest import Deployment
@@ -131,14 +132,13 @@ class Ledger:
 
         Only those of `records` and of `seqs` when given (each list matches any of its values).
         """
-        filters: dict[str, Any] = {}
-        if records:
-            filters["record"] = list(records)
-        if seqs:
-            filters["seq"] = list(seqs)
-        event = self.access.events.AccessRecorded()
-        logs = self._read(partial(event.get_logs, from_block=from_block, to_block=to_block, argument_filters=filters))
-        return [entry_from_event(log) for log in logs]
+        topics: list[Any] = [
+            "0x" + ACCESS_RECORDED_TOPIC.hex(),
+            ["0x" + seq.to_bytes(32, "big").hex() for seq in sorted(set(seqs))] or None,
+            ["0x" + bytes(record).hex() for record in dict.fromkeys(bytes(r) for r in records)] or None,
+        ]
+        query: Any = {"address": self.access.address, "fromBlock": from_block, "toBlock": to_block, "topics": topics}
+        return [entry_from_log(log) for log in self._read(partial(self.w3.eth.get_logs, query))]
 
     def followed_events(
         self, consortium_events: Sequence[str], access_events: Sequence[str], from_block: int, to_block: int
