@@ -137,6 +137,18 @@ class Store:
             row = conn.execute(select(records).where(records.c.record_id == record_id)).first()
         return _record_from(row) if row is not None else None
 
+    def get_records(self, record_ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """Return the stored records among `record_ids` (one query per 500 ids), by id; absent ones are left out."""
+        found: dict[str, StoredRecord] = {}
+        wanted = list(dict.fromkeys(record_ids))
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                query = select(records).where(records.c.record_id.in_(wanted[start:start + 500]))
+                for row in conn.execute(query):
+                    stored = _record_from(row)
+                    found[stored.record_id] = stored
+        return found
+
     def set_record_state(self, record_id: str, state: RecordState, *, unless: RecordState | None = None) -> None:
         """Move record `record_id` to `state` unless it is in state `unless`; raise NotFoundError if not stored."""
         query = records.update().where(records.c.record_id == record_id)

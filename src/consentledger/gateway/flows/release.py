@@ -43,7 +43,7 @@ from consentledger.gateway.flows.release_checks import consents_still_valid, sta
 from consentledger.gateway.flows.sources import refuse_dead_sources
 from consentledger.gateway.flows.tombstones import destroyed
 from consentledger.gateway.runtime import Gateway
-from consentledger.store import RecordState, Release, ReleaseLog
+from consentledger.store import RecordState, Release, ReleaseLog, StoredRecord
 from consentledger.types import AccessEntry, Member, Sensitivity, TombstoneReason
 
 Found = Callable[[KeyRequest], AccessEntry]
@@ -146,10 +146,11 @@ def _release(
     gw.chain.refresh()  # every tombstone, revocation and membership change up to the latest block is seen
     now = max(time.time(), gw.chain.latest_time) if now is None else now
     standing = standing_of(gw, requester)
+    held = gw.store.get_records([request.record for request in requests])  # one query, not one per item
     sealed: list[_Sealed | ConsentLedgerError] = []
     for request in requests:
         try:
-            sealed.append(_seal(gw, requester, request, find, standing, now))
+            sealed.append(_seal(gw, requester, request, held.get(request.record), find, standing, now))
         except ChainUnavailableError:
             raise
         except ConsentLedgerError as exc:
@@ -161,11 +162,11 @@ def _release(
 
 
 def _seal(
-    gw: Gateway, requester: str, request: KeyRequest, find: Found, standing: Callable[[], Member], now: float
+    gw: Gateway, requester: str, request: KeyRequest, stored: StoredRecord | None, find: Found,
+    standing: Callable[[], Member], now: float,
 ) -> _Sealed:
     """Return the sealed disclosure of one request and its release to log; raise the refusal `release_key` names."""
     record_id, seq, withhold = request.record_id, request.seq, request.withhold
-    stored = gw.store.get_record(request.record)
     if stored is None or stored.custodian != gw.org:
         raise NotFoundError(f"record {request.record} is not held here")
     if stored.state is RecordState.SHREDDED:
