@@ -23,6 +23,7 @@ from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
 from consentledger.gateway.batcher import AccessBatcher
 from consentledger.gateway.chainview import ChainView
+from consentledger.gateway.disclosures import DisclosureBatcher
 from consentledger.gateway.faults import crash_at
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
@@ -66,6 +67,7 @@ class Gateway:
     upkeep: threading.Thread | None = None  # the background loop (`gateway.upkeep`), once started
     access_keys: AccessKeys = field(init=False)  # accesses asked with an Idempotency-Key, for retries
     batcher: AccessBatcher = field(init=False)  # group commit of this gateway's accesses (started in __post_init__)
+    disclosures: DisclosureBatcher | None = None  # group fetch of disclosures (flows.access starts it)
 
     def __post_init__(self) -> None:
         self.access_keys = AccessKeys(self.store.engine)
@@ -174,6 +176,8 @@ class Gateway:
         """Stop background work and release connections."""
         self.stop.set()
         self.batcher.close()
+        if self.disclosures is not None:
+            self.disclosures.close()
         if self.upkeep is not None:
             self.upkeep.join(timeout=10)
         self.peers.close()

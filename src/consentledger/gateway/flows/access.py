@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import httpx
@@ -28,6 +30,7 @@ from consentledger.errors import (
     RecordDestroyedError,
     ReleaseRefusedError,
 )
+from consentledger.gateway.disclosures import DisclosureBatcher
 from consentledger.gateway.flows.key_request import KeyRequest
 from consentledger.gateway.flows.recording import record_access
 from consentledger.gateway.runtime import Gateway
@@ -37,6 +40,7 @@ from consentledger.store.access_keys import Idempotency
 from consentledger.types import NO_ACTOR, AccessEntry, ActorId, Member, MemberStatus, RecordInfo, Sensitivity
 
 BATCH_PATH = "/v1/keys/batch"
+_STARTING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,22 @@ def request_access(
     recorded the access as identified (every presented consent allows it); this gateway drops any
     it would still receive. Nothing of the record or its one-time key is kept here. The access is
     group-committed with others asked now, and with `idempotency` recorded once however often retried
-    (`flows.recording`).
+    (`flows.recording`); its key is fetched with the others' asked now, one signed call per custodian
+    (`gateway.disclosures`).
     """
     entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor), idempotency)
-    info = gw.chain.record(record_id)  # custodian, commitment, category: registered once, never change
-    custodian = _custodian_now(gw, info.custodian)
-    released = _fetch_key(gw, custodian.gateway_url, custodian.address, record_id, entry.seq, entry.block_number,
-                          withhold, consents)
-    return _opened(gw, entry, info, released)
+    return disclosures(gw).submit(RecordedAccess(entry, tuple(consents), withhold)).result()
+
+
+def disclosures(gw: Gateway) -> DisclosureBatcher:
+    """Return the gateway's group fetch of disclosures, started on first use."""
+    with _STARTING:
+        if gw.disclosures is None:
+            gw.disclosures = DisclosureBatcher(
+                partial(disclose_recorded, gw), max_items=min(gw.settings.max_batch_items, 256),
+                max_in_flight=gw.settings.max_pending_per_signer,
+            )
+        return gw.disclosures
 
 
 def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[dict[str, Any] | ConsentLedgerError]:
@@ -108,7 +120,7 @@ def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[d
 def fetch_keys(
     gw: Gateway, url: str, custodian: str, requests: Sequence[KeyRequest]
 ) -> list[dict[str, Any] | ConsentLedgerError]:
-    """Return the custodian's release of each request, in order, or the error `_fetch_key` raises for its refusal.
+    """Return the custodian's release of each request, in order, or the error its refusal stands for.
 
     One signed POST /v1/keys/batch. Raises PeerError when the custodian cannot be reached or
     refuses the whole call (not a member, too many items, chain down), or answers out of shape.
@@ -201,25 +213,6 @@ def _custodian_now(gw: Gateway, registered: str) -> Member:
         if current != member.address:
             return gw.members.get(current)
     return member
-
-
-def _fetch_key(
-    gw: Gateway, url: str, custodian: str, record_id: bytes, seq: int, block: int, withhold: Withholding,
-    consents: Sequence[Consent],
-) -> dict[str, Any]:
-    """Return the custodian's release for access (record, seq); its refusals become our errors.
-
-    The consents' terms go along so the custodian can check, from the entry's consent reference,
-    that they are still valid on chain at release time.
-    """
-    if not url:
-        raise PeerError(f"custodian {custodian} has no gateway URL on chain")
-    request = KeyRequest(record_id, seq, block, withhold, tuple(consents))
-    response = _signed_post(gw, url, custodian, f"/v1/keys/{request.record}/{seq}", request.to_json(with_access=False))
-    if response.status_code != 200:
-        raise _refusal(response.status_code, _json_or_text(response), request.record, seq)
-    result: dict[str, Any] = response.json()
-    return result
 
 
 def _signed_post(gw: Gateway, url: str, custodian: str, path: str, request: dict[str, Any]) -> httpx.Response:
