@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from consentledger.chain.relay import tombstone_payload
 from consentledger.crypto.disclosure import Disclosure
 from consentledger.crypto.keyfiles import load_x25519_keyfile
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap
 from consentledger.crypto.vault import open_sealed
 from consentledger.errors import IntegrityError
+from consentledger.gateway.flows.sweep import MAX_TOMBSTONE_TRIES
 from consentledger.localnet import DEV_PASSWORD
 from consentledger.store import RecordState
-from consentledger.store.tables import records
+from consentledger.store.tables import outbox, records
+from consentledger.types import TombstoneReason
 
 from .world import DISTRICT_STATS, Consortium, expect, signed
 
@@ -119,7 +123,18 @@ def test_a_record_shredded_before_its_tombstone_lands_answers_410_to_the_request
     """In the window between the custodian shredding a record and its tombstone reaching the chain, the access is
     recorded but the requester's gateway answers 410 record_destroyed (the custodian's word), not a 502."""
     record = consortium.ingest({"district": "North", "cases": 2}, category=DISTRICT_STATS)
-    consortium.store(consortium.health).set_record_state(record, RecordState.SHREDDED)  # no tombstone queued
+    store = consortium.store(consortium.health)
+    # Its tombstone writes all failed, as many times as the sweep retries them: health's 1 s sweep leaves it
+    # shredded with no tombstone on chain (else a retried tombstone could land before the access, a 403).
+    now = datetime.now(UTC)
+    with store.engine.begin() as conn:
+        conn.execute(outbox.insert(), [
+            {"kind": "tombstone", "record_id": record, "payload": tombstone_payload(record, TombstoneReason.CUSTODIAN),
+             "signer": consortium.health.address, "status": "failed", "attempts": 1, "last_error": "test",
+             "created_at": now, "updated_at": now}
+            for _ in range(MAX_TOMBSTONE_TRIES)
+        ])
+    store.set_record_state(record, RecordState.SHREDDED)
 
     answer = expect(consortium.access(consortium.transport, record), 410, "record_destroyed")
 
