@@ -24,6 +24,12 @@ class ConfigurationError(ConsentLedgerError):
     http_status, exit_code, code = 500, 2, "configuration_error"
 
 
+class NetworkConfigError(ConfigurationError):
+    """Raised when a Besu network directory is incomplete or inconsistent (genesis, node configs, keys, allowlists)."""
+
+    http_status, exit_code, code = 500, 2, "network_config_error"
+
+
 class CompilationError(ConsentLedgerError):
     """Raised when the Solidity compiler is missing or rejects the contracts."""
 

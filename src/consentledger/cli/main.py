@@ -20,7 +20,20 @@ app = typer.Typer(
 
 def _register_subcommands() -> None:
     """Attach every sub-app; imported lazily so `--help` stays fast."""
-    from consentledger.cli import access, audit, catalog, chain, consent, deploy, gateway, keys, org, record, subject
+    from consentledger.cli import (
+        access,
+        audit,
+        catalog,
+        chain,
+        consent,
+        deploy,
+        gateway,
+        keys,
+        network,
+        org,
+        record,
+        subject,
+    )
 
     app.add_typer(chain.app, name="chain")
     app.add_typer(keys.app, name="keys")
@@ -35,6 +48,7 @@ def _register_subcommands() -> None:
     app.add_typer(access.app, name="access")
     app.command("index")(audit.index)
     app.add_typer(audit.app, name="audit")
+    app.add_typer(network.app, name="network")
 
 
 def run() -> None:

@@ -1,0 +1,1 @@
+"""Configuration of the permissioned networks the contracts run on beyond one machine."""
