@@ -9,7 +9,9 @@ from consentledger.network.besu.configs import LOGS_RANGE, RPC_PORT, Node, NodeR
 _EXAMPLE = """\
 > **EXAMPLE ONLY: never use these keys in production.** The node keys under `nodes/` are published in
 > the consentledger repository, so anyone can impersonate these validators. Generate your own network
-> with `consentledger network besu init --out DIR` and keep its `nodes/*/key` files secret.
+> with `consentledger network besu init --out DIR` and keep its `nodes/*/key` files secret. The funded
+> accounts are just as public: the dev accounts `consentledger chain up` prints.
+
 """
 
 
