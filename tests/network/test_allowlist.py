@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,10 @@ def test_allowlist_follows_admission_suspension_revocation_and_rotation(
         rewritten.write_text(out)
         kept = read_permissions(rewritten)
         assert kept.nodes == (ENODE,) and kept.accounts == (admin.address, successor)
+
+        code, out, err = allowlist(monkeypatch, capsys, *common, "--no-deployer")
+        assert code == 0, err
+        assert tomllib.loads(out) == {"accounts-allowlist": [admin.address, successor]}
 
         code, _, err = allowlist(monkeypatch, capsys, *common, "--format", "rpc")
         assert code == 2

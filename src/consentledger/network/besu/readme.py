@@ -79,8 +79,9 @@ curl -s -X POST -H 'content-type: application/json' \\
   http://127.0.0.1:{RPC_PORT}
 ```
 
-The image runs as uid 1000: if your user differs, `chown -R 1000 nodes` (or adjust the key files'
-permissions) so each node can read its key.
+The compose file runs Besu as root inside its containers so it can read the owner-only key files
+and write the fresh data volumes; to run as the image's `besu` user (uid 1000) instead, `chown -R
+1000 nodes`, give the volumes to uid 1000 and drop `user: root`.
 
 ## Connect the gateways
 
