@@ -11,6 +11,7 @@ import typer
 
 from consentledger.cli.common import DEFAULT_MANIFEST, DEFAULT_RPC, ManifestOption, RpcOption, console
 from consentledger.errors import ConfigurationError, NetworkConfigError
+from consentledger.network.besu.generate import DEFAULT_BLOCK_PERIOD, DEFAULT_CHAIN_ID, MIN_VALIDATORS
 
 app = typer.Typer(help="Permissioned networks beyond one machine.", no_args_is_help=True)
 besu_app = typer.Typer(
@@ -31,9 +32,9 @@ class AllowlistFormat(StrEnum):
 @besu_app.command()
 def init(
     out: Annotated[Path, typer.Option("--out", help="Directory to create (must not exist or be empty).")],
-    validators: Annotated[int, typer.Option("--validators", help="QBFT validators (at least 4).")] = 4,
-    chain_id: Annotated[int, typer.Option("--chain-id", help="Chain id.")] = 2024,
-    block_period: Annotated[int, typer.Option("--block-period", help="Seconds between blocks.")] = 2,
+    validators: Annotated[int, typer.Option("--validators", help="QBFT validators (at least 4).")] = MIN_VALIDATORS,
+    chain_id: Annotated[int, typer.Option("--chain-id", help="Chain id.")] = DEFAULT_CHAIN_ID,
+    block_period: Annotated[int, typer.Option("--block-period", help="Seconds between blocks.")] = DEFAULT_BLOCK_PERIOD,
     member: Annotated[
         list[str] | None, typer.Option("--member", help="A member signer to fund and allow (repeat).")
     ] = None,

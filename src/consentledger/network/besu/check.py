@@ -6,11 +6,9 @@ n, f, quorum and a list of problems) without starting anything or touching the n
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +16,13 @@ from eth_utils import is_address, to_checksum_address
 
 from consentledger.errors import NetworkConfigError
 from consentledger.network.besu.configs import GENESIS_PATH, NODE_DIR, PERMISSIONS_PATH
-from consentledger.network.besu.extradata import ExtraDataError, decode_extra_data, fault_tolerance
-from consentledger.network.besu.genesis import BLOCK_MILESTONES, ISTANBUL_MIX_HASH, TIME_MILESTONES
+from consentledger.network.besu.extradata import fault_tolerance
+from consentledger.network.besu.findings import Findings, Problem, lower_keys, positive, string_list
+from consentledger.network.besu.genesis_check import check_genesis, funded_accounts, genesis_validators
 from consentledger.network.besu.keys import load_key, load_public_key, parse_enode
 from consentledger.settings import LOGS_BLOCK_RANGE
 from consentledger.types import Address
 
-MIN_VALIDATORS = 4
-MIN_GAS_LIMIT = 30_000_000
-"""A block must hold the gateway's largest batch (256 accesses); mainnet's limit is the floor."""
-MIN_CONTRACT_SIZE = 24_576
 GATEWAY_APIS = frozenset({"ETH", "NET", "WEB3"})
 """What the gateway and its tools call: eth_* for every read and write, net_version and web3_clientVersion."""
 OPERATOR_ONLY_APIS = frozenset({"ADMIN", "PERM", "DEBUG", "MINER"})
@@ -39,17 +34,6 @@ MIN_BESU = (24, 5, 2)
 """QBFT with time-based milestones (shanghaiTime) needs Besu 24.5.2 or later."""
 AVOIDED_BESU = (26, 1)
 """Besu 26.1.x is avoided (see the issue that introduced these configs)."""
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a network directory: the file (relative to it) and what is wrong."""
-
-    file: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -84,48 +68,21 @@ class NetworkReport:
         return fault_tolerance(self.n)[1] if self.n else 0
 
 
-@dataclass
-class _Checker:
-    root: Path
-    problems: list[Problem] = field(default_factory=list)
-
-    def fail(self, file: str, message: str) -> None:
-        self.problems.append(Problem(file, message))
-
-    def json(self, name: str) -> Any:
-        try:
-            return json.loads((self.root / name).read_text())
-        except FileNotFoundError:
-            self.fail(name, "missing")
-        except (OSError, ValueError) as exc:
-            self.fail(name, f"not valid JSON: {exc}")
-        return None
-
-    def toml(self, name: str) -> dict[str, Any] | None:
-        try:
-            return tomllib.loads((self.root / name).read_text())
-        except FileNotFoundError:
-            self.fail(name, "missing")
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            self.fail(name, f"not valid TOML: {exc}")
-        return None
-
-
 def check_network(directory: Path) -> NetworkReport:
     """Return the report on the network directory `directory` (raise NetworkConfigError only if it is no directory)."""
     if not directory.is_dir():
         raise NetworkConfigError(f"{directory}: not a directory")
-    c = _Checker(directory)
+    c = Findings(directory)
     genesis = c.json("genesis.json")
-    config = _lower_keys(genesis.get("config")) if isinstance(genesis, dict) else {}
-    chain_id = _check_genesis(c, genesis, config) if isinstance(genesis, dict) else None
-    validators = _validators(c, genesis) if isinstance(genesis, dict) else ()
-    funded = _funded(c, genesis) if isinstance(genesis, dict) else []
+    config = lower_keys(genesis.get("config")) if isinstance(genesis, dict) else {}
+    chain_id = check_genesis(c, genesis, config) if isinstance(genesis, dict) else None
+    validators = genesis_validators(c, genesis) if isinstance(genesis, dict) else ()
+    funded = funded_accounts(c, genesis) if isinstance(genesis, dict) else []
 
     permissions = c.toml("permissions_config.toml") or {}
-    allowed_nodes = _string_list(c, "permissions_config.toml", permissions, "nodes-allowlist")
+    allowed_nodes = string_list(c, "permissions_config.toml", permissions, "nodes-allowlist")
     allowed_accounts = {
-        to_checksum_address(a) for a in _string_list(c, "permissions_config.toml", permissions, "accounts-allowlist")
+        to_checksum_address(a) for a in string_list(c, "permissions_config.toml", permissions, "accounts-allowlist")
         if is_address(a)
     }
     allowed_enodes = {_enode_key(e) for e in allowed_nodes if parse_enode(e)}
@@ -144,107 +101,11 @@ def check_network(directory: Path) -> NetworkReport:
     return NetworkReport(directory, chain_id, validators, tuple(nodes), image, tuple(c.problems))
 
 
-# ---------------------------------------------------------------------- genesis
-
-
-def _check_genesis(c: _Checker, genesis: dict[str, Any], config: dict[str, Any]) -> int | None:
-    g = "genesis.json"
-    chain_id = config.get("chainid")
-    if not isinstance(chain_id, int) or isinstance(chain_id, bool) or chain_id < 1:
-        c.fail(g, f"config.chainId must be a positive integer, got {chain_id!r}")
-        chain_id = None
-    qbft = _lower_keys(config.get("qbft"))
-    if not qbft:
-        c.fail(g, "config.qbft is missing: not a QBFT genesis")
-    else:
-        period: Any = qbft.get("blockperiodseconds")
-        timeout: Any = qbft.get("requesttimeoutseconds")
-        if not _positive(period):
-            c.fail(g, f"config.qbft.blockperiodseconds must be a positive integer, got {period!r}")
-        if not _positive(qbft.get("epochlength")):
-            c.fail(g, f"config.qbft.epochlength must be a positive integer, got {qbft.get('epochlength')!r}")
-        if not _positive(timeout):
-            c.fail(g, f"config.qbft.requesttimeoutseconds must be a positive integer, got {timeout!r}")
-        elif _positive(period) and timeout <= period:
-            c.fail(g, f"config.qbft.requesttimeoutseconds {timeout} must exceed blockperiodseconds {period} (about 2x)")
-    _check_milestones(c, config)
-    if config.get("zerobasefee") is not True:
-        c.fail(g, "config.zeroBaseFee must be true: a free-gas network has no base fee")
-    size = config.get("contractsizelimit")
-    if size is not None and (not _positive(size) or size < MIN_CONTRACT_SIZE):
-        c.fail(g, f"config.contractSizeLimit {size!r} is below {MIN_CONTRACT_SIZE} bytes")
-    if _hex_int(genesis.get("difficulty")) != 1:
-        c.fail(g, f"difficulty must be 0x1 for QBFT, got {genesis.get('difficulty')!r}")
-    if str(genesis.get("mixHash", genesis.get("mixhash", ""))).lower() != ISTANBUL_MIX_HASH:
-        c.fail(g, f"mixHash must be the BFT mix hash {ISTANBUL_MIX_HASH}")
-    gas_limit = _hex_int(genesis.get("gasLimit"))
-    if gas_limit is None or gas_limit < MIN_GAS_LIMIT:
-        c.fail(g, f"gasLimit {genesis.get('gasLimit')!r} is below {MIN_GAS_LIMIT} (the gateway's batches need room)")
-    return chain_id
-
-
-def _check_milestones(c: _Checker, config: dict[str, Any]) -> None:
-    g = "genesis.json"
-    for names in (BLOCK_MILESTONES, TIME_MILESTONES):
-        previous: tuple[str, int] | None = None
-        for name in names:
-            value = config.get(name.lower())
-            if value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                c.fail(g, f"config.{name} must be a non-negative integer, got {value!r}")
-                continue
-            if previous is not None and value < previous[1]:
-                c.fail(g, f"config.{name} {value} comes before config.{previous[0]} {previous[1]}: "
-                          "milestones out of order")
-            previous = (name, value)
-    if config.get("londonblock") != 0:
-        c.fail(g, "config.londonBlock must be 0: zeroBaseFee needs London from genesis")
-    if config.get("shanghaitime") != 0:
-        c.fail(g, "config.shanghaiTime must be 0: the contracts are compiled for shanghai (PUSH0)")
-
-
-def _validators(c: _Checker, genesis: dict[str, Any]) -> tuple[Address, ...]:
-    g = "genesis.json"
-    raw = genesis.get("extraData", genesis.get("extradata"))
-    if not isinstance(raw, str):
-        c.fail(g, "extraData is missing")
-        return ()
-    try:
-        extra = decode_extra_data(raw)
-    except ExtraDataError as exc:
-        c.fail(g, f"extraData is not QBFT extra data: {exc}")
-        return ()
-    if extra.vote is not None or extra.round != 0 or extra.seals:
-        c.fail(g, "extraData of a genesis block must carry no vote, round 0 and no seals")
-    if len(set(extra.validators)) != len(extra.validators):
-        c.fail(g, "extraData names a validator twice")
-    if len(extra.validators) < MIN_VALIDATORS:
-        c.fail(g, f"extraData names {len(extra.validators)} validators: QBFT needs at least {MIN_VALIDATORS} "
-                  "to tolerate one faulty")
-    return extra.validators
-
-
-def _funded(c: _Checker, genesis: dict[str, Any]) -> list[Address]:
-    alloc = genesis.get("alloc", {})
-    if not isinstance(alloc, dict):
-        c.fail("genesis.json", "alloc must be an object")
-        return []
-    accounts = []
-    for key in alloc:
-        address = key if key.startswith("0x") else "0x" + key
-        if not is_address(address):
-            c.fail("genesis.json", f"alloc key {key!r} is not an address")
-            continue
-        accounts.append(Address(to_checksum_address(address)))
-    return accounts
-
-
 # ---------------------------------------------------------------------- nodes
 
 
 def _check_nodes(
-    c: _Checker, chain_id: int | None, validators: set[Address], allowed_enodes: set[tuple[bytes, str, int]]
+    c: Findings, chain_id: int | None, validators: set[Address], allowed_enodes: set[tuple[bytes, str, int]]
 ) -> dict[str, Address]:
     """Check every node directory; return node name -> address for the nodes whose key loads."""
     nodes_dir = c.root / "nodes"
@@ -275,7 +136,7 @@ def _check_nodes(
             rpc_nodes += 1
             _check_rpc_node(c, f"{where}/config.toml", config)
         host, port = config.get("p2p-host"), config.get("p2p-port")
-        if isinstance(host, str) and isinstance(port, int) and _positive(port):
+        if isinstance(host, str) and isinstance(port, int) and positive(port):
             enode = key.enode(host, port)
             if _enode_key(enode) not in allowed_enodes:
                 c.fail("permissions_config.toml", f"nodes-allowlist lacks {role} {name} ({enode})")
@@ -285,7 +146,7 @@ def _check_nodes(
 
 
 def _check_node_config(
-    c: _Checker, file: str, config: dict[str, Any], chain_id: int | None, allowed: set[tuple[bytes, str, int]]
+    c: Findings, file: str, config: dict[str, Any], chain_id: int | None, allowed: set[tuple[bytes, str, int]]
 ) -> None:
     network_id = config.get("network-id")
     if network_id is not None and chain_id is not None and network_id != chain_id:
@@ -317,23 +178,28 @@ def _check_node_config(
             c.fail(file, f"bootnode {bootnode!r} is not an enode URL")
         elif _enode_key_of(parsed) not in allowed:
             c.fail(file, f"bootnode {bootnode} is not on nodes-allowlist in permissions_config.toml")
-    if not isinstance(config.get("p2p-host"), str) or not _positive(config.get("p2p-port")):
+    if not isinstance(config.get("p2p-host"), str) or not positive(config.get("p2p-port")):
         c.fail(file, "p2p-host and p2p-port must be set (they make the node's enode URL on the allowlist)")
 
 
-def _check_pool(c: _Checker, file: str, config: dict[str, Any]) -> None:
+def _check_pool(c: Findings, file: str, config: dict[str, Any]) -> None:
     pool = str(config.get("tx-pool", "LAYERED")).upper()
-    if pool == "LAYERED":
-        per_sender = int(config.get("tx-pool-max-future-by-sender", 200))
-    else:
-        size = int(config.get("tx-pool-max-size", 4096))
-        per_sender = math.ceil(size * float(config.get("tx-pool-limit-by-account-percentage", 0.001)))
+    try:
+        if pool == "LAYERED":
+            per_sender = int(config.get("tx-pool-max-future-by-sender", 200))
+        else:
+            size = int(config.get("tx-pool-max-size", 4096))
+            per_sender = math.ceil(size * float(config.get("tx-pool-limit-by-account-percentage", 0.001)))
+    except (TypeError, ValueError):
+        c.fail(file, "tx-pool-max-size, tx-pool-limit-by-account-percentage and tx-pool-max-future-by-sender "
+                     "must be numbers")
+        return
     if per_sender < MIN_PENDING_PER_SENDER:
         c.fail(file, f"the {pool.lower()} tx pool keeps {per_sender} transactions per sender, fewer than "
                      f"{MIN_PENDING_PER_SENDER}: raise tx-pool-limit-by-account-percentage (ENTERPRISE profile: 0.15)")
 
 
-def _check_rpc_node(c: _Checker, file: str, config: dict[str, Any]) -> None:
+def _check_rpc_node(c: Findings, file: str, config: dict[str, Any]) -> None:
     if config.get("rpc-http-enabled") is not True:
         c.fail(file, "rpc-http-enabled must be true on the RPC node")
     apis = config.get("rpc-http-api", ["ETH", "NET", "WEB3"])
@@ -352,7 +218,7 @@ def _check_rpc_node(c: _Checker, file: str, config: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- compose
 
 
-def _check_compose(c: _Checker, nodes: list[str]) -> str | None:
+def _check_compose(c: Findings, nodes: list[str]) -> str | None:
     f = "docker-compose.yml"
     try:
         text = (c.root / f).read_text()
@@ -382,20 +248,6 @@ def _check_compose(c: _Checker, nodes: list[str]) -> str | None:
 # ---------------------------------------------------------------------- helpers
 
 
-def _lower_keys(value: Any) -> dict[str, Any]:
-    """Besu reads genesis config keys case-insensitively (`chainId` or `chainid`)."""
-    return {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def _string_list(c: _Checker, file: str, data: dict[str, Any], key: str) -> list[str]:
-    value = data.get(key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        if data:
-            c.fail(file, f"{key} must be a list of strings")
-        return []
-    return value
-
-
 def _enode_key(url: str) -> tuple[bytes, str, int]:
     parsed = parse_enode(url)
     assert parsed is not None
@@ -404,18 +256,3 @@ def _enode_key(url: str) -> tuple[bytes, str, int]:
 
 def _enode_key_of(parsed: tuple[bytes, str, int]) -> tuple[bytes, str, int]:
     return parsed[0], parsed[1].lower(), parsed[2]
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def _hex_int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 16) if value.lower().startswith("0x") else int(value)
-        except ValueError:
-            return None
-    return None

@@ -16,6 +16,8 @@ from eth_utils import to_canonical_address, to_checksum_address
 from consentledger.types import Address
 
 VANITY_LENGTH = 32
+MIN_VALIDATORS = 4
+"""QBFT tolerates f = ⌊(n−1)/3⌋ faulty validators: fewer than 4 tolerate none."""
 
 
 class ExtraDataError(ValueError):

@@ -19,14 +19,12 @@ from consentledger.network.besu.configs import (
     node_config,
     permissions_config,
 )
-from consentledger.network.besu.extradata import fault_tolerance
+from consentledger.network.besu.extradata import MIN_VALIDATORS, fault_tolerance
 from consentledger.network.besu.genesis import build_genesis, request_timeout
 from consentledger.network.besu.keys import NodeKey
 from consentledger.network.besu.readme import example_warning, operator_readme
 from consentledger.types import Address
 
-MIN_VALIDATORS = 4
-"""QBFT tolerates f = ⌊(n−1)/3⌋ faulty validators: fewer than 4 tolerate none."""
 DEFAULT_CHAIN_ID = 2024
 DEFAULT_BLOCK_PERIOD = 2
 RPC_NODE = "rpc"
