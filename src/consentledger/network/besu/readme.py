@@ -107,10 +107,13 @@ governance round admits, rotates or revokes a member:
 ```sh
 consentledger network besu allowlist --rpc http://127.0.0.1:{RPC_PORT} --manifest deployment.json \\
   --current permissions_config.toml --format toml > permissions_config.new
-mv permissions_config.new permissions_config.toml
+cp permissions_config.new permissions_config.toml   # in place: each container bind-mounts this very file
 consentledger network besu check .
 docker compose restart validator1    # then each other node, one at a time (QBFT keeps going with f down)
 ```
+
+Write the file in place (`cp`, not `mv`): a bind-mounted single file stays the old inode after a
+`mv`, so restarted nodes would read the old list.
 
 Active and suspended members stay on the list (a suspended custodian must still tombstone records and
 relay revocations; the contracts refuse everything else it tries); revoked members, and signers
