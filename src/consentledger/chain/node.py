@@ -22,7 +22,7 @@ from typing import IO
 
 from consentledger import paths
 from consentledger.chain.accounts import DEV_MNEMONIC
-from consentledger.errors import ChainUnavailableError, NodeStartError
+from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError
 
 HOST = "127.0.0.1"
 DEV_BALANCE_ETH = 1_000_000
@@ -116,13 +116,14 @@ def start_node(
     (and another tried if a different process grabs it first). The chain's output goes to
     `log_path` if given; otherwise the chain runs quiet.
 
-    Raises `NodeStartError` if the binary is missing, the port is taken, or the chain does not
-    answer within `startup_timeout` seconds (with the last lines of its output).
+    Raises `ConfigurationError` for `free_gas` on ganache; `NodeStartError` if the binary is
+    missing, the port is taken, or the chain does not answer within `startup_timeout` seconds (with
+    the last lines of its output).
     """
     kind = ChainKind(kind)
     if free_gas and kind is not ChainKind.ANVIL:
-        # ganache 7.9 has no base-fee option: its London base fee never reaches 0.
-        raise NodeStartError(f"free gas needs anvil; {kind.value} cannot run with a zero base fee")
+        # ganache 7.9 has no option setting the base fee: its transactions always cost gas.
+        raise ConfigurationError(f"free gas needs anvil: {kind.value} cannot run with a zero base fee")
     binary = _binary(kind)
     if port is not None and not _port_is_free(port):
         raise NodeStartError(f"cannot start {kind.value}: port {port} on {HOST} is already in use")
