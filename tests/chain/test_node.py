@@ -13,7 +13,7 @@ from web3 import Web3
 from consentledger.chain import node as node_mod
 from consentledger.chain.accounts import DEV_MNEMONIC, dev_accounts
 from consentledger.chain.node import ChainKind, free_port, start_node, wait_for_rpc
-from consentledger.errors import ChainUnavailableError, NodeStartError
+from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError
 
 DEV_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -103,6 +103,30 @@ def test_chain_id_and_log_path_are_honoured(tmp_path: Path) -> None:
     with start_node(ChainKind.ANVIL, chain_id=4242, log_path=log, block_time=1) as node:
         assert wait_for_rpc(node.rpc_url, timeout=5) == 4242
     assert "Listening on" in log.read_text()
+
+
+@pytest.mark.process
+def test_free_gas_anvil_asks_no_gas_price_and_charges_nothing() -> None:
+    """With free gas the gas price and base fee are 0 (no suggested tip), and a legacy transfer at gas price 0 is
+    mined on the interval, its sender paying the value only."""
+    with start_node(ChainKind.ANVIL, accounts=2, block_time=1, free_gas=True) as node:
+        assert node.free_gas
+        w3 = Web3(Web3.HTTPProvider(node.rpc_url))
+        assert w3.eth.gas_price == 0
+        assert w3.eth.get_block("latest")["baseFeePerGas"] == 0
+        sender, receiver = dev_accounts(2)
+        before = w3.eth.get_balance(sender.address)
+        signed = sender.sign_transaction({"to": receiver.address, "value": 1, "gas": 21_000, "gasPrice": 0,
+                                          "nonce": 0, "chainId": 1337})
+        receipt = w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction), 10)
+        assert (receipt["status"], receipt["type"], receipt["effectiveGasPrice"]) == (1, 0, 0)
+        assert w3.eth.get_balance(sender.address) == before - 1
+
+
+def test_free_gas_on_ganache_is_a_configuration_error() -> None:
+    """ganache cannot run with a zero base fee: asking for free gas fails before anything starts."""
+    with pytest.raises(ConfigurationError, match="free gas needs anvil"):
+        start_node(ChainKind.GANACHE, free_gas=True)
 
 
 @pytest.mark.process

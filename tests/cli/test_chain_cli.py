@@ -130,6 +130,14 @@ def test_chain_up_serves_rpc_until_signalled_then_exits_zero(
     assert chain_processes_on(port) == []
 
 
+def test_free_gas_on_ganache_fails_with_one_readable_line_and_exit_code_2() -> None:
+    """`chain up --free-gas` on ganache says it needs anvil (ConfigurationError's exit code) and starts nothing."""
+    result = run_cli("chain", "up", "--kind", "ganache", "--free-gas", env=dict(os.environ))
+    assert result.returncode == 2
+    assert "free gas needs anvil" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""
+
+
 def test_bad_option_is_a_usage_error_with_exit_code_2() -> None:
     """An unknown --kind prints click's message and exits 2."""
     result = run_cli("chain", "up", "--kind", "geth", env=dict(os.environ))

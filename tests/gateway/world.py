@@ -204,11 +204,12 @@ class Consortium:
 
 def start_consortium(
     rpc_url: str, root: Path, members: Mapping[str, tuple[int, Role]], *,
-    settings: Mapping[str, float | bool] | None = None,
+    settings: Mapping[str, float | bool] | None = None, gateway_rpc: str | None = None,
 ) -> Consortium:
     """Deploy a ledger on `rpc_url` (admin: dev account 0), set up the catalog, admit and start `members`.
 
-    `members` maps an agency name to its dev account index and roles; the gateways start in parallel.
+    `members` maps an agency name to its dev account index and roles; the gateways start in parallel
+    and use `gateway_rpc` (default: `rpc_url`, which the test's own ledger uses).
     `settings` (numbers and flags, e.g. `sweep_interval`) are added to every agency.toml, so a restart
     keeps them. These gateways accept their org keys as callers (`allow_org_key_requests`) unless the
     settings say otherwise, so tests about other rules need no client set-up; `test_clients` covers clients.
@@ -223,7 +224,7 @@ def start_consortium(
     for action in catalog():
         consortium.govern(action)
     for name, (index, roles) in members.items():
-        agency = create_agency(root, name, dev_index=index, rpc_url=rpc_url, manifest=manifest)
+        agency = create_agency(root, name, dev_index=index, rpc_url=gateway_rpc or rpc_url, manifest=manifest)
         with agency.created.config.open("a") as config:
             config.writelines(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
         admit(ledger, consortium.admin, [], agency, roles)

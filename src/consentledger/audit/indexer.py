@@ -26,6 +26,8 @@ from consentledger.errors import ChainUnavailableError, IndexMismatchError
 if TYPE_CHECKING:
     from consentledger.chain.ledger import Ledger
 
+BATCH_BLOCKS = 2000
+"""Default `batch_blocks`: blocks read with one eth_getLogs and written in one database transaction."""
 _MAX_RETRIES = 5
 """How many times one range is read again because the chain changed while it was being read."""
 
@@ -88,7 +90,9 @@ class Cursor:
 class Indexer:
     """Keeps an SQL index of one deployment's events in step with its chain."""
 
-    def __init__(self, engine: Engine, ledger: Ledger, *, reorg_depth: int = 12, batch_blocks: int = 2000) -> None:
+    def __init__(
+        self, engine: Engine, ledger: Ledger, *, reorg_depth: int = 12, batch_blocks: int = BATCH_BLOCKS
+    ) -> None:
         if reorg_depth < 1 or batch_blocks < 1:
             raise ValueError("reorg_depth and batch_blocks must be at least 1")
         self.engine = engine

@@ -22,13 +22,16 @@ from typing import IO
 
 from consentledger import paths
 from consentledger.chain.accounts import DEV_MNEMONIC
-from consentledger.errors import ChainUnavailableError, NodeStartError
+from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError
 
 HOST = "127.0.0.1"
 DEV_BALANCE_ETH = 1_000_000
 """Ether given to every dev account: enough that no test or demo ever runs dry."""
 HARDFORK = "shanghai"
 """The newest fork ganache 7.9 knows; anvil is pinned to it too so both chains behave alike."""
+
+FREE_GAS_ANVIL = ("--base-fee", "0", "--gas-price", "0", "--disable-min-priority-fee")
+"""anvil's flags for a free-gas chain: without the last, eth_gasPrice still suggests a 1 gwei tip."""
 
 _PORT_ATTEMPTS = 5
 _POLL_INTERVAL = 0.05
@@ -61,6 +64,8 @@ class LocalNode:
     process: subprocess.Popen[bytes]
     log_path: Path | None = None
     _log: IO[bytes] | None = field(default=None, repr=False)
+    free_gas: bool = False
+    """Whether the chain runs with a zero base fee and gas price (see `start_node`)."""
     _stopped: bool = field(default=False, repr=False)
 
     def running(self) -> bool:
@@ -98,20 +103,27 @@ def start_node(
     accounts: int = 10,
     chain_id: int = 1337,
     block_time: float | None = None,
+    free_gas: bool = False,
     log_path: Path | None = None,
     startup_timeout: float = 60,
 ) -> LocalNode:
     """Return a started local chain answering JSON-RPC on 127.0.0.1.
 
     The chain funds `accounts` dev accounts (see `chain.accounts`) with `DEV_BALANCE_ETH` each and
-    mines instantly unless `block_time` (seconds) is given. Without `port` a free one is picked
+    mines instantly unless `block_time` (seconds) is given. With `free_gas` (anvil only) the base
+    fee and the gas price are 0, as on a free-gas Besu network (`zeroBaseFee`, `min-gas-price=0`):
+    with `block_time` too, the chain behaves like such a network. Without `port` a free one is picked
     (and another tried if a different process grabs it first). The chain's output goes to
     `log_path` if given; otherwise the chain runs quiet.
 
-    Raises `NodeStartError` if the binary is missing, the port is taken, or the chain does not
-    answer within `startup_timeout` seconds (with the last lines of its output).
+    Raises `ConfigurationError` for `free_gas` on ganache; `NodeStartError` if the binary is
+    missing, the port is taken, or the chain does not answer within `startup_timeout` seconds (with
+    the last lines of its output).
     """
     kind = ChainKind(kind)
+    if free_gas and kind is not ChainKind.ANVIL:
+        # ganache 7.9 has no option setting the base fee: its transactions always cost gas.
+        raise ConfigurationError(f"free gas needs anvil: {kind.value} cannot run with a zero base fee")
     binary = _binary(kind)
     if port is not None and not _port_is_free(port):
         raise NodeStartError(f"cannot start {kind.value}: port {port} on {HOST} is already in use")
@@ -119,8 +131,12 @@ def start_node(
     for attempt in range(1, attempts + 1):
         chosen = port if port is not None else free_port()
         command = _command(kind, binary, chosen, accounts, chain_id, block_time, log_path is None)
+        if free_gas:
+            command += FREE_GAS_ANVIL
         try:
-            return _launch(kind, command, chosen, chain_id, log_path, startup_timeout)
+            node = _launch(kind, command, chosen, chain_id, log_path, startup_timeout)
+            node.free_gas = free_gas
+            return node
         except _PortTakenError:
             if attempt == attempts:
                 raise

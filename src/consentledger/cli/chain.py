@@ -38,9 +38,19 @@ def up(
         float | None,
         typer.Option("--block-time", min=0, help="Seconds between blocks (default: instamine)."),
     ] = None,
+    free_gas: Annotated[
+        bool,
+        typer.Option("--free-gas", help="Zero base fee and gas price, as on a free-gas Besu network (anvil only)."),
+    ] = False,
 ) -> None:
-    """Start a local chain, print its RPC URL and dev keys, and run until Ctrl-C or SIGTERM."""
-    node = start_node(kind, port=port, accounts=accounts, chain_id=chain_id, block_time=block_time)
+    """Start a local chain, print its RPC URL and dev keys, and run until Ctrl-C or SIGTERM.
+
+    `--kind anvil --block-time 2 --free-gas` behaves like a Besu QBFT network with free gas: blocks
+    every 2 s, gas price 0.
+    """
+    node = start_node(
+        kind, port=port, accounts=accounts, chain_id=chain_id, block_time=block_time, free_gas=free_gas
+    )
     with _stop_on_signals() as stop, node:
         _print_banner(node, accounts)
         while not stop.wait(0.5):
@@ -72,7 +82,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
 def _print_banner(node: LocalNode, accounts: int) -> None:
     """Print the RPC URL on its own line (scripts parse it), then the dev accounts."""
     typer.echo(f"RPC URL: {node.rpc_url}")
-    typer.echo(f"Chain: {node.kind.value}, chain id {node.chain_id}")
+    typer.echo(f"Chain: {node.kind.value}, chain id {node.chain_id}" + (", free gas" if node.free_gas else ""))
     typer.echo("")
     typer.echo("Dev accounts (development keys -- never use on a real network; anyone has them):")
     for index, account in enumerate(dev_accounts(accounts)):

@@ -12,6 +12,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from consentledger.audit import Indexer
+from consentledger.audit.indexer import BATCH_BLOCKS
 from consentledger.chain.batch import MAX_BATCH
 from consentledger.chain.connect import connect
 from consentledger.chain.ledger import Ledger
@@ -125,9 +126,10 @@ class Gateway:
             x25519_next=keys.x25519_next,
             key_lock=keys.lock,
             peers=httpx.Client(timeout=settings.peer_timeout, trust_env=False),
-            indexer=Indexer(engine, ledger),
+            # Both read the chain in ranges the node serves: a wider one is refused (Besu), and refused again.
+            indexer=Indexer(engine, ledger, batch_blocks=min(BATCH_BLOCKS, settings.logs_block_range)),
             clients=Clients(engine),
-            chain=ChainView(ledger, members, catalog_ttl=settings.catalog_ttl),
+            chain=ChainView(ledger, members, catalog_ttl=settings.catalog_ttl, log_range=settings.logs_block_range),
         )
 
     def relay_now(self) -> None:
