@@ -32,8 +32,10 @@ demo: bootstrap
 demo-serve: bootstrap
 	$(PY) scripts/demo.py --serve
 
+# Two workers, each taking whole modules (their real chain and gateway fixtures stay module-wide); a
+# single module or test runs on its own with plain `.venv/bin/pytest tests/...`.
 test: lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 lint: bootstrap
 	$(VENV)/bin/ruff check src tests scripts
