@@ -146,6 +146,11 @@ class OutboxRelay:
                     return True
             return self._settle(sent)
         assert item.raw_tx is not None
+        if self._nonce_taken_by_another(item):
+            # Signed but never broadcast (a replica died in between), its nonce since used: no need
+            # to wait `rebroadcast_after` for a receipt that cannot come.
+            self._sign_again(item, f"nonce {item.tx_nonce} was used by another transaction before "
+                                   f"{item.tx_hash} was sent")
         self.sender.broadcast(item.raw_tx, resend=True)
         return self._settle(item)
 
