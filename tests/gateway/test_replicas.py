@@ -5,8 +5,10 @@ and the database connection's application_name differ, so the test can see in `p
 replica leads the relay. Clients alternate between the two URLs (no load balancer), each write with
 an Idempotency-Key, and retry on the other replica when one fails. Midway, the replica holding the
 relay's leader lock is killed with SIGKILL. Afterwards every write is on chain exactly once, the
-signer's nonces have no gap and nothing is left pending, and the survivor took over the relay and
-the audit index.
+signer's nonces have no gap and nothing is left pending, the survivor took over the relay and the
+audit index, and (seen by a JSON-RPC forwarder between the replicas and the node) no two
+transactions were signed with one nonce but at the kill. Replicas with a nonce counter each (not
+shared through the store) sign about a dozen nonces twice in this load, and the retries hide it.
 """
 
 from __future__ import annotations
@@ -15,21 +17,25 @@ import json
 import threading
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+import rlp
 from eth_account import Account
+from eth_utils import keccak
 from sqlalchemy import Engine, func, select, text
 
 from consentledger.audit import tables as index_tables
 from consentledger.chain.accounts import dev_account
 from consentledger.chain.ledger import entry_from_event
-from consentledger.chain.node import ChainKind, start_node
+from consentledger.chain.node import ChainKind, free_port, start_node
 from consentledger.localnet import Agency, admit, create_agency
 from consentledger.store import OutboxStatus, RecordState
 from consentledger.store.tables import outbox, records
@@ -42,13 +48,74 @@ pytestmark = pytest.mark.process
 
 COUNTY = 2
 """Dev account of the replicated agency (on this module's own anvil)."""
-INGESTS = ACCESSES = 30
-WORKERS = 8
-KILL_AFTER = 16
+INGESTS = ACCESSES = 40
+WORKERS = 12
+KILL_AFTER = 24
 """Writes answered before the leader is killed."""
 RETRY_FOR = 60.0
 """Seconds a client keeps retrying one write (a liveness guard, not a timing claim)."""
 RELAY_LOCK, INDEXER_LOCK = "consentledger-relay", "consentledger-indexer"
+
+
+class RpcTap:
+    """A JSON-RPC forwarder between county's replicas and the node, noting the nonce of every transaction signed.
+
+    Each raw transaction broadcast is decoded for its nonce, so the test sees
+    how many different transactions were signed for one nonce: replicas that collide sign several.
+    """
+
+    def __init__(self, node_url: str) -> None:
+        self.signed: dict[int, set[bytes]] = defaultdict(set)  # nonce -> hashes of transactions signed with it
+        self._guard = threading.Lock()
+        upstream = httpx.Client(base_url=node_url, timeout=30, trust_env=False)
+        tap = self
+
+        class Forward(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server hook's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                tap.note(json.loads(body))
+                answer = upstream.post("/", content=body, headers={"Content-Type": "application/json"})
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Forward)
+        self._server.daemon_threads = True
+        self._upstream = upstream
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """Return the URL to give the replicas as their `rpc_url`."""
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def note(self, request: Any) -> None:
+        """Note the nonce and hash of each raw transaction in one JSON-RPC request (or batch)."""
+        for call in request if isinstance(request, list) else [request]:
+            if call.get("method") == "eth_sendRawTransaction":
+                raw = bytes.fromhex(call["params"][0].removeprefix("0x"))
+                # Legacy: RLP([nonce, ...]); typed (EIP-2718): type byte, then RLP([chain id, nonce, ...]).
+                fields = rlp.decode(raw) if raw[0] >= 0xC0 else rlp.decode(raw[1:])[1:]
+                nonce = int.from_bytes(fields[0], "big")
+                with self._guard:
+                    self.signed[nonce].add(keccak(raw))
+
+    def reused(self) -> dict[int, int]:
+        """Return the nonces more than one different transaction was signed with, and how many each."""
+        with self._guard:
+            return {nonce: len(hashes) for nonce, hashes in self.signed.items() if len(hashes) > 1}
+
+    def close(self) -> None:
+        """Stop forwarding."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._upstream.close()
 
 
 @dataclass
@@ -60,6 +127,7 @@ class Replicated:
     replicas: dict[str, Agency]  # application_name -> process
     store: Engine
     stats: str  # health's open record county reads
+    tap: RpcTap  # between county's replicas and the chain
 
     def key(self) -> bytes:
         """Return county's signer key (its clients sign with it here: allow_org_key_requests)."""
@@ -76,7 +144,8 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]
     url = POSTGRES_URL.replace("+psycopg", "") + f"?options=-csearch_path%3D{schema}"
     with start_node(ChainKind.ANVIL) as node:
         consortium = start_consortium(node.rpc_url, root, {"health": (1, Role.CUSTODIAN)})
-        county = create_agency(root, "county", dev_index=COUNTY, rpc_url=node.rpc_url,
+        tap = RpcTap(node.rpc_url)
+        county = create_agency(root, "county", dev_index=COUNTY, rpc_url=tap.url,
                                manifest=root / "deployment.json", store_url=url)
         with county.created.config.open("a") as config:
             config.write("allow_org_key_requests = true\n")
@@ -90,10 +159,11 @@ def replicated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicated]
                     "CONSENTLEDGER_GATEWAY_STORE_URL": f"{url}&application_name={named[0]}"}), replicas.items()))
             stats = consortium.ingest({"district": "East", "cases": 4}, category=DISTRICT_STATS,
                                       subject=Account.create().address)
-            yield Replicated(consortium, county, replicas, store, stats)
+            yield Replicated(consortium, county, replicas, store, stats, tap)
         finally:
             for replica in replicas.values():
                 replica.stop()
+            tap.close()
             consortium.stop()
             drop()
 
@@ -209,7 +279,8 @@ def test_killing_the_leading_replica_under_load_loses_and_duplicates_nothing(rep
     survivor = next(name for name in names if name not in dead)
     print(f"\nkilled {leader} (relay leader); {survivor} relayed again after {relay_took_over:.2f} s, indexed past "
           f"the kill's block after {index_took_over:.2f} s; outbox empty {caught_up:.2f} s after the load; "
-          f"{sum(len(w.failures) for w in writes)} client attempts failed and were retried")
+          f"{sum(len(w.failures) for w in writes)} client attempts failed and were retried; "
+          f"nonces signed twice: {world.tap.reused()}")
 
     unanswered = [(w.kind, w.failures) for w in writes if not w.answers]
     assert unanswered == []
@@ -241,6 +312,10 @@ def test_killing_the_leading_replica_under_load_loses_and_duplicates_nothing(rep
                   for tx in w3.eth.get_block(n, full_transactions=True)["transactions"] if tx["from"] == signer)
     mined = w3.eth.get_transaction_count(signer)
     assert sent == list(range(first_nonce, mined))
+    # Nonces from the shared store: one transaction signed per nonce, but for the one the killed
+    # replica may have been holding (broadcast but not committed, or saved but not broadcast).
+    reused = world.tap.reused()
+    assert len(reused) <= 1 and set(reused.values()) <= {2}, reused
     assert w3.eth.get_transaction_count(signer, "pending") == mined
     txpool = w3.provider.make_request("txpool_content", [])["result"]  # type: ignore[arg-type]
     assert not any(signer.lower() == a.lower() for part in txpool.values() for a in part), json.dumps(txpool)[:500]
