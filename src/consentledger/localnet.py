@@ -36,6 +36,7 @@ class Agency:
     directory: Path
     created: NewAgency
     process: subprocess.Popen[bytes] | None = None
+    port: int | None = None  # a replica: another process of the same config, listening here
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -45,18 +46,23 @@ class Agency:
 
     @property
     def url(self) -> str:
-        """Return the gateway's base URL."""
-        return self.created.public_url
+        """Return the gateway's base URL (a replica's own, not the one registered on chain)."""
+        return self.created.public_url if self.port is None else f"http://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
         """Return the gateway process's log file."""
-        return self.directory / "gateway.log"
+        return self.directory / ("gateway.log" if self.port is None else f"gateway-{self.port}.log")
+
+    def replica(self) -> Agency:
+        """Return another gateway process of this agency (same config and store) on a free port, not started."""
+        return Agency(self.name, self.directory, self.created, port=free_port())
 
     def start(self, *, timeout: float = 60.0, env: dict[str, str] | None = None) -> None:
         """Start `consentledger gateway serve` for this agency and wait until /v1/health answers."""
         cli = Path(sys.executable).parent / "consentledger"
-        environment = {**os.environ, PASSWORD_ENV: DEV_PASSWORD, **(env or {})}
+        port = {} if self.port is None else {"CONSENTLEDGER_GATEWAY_PORT": str(self.port)}
+        environment = {**os.environ, PASSWORD_ENV: DEV_PASSWORD, **port, **(env or {})}
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [str(cli), "gateway", "serve", "--config", str(self.created.config)],

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect, text
 
+from consentledger.audit import create_index_schema
 from consentledger.errors import ConfigurationError
 from consentledger.store import create_schema, make_engine
+from pg_schema import POSTGRES_URL, postgres_schema_engine
 
 
 def test_postgresql_url_is_rewritten_to_psycopg() -> None:
@@ -46,3 +50,27 @@ def test_create_schema_is_idempotent(engine: Engine) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"records", "seen_nonces", "outbox"} <= tables
     assert "ix_outbox_status" in {i["name"] for i in inspect(engine).get_indexes("outbox")}
+
+
+def test_replicas_creating_the_schema_at_once_all_succeed() -> None:
+    """Four processes' engines creating the gateway's and the index's tables on one new PostgreSQL schema at once."""
+    first, drop = postgres_schema_engine()
+    with first.connect() as conn:
+        schema = conn.scalar(text("SELECT current_schema()"))
+    engines = [make_engine(POSTGRES_URL, connect_args={"options": f"-csearch_path={schema}"}) for _ in range(4)]
+    start = threading.Barrier(len(engines))
+
+    def create(engine: Engine) -> None:
+        start.wait()
+        create_schema(engine)
+        create_index_schema(engine)
+
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            list(pool.map(create, engines))
+        tables = set(inspect(first).get_table_names())
+        assert {"records", "outbox", "signer_nonces", "idx_cursor"} <= tables
+    finally:
+        for engine in engines:
+            engine.dispose()
+        drop()

@@ -21,6 +21,8 @@ from sqlalchemy import (
     Text,
 )
 
+from consentledger.store.db import create_tables
+
 metadata = MetaData()
 
 _Hash = String(66)
@@ -227,5 +229,5 @@ BLOCK_COLUMNS = {
 
 
 def create_index_schema(engine: Engine) -> None:
-    """Create every index table that does not exist yet (safe to call on every run)."""
-    metadata.create_all(engine)
+    """Create every index table that does not exist yet (safe to call on every run, by replicas at once)."""
+    create_tables(engine, metadata)

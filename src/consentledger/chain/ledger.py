@@ -87,14 +87,16 @@ class Ledger:
                 raise ManifestError(f"no {name} contract at {deployed.address} on chain {chain_id}")
 
     def sender(
-        self, account: LocalAccount, *, confirmations: int = 0, max_pending: int | None = None
+        self, account: LocalAccount, *, confirmations: int = 0, max_pending: int | None = None,
+        nonces: NonceAllocator | None = None,
     ) -> TransactionSender:
         """Return a transaction sender for `account` sharing this ledger's nonces, chain values and receipt watcher.
 
         `max_pending` bounds the signer's pending transactions (None: no bound); see TransactionSender.
+        `nonces` replaces the ledger's own allocator (e.g. one shared by replicas, `chain.shared_nonces`).
         """
         return TransactionSender(
-            self.w3, account, self.decoder, nonces=self._nonces, confirmations=confirmations,
+            self.w3, account, self.decoder, nonces=nonces or self._nonces, confirmations=confirmations,
             watcher=self._watcher, params=self._params, max_pending=max_pending,
         )
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from eth_utils import to_checksum_address
 from web3 import Web3
@@ -46,7 +47,7 @@ class NonceAllocator:
             self._next[address] = nonce + 1
             return nonce
 
-    def signing_lock(self, address: str) -> threading.RLock:
+    def signing_lock(self, address: str) -> AbstractContextManager[object]:
         """Return the lock to hold from allocating a nonce until its transaction is broadcast.
 
         Held that way, no signed-but-unsent transaction exists when another sender fails and

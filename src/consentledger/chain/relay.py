@@ -37,6 +37,8 @@ Payload = Mapping[str, Any]
 
 MAX_RESIGNS = 3
 """How many times in one run a row is signed again after its nonce was taken (then it waits for the next run)."""
+NONCE_CHECK = 1.0
+"""Seconds between looks at the signer's nonce while a sent row awaits its receipt."""
 
 
 class _SignAgain(Exception):
@@ -146,6 +148,11 @@ class OutboxRelay:
                     return True
             return self._settle(sent)
         assert item.raw_tx is not None
+        if self._nonce_taken_by_another(item):
+            # Signed but never broadcast (a replica died in between), its nonce since used: no need
+            # to wait `rebroadcast_after` for a receipt that cannot come.
+            self._sign_again(item, f"nonce {item.tx_nonce} was used by another transaction before "
+                                   f"{item.tx_hash} was sent")
         self.sender.broadcast(item.raw_tx, resend=True)
         return self._settle(item)
 
@@ -202,16 +209,21 @@ class OutboxRelay:
         assert item.tx_hash is not None and item.raw_tx is not None
         tx_hash = bytes.fromhex(item.tx_hash.removeprefix("0x"))
         deadline = time.monotonic() + self.sender.timeout
+        rebroadcast_at = time.monotonic() + self.rebroadcast_after
         while True:
-            wait = max(0.0, min(self.rebroadcast_after, deadline - time.monotonic()))
+            # Look at the signer's nonce every NONCE_CHECK seconds: another transaction (of another
+            # replica, say) may take this one's nonce at any time, and then no receipt will come.
+            wait = max(0.0, min(NONCE_CHECK, rebroadcast_at - time.monotonic(), deadline - time.monotonic()))
             try:
                 self.sender.wait_receipt(tx_hash, call, timeout=wait)
                 return
             except TransactionNotMinedError as exc:
                 if time.monotonic() >= deadline or self._nonce_taken_by_another(item):
                     raise
-                self.store.note_attempt(item.id, f"{exc}; rebroadcast")
-                self.sender.broadcast(item.raw_tx, resend=True)
+                if time.monotonic() >= rebroadcast_at:
+                    self.store.note_attempt(item.id, f"{exc}; rebroadcast")
+                    self.sender.broadcast(item.raw_tx, resend=True)
+                    rebroadcast_at = time.monotonic() + self.rebroadcast_after
 
     def _nonce_taken_by_another(self, item: OutboxItem) -> bool:
         """Return whether another transaction used the row's nonce on chain, so ours can never land."""

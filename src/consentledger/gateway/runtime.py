@@ -19,6 +19,7 @@ from consentledger.chain.ledger import Ledger
 from consentledger.chain.manifest import Deployment
 from consentledger.chain.relay import OutboxRelay
 from consentledger.chain.sender import TransactionSender
+from consentledger.chain.shared_nonces import replica_nonces
 from consentledger.crypto.files import FileLock
 from consentledger.crypto.keyfiles import load_x25519_keys
 from consentledger.crypto.keys import load_account, password_from_env
@@ -109,7 +110,8 @@ class Gateway:
             log.info("took over records of earlier signing keys after a rotation: %s", adopted)
         store = Store(engine)
         sender = ledger.sender(
-            account, confirmations=settings.confirmations, max_pending=settings.max_pending_per_signer
+            account, confirmations=settings.confirmations, max_pending=settings.max_pending_per_signer,
+            nonces=replica_nonces(engine, ledger.w3),  # replicas on PostgreSQL share one signer's nonces
         )
         members = MembershipCache(ledger, settings.membership_ttl)
         return cls(

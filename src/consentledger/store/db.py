@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -50,7 +50,21 @@ def make_engine(url: str, *, connect_args: Mapping[str, Any] | None = None) -> E
 
 def create_schema(engine: Engine) -> None:
     """Create every table and index that does not exist yet (safe to call on every start)."""
-    metadata.create_all(engine)
+    create_tables(engine, metadata)
+
+
+def create_tables(engine: Engine, tables: MetaData) -> None:
+    """Create the tables of `tables` that do not exist yet; replicas starting at once on PostgreSQL take turns.
+
+    Two `CREATE TABLE` of one name at the same time fail on PostgreSQL's catalog, so the check and
+    the creation run in one transaction under an advisory lock of the database's current schema.
+    """
+    if engine.dialect.name != "postgresql":
+        tables.create_all(engine)
+        return
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('consentledger-schema:' || current_schema()))"))
+        tables.create_all(conn)
 
 
 def flush_deleted(engine: Engine) -> None:

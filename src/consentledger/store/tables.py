@@ -1,5 +1,5 @@
-"""The gateway's tables: stored records, seen request nonces, the chain-write outbox, the release log,
-audit-page sessions and the agency's clients."""
+"""The gateway's tables: stored records, seen request nonces, signer nonces, the chain-write outbox, the release
+log, audit-page sessions and the agency's clients."""
 
 from __future__ import annotations
 
@@ -78,6 +78,15 @@ seen_nonces = Table(
     Column("expires_at", UtcDateTime, nullable=False),
 )
 Index("ix_seen_nonces_expires_at", seen_nonces.c.expires_at)
+
+signer_nonces = Table(
+    "signer_nonces",
+    metadata,
+    Column("signer", String(42), primary_key=True),
+    Column("next_nonce", BigInteger, nullable=True, comment="NULL: ask the chain (its pending count) next time"),
+    Column("updated_at", UtcDateTime, nullable=False),
+    comment="The next nonce of each signer, shared by the replicas of a gateway (PostgreSQL)",
+)
 
 outbox = Table(
     "outbox",

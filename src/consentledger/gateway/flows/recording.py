@@ -8,12 +8,20 @@ gets the access the first attempt recorded and never uses a consent twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from consentledger.chain.batch import AccessRequest, batch_outcomes
-from consentledger.errors import ConsentLedgerError, ContractRevertError, IdempotencyConflictError
+from consentledger.chain.relay import NONCE_CHECK
+from consentledger.chain.sender import TxReceipt
+from consentledger.errors import (
+    ConsentLedgerError,
+    ContractRevertError,
+    IdempotencyConflictError,
+    TransactionNotMinedError,
+)
 from consentledger.gateway.runtime import Gateway
-from consentledger.store.access_keys import Idempotency
+from consentledger.store.access_keys import Idempotency, KeyedAccess
 from consentledger.types import AccessEntry, AccessRefusal
 
 
@@ -77,12 +85,29 @@ def resumed(gw: Gateway, ask: Idempotency) -> AccessEntry | AccessRefusal | None
             gw.access_keys.forget(ask)
             return None
     if receipt is None:
-        gw.sender.broadcast(found.raw_tx, resend=True)
-        try:
-            receipt = gw.sender.wait_receipt(found.tx_hash)
-        except ContractRevertError:
-            receipt = gw.sender.receipt(found.tx_hash)
+        receipt = _resent(gw, found)
     if receipt is None or receipt["status"] != 1:
-        gw.access_keys.forget(ask)  # the batch reverted as a whole: none of it is on chain
+        gw.access_keys.forget(ask)  # never mined (its nonce went elsewhere) or reverted as a whole: none on chain
         return None
     return batch_outcomes(gw.ledger, receipt, found.size)[found.index]
+
+
+def _resent(gw: Gateway, found: KeyedAccess) -> TxReceipt | None:
+    """Broadcast a saved batch again; return its receipt, or None once its nonce went to another transaction.
+
+    The signer's nonce is looked at every NONCE_CHECK seconds while waiting: another replica may use
+    the nonce of a batch a dead one saved but never sent, and then no receipt comes.
+    """
+    gw.sender.broadcast(found.raw_tx, resend=True)
+    deadline = time.monotonic() + gw.sender.timeout
+    while True:
+        try:
+            wait = max(0.0, min(NONCE_CHECK, deadline - time.monotonic()))
+            return gw.sender.wait_receipt(found.tx_hash, timeout=wait)
+        except TransactionNotMinedError:
+            if gw.sender.mined_nonce() > found.nonce:
+                return gw.sender.receipt(found.tx_hash)  # mined just now, or never will be
+            if time.monotonic() >= deadline:
+                raise
+        except ContractRevertError:
+            return gw.sender.receipt(found.tx_hash)
