@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
-from consentledger.store import Store
+from consentledger.store import Store, make_engine
 from pg_schema import postgres_schema_engine
 
 
@@ -45,7 +45,24 @@ def test_leader_lock_is_released_when_the_block_raises(store: Store) -> None:
         assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
+def test_agencies_in_separate_schemas_each_have_their_leader() -> None:
+    """Two stores in separate schemas of one PostgreSQL database both lead under the same lock name."""
+    (first, drop_first), (second, drop_second) = postgres_schema_engine(), postgres_schema_engine()
+    try:
+        with Store(first).leader_lock("consentledger-relay") as held, \
+                Store(second).leader_lock("consentledger-relay") as other_held:
+            assert held and other_held
+    finally:
+        drop_first()
+        drop_second()
+
+
 def _other_replica(engine: Engine) -> tuple[Engine, Callable[[], None]]:
-    if engine.dialect.name == "postgresql":
-        return postgres_schema_engine()
-    return engine, lambda: None
+    """Return another engine on the same store (the same schema), as a second replica opens it."""
+    if engine.dialect.name != "postgresql":
+        return engine, lambda: None
+    with engine.connect() as conn:
+        schema = conn.scalar(text("SELECT current_schema()"))
+    other = make_engine(engine.url.render_as_string(hide_password=False),
+                        connect_args={"options": f"-csearch_path={schema}"})
+    return other, other.dispose

@@ -365,7 +365,9 @@ class Store:
         """Yield whether this process holds lock `name` (e.g. "relay") until the block ends.
 
         On PostgreSQL this is a session advisory lock on a dedicated connection, so exactly one
-        replica's relay runs at a time and a crashed holder's lock dies with its connection.
+        replica's relay runs at a time and a crashed holder's lock dies with its connection. The
+        lock is the store's own (its schema's): agencies sharing one database in separate schemas
+        each have their leader.
         SQLite databases are used by one process only: the answer is always True.
         """
         if self.engine.dialect.name != "postgresql":
@@ -374,16 +376,20 @@ class Store:
         conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         held = False
         try:
-            held = bool(conn.scalar(text("SELECT pg_try_advisory_lock(hashtext(:name))"), {"name": name}))
+            held = bool(conn.scalar(text(f"SELECT pg_try_advisory_lock({_LOCK_KEY})"), {"name": name}))
             yield held
         finally:
             _release(conn, name, held)
 
 
+_LOCK_KEY = "hashtext(current_schema() || ':' || :name)"
+"""The advisory lock key of leader lock `:name` in the connection's schema."""
+
+
 def _release(conn: Connection, name: str, held: bool) -> None:
     try:
         if held:
-            conn.execute(text("SELECT pg_advisory_unlock(hashtext(:name))"), {"name": name})
+            conn.execute(text(f"SELECT pg_advisory_unlock({_LOCK_KEY})"), {"name": name})
     except Exception:
         # Never hand a connection that may still hold the lock back to the pool: the lock dies with it.
         conn.invalidate()
