@@ -184,7 +184,7 @@ def holder(engine: Engine, lock: str) -> str | None:
     query = text("""
         SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-          AND l.objid::bigint = (hashtext(:lock)::bigint & 4294967295)
+          AND l.objid::bigint = (hashtext(current_schema() || ':' || :lock)::bigint & 4294967295)
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
     """)
     with engine.connect() as conn:
