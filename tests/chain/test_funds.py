@@ -8,7 +8,7 @@ from web3 import Web3
 
 from consentledger.chain.accounts import dev_account
 from consentledger.chain.connect import connect
-from consentledger.chain.funds import WRITE_GAS, SignerFunds, format_amount, parse_amount
+from consentledger.chain.funds import WRITE_GAS, Funding, SignerFunds, format_amount, parse_amount
 from consentledger.chain.node import LocalNode
 from consentledger.chain.params import ChainParams
 from consentledger.chain.reverts import RevertDecoder
@@ -69,6 +69,13 @@ def test_addresses_must_be_well_formed_and_correctly_cased() -> None:
     for bad in (wrong, address[:-2], address[2:]):
         with pytest.raises(ConfigurationError, match="is not an address"):
             checked_address(bad)
+
+
+def test_on_a_zero_gas_price_network_a_signer_without_ether_can_pay() -> None:
+    """Gas price 0 (a free-gas Besu network): nothing is needed, so an empty account counts as funded."""
+    funding = Funding(Account.create().address, balance=0, gas_price=0, gas=WRITE_GAS)
+    assert (funding.needed, funding.funded) == (0, True)
+    assert Funding(funding.address, balance=0, gas_price=0, gas=WRITE_GAS, value=1).funded is False
 
 
 def test_a_fresh_signer_cannot_pay_and_the_error_names_the_fund_command(w3: Web3, ganache: LocalNode) -> None:
