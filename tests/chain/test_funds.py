@@ -142,3 +142,17 @@ def test_paying_a_contract_or_oneself_is_refused(w3: Web3, ganache: LocalNode) -
     with pytest.raises(ConfigurationError, match="same account"):
         fund(ganache.rpc_url, payer, payer.address, 1)
     assert w3.eth.get_transaction_count(payer.address, "pending") == before
+
+
+def test_a_refusal_by_the_node_for_a_signer_with_enough_for_a_typical_write_says_this_one_costs_more(
+    w3: Web3,
+) -> None:
+    """A node may refuse a large transaction (a deployment, a big batch) of a signer that could pay a typical write:
+    the error does not claim it needs less than it has."""
+    payer = dev_account(PAYER)
+    funds = SignerFunds(w3, payer.address, ChainParams(w3))
+    funding = funds.funding()
+    error = funds.error(funding, node="insufficient funds for gas * price + value")
+    assert str(error).startswith(f"the node refused the transaction (insufficient funds for gas * price + value): "
+                                 f"signer {payer.address} has {format_amount(funding.balance)}, too little for this "
+                                 "transaction at gas price 2 gwei; run consentledger chain fund")

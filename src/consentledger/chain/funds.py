@@ -20,6 +20,7 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
+from consentledger.chain.connect import connect
 from consentledger.chain.params import ChainParams
 from consentledger.errors import ChainUnavailableError, ConfigurationError, InsufficientFundsError
 
@@ -159,6 +160,9 @@ class SignerFunds:
             cost += f" + {format_amount(funding.value)} sent"
         detail = (f"signer {self.address} has {format_amount(funding.balance)}; needs ≥ "
                   f"{format_amount(funding.needed)} ({cost}); run {command}")
+        if funding.funded:  # after a node's refusal: enough for a typical write, not for the one refused
+            detail = (f"signer {self.address} has {format_amount(funding.balance)}, too little for this "
+                      f"transaction at gas price {format_amount(funding.gas_price)}; run {command}")
         if node is not None:
             detail = f"the node refused the transaction ({node}): {detail}"
         return InsufficientFundsError(detail, account=self.address, balance=funding.balance, needed=funding.needed,
@@ -204,7 +208,5 @@ def _node_message(exc: BaseException) -> str:
 
 def signer_funds(rpc_url: str, address: str) -> SignerFunds:
     """Return the funding check of `address` on the chain at `rpc_url`; ChainUnavailableError if it does not answer."""
-    from consentledger.chain.connect import connect
-
     w3 = connect(rpc_url, timeout=10.0)
     return SignerFunds(w3, address, ChainParams(w3))
