@@ -258,3 +258,23 @@ class ErasureIncompleteError(ConsentLedgerError):
     """Raised when an erasure's tombstone or consent revocation failed on chain, so part of it did not take effect."""
 
     http_status, exit_code, code = 502, 23, "erasure_incomplete"
+
+
+class InsufficientFundsError(TransactionFailedError):
+    """Raised when an account cannot pay for the gas (and value) of a transaction it must send (nothing was sent)."""
+
+    http_status, exit_code, code = 503, 24, "insufficient_funds"
+
+    def __init__(self, detail: str, *, account: str, balance: int, needed: int, gas_price: int,
+                 fund_command: str | None = None) -> None:
+        self.account = account
+        self.balance = balance
+        self.needed = needed
+        self.gas_price = gas_price
+        self.fund_command = fund_command
+        super().__init__(detail)
+
+    def fields(self) -> dict[str, Any]:
+        """Return the account, its balance, what it needs at which gas price (wei) and the command that funds it."""
+        return {"account": self.account, "balance": str(self.balance), "needed": str(self.needed),
+                "gas_price": str(self.gas_price), "fund_command": self.fund_command}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
@@ -16,9 +17,11 @@ from consentledger.chain.accounts import dev_accounts
 from consentledger.chain.compile import ContractArtifact, compile_contracts
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
+from consentledger.chain.funds import SignerFunds
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.node import LocalNode
 from consentledger.chain.relay import OutboxRelay, register_record_payload, tombstone_payload
+from consentledger.chain.transfer import send_value
 from consentledger.store import OutboxItem, OutboxStatus, RecordState, Store, StoredRecord, create_schema, make_engine
 from consentledger.types import Address, Role, Sensitivity, TombstoneReason
 
@@ -355,3 +358,56 @@ def test_tombstone_is_relayed_once_even_if_already_on_chain(world: World) -> Non
     assert first_row is not None and first_row.status is OutboxStatus.DONE and first_row.tx_hash is not None
     assert again_row is not None and again_row.status is OutboxStatus.DONE and again_row.tx_hash is None
     assert world.nonce(world.custodian) == before
+
+
+def fresh_custodian(world: World) -> LocalAccount:
+    """Admit a new key as a custodian (it holds no ether) and return it."""
+    fresh: LocalAccount = Account.create()
+    admin = world.ledger.sender(dev_accounts(20)[ADMIN])
+    world.ledger.propose(admin, governance.admit_member(fresh.address, Role.CUSTODIAN, "unfunded bureau"))
+    return fresh
+
+
+def test_rows_of_a_signer_that_cannot_pay_stay_pending_until_it_is_funded(world: World) -> None:
+    """No ether: a run signs nothing and sends nothing, the row stays pending with the reason; funded, it lands."""
+    fresh = fresh_custodian(world)
+    record = world.add_record(fresh)
+
+    assert world.relay(fresh).run_once() == 0
+    row = world.row_of(record)
+    assert (row.status, row.tx_hash, row.tx_nonce) == (OutboxStatus.PENDING, None, None)
+    assert row.last_error is not None and f"signer {fresh.address} has 0 wei" in row.last_error
+    assert world.nonce(fresh) == 0
+    send_value(world.ledger.sender(world.custodian), fresh.address, 10**17)
+
+    assert world.relay(fresh).run_once() == 1
+    assert world.row_of(record).status is OutboxStatus.DONE
+    assert world.ledger.record(bytes.fromhex(record.record_id[2:])).custodian == fresh.address
+
+
+def test_a_row_the_node_refuses_for_funds_goes_back_to_pending_and_lands_once_funded(world: World) -> None:
+    """The signer's balance was read while it sufficed, then spent elsewhere: the node refuses the broadcast, and the
+    row is unsigned again (it never entered the pool), not failed; funded, the next run signs it afresh and it lands
+    exactly once."""
+    fresh = fresh_custodian(world)
+    send_value(world.ledger.sender(world.custodian), fresh.address, 10**16)
+    relay = world.relay(fresh)
+    relay.sender.funds = SignerFunds(world.w3, fresh.address, relay.sender.params, ttl=3600)
+    relay.sender.funds.require()  # read now, while it suffices: the cache keeps it for an hour
+    price = world.w3.eth.gas_price
+    send_value(relay.sender, world.custodian.address, 10**16 - 21_000 * price - 1)  # spends all but 1 wei
+    record = world.add_record(fresh)
+
+    assert relay.run_once() == 0
+    row = world.row_of(record)
+    assert (row.status, row.tx_hash, row.raw_tx) == (OutboxStatus.PENDING, None, None)
+    assert row.last_error is not None, row
+    assert row.last_error.startswith("the node refused the transaction (insufficient funds"), row.last_error
+    assert f"signer {fresh.address} has 1 wei" in row.last_error
+    assert world.nonce(fresh) == 1  # the spending transfer only
+    send_value(world.ledger.sender(world.custodian), fresh.address, 10**17)
+
+    assert relay.run_once() == 1
+    done = world.row_of(record)
+    assert (done.status, done.tx_nonce) == (OutboxStatus.DONE, 1)
+    assert world.nonce(fresh) == 2

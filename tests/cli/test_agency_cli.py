@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from consentledger.chain.connect import connect
+from consentledger.chain.node import LocalNode
 from consentledger.crypto.keyfiles import load_kek_file, load_x25519_keyfile
 from consentledger.crypto.keys import load_account
 from consentledger.crypto.keyx import public_from_private
@@ -69,3 +72,38 @@ def test_environment_overrides_the_config_file(tmp_path: Path, monkeypatch: pyte
     assert run_init("health", "--dir", str(directory)).returncode == 0
     monkeypatch.setenv("CONSENTLEDGER_GATEWAY_MAX_BODY_BYTES", "1234")
     assert load_settings(directory / "agency.toml").max_body_bytes == 1234
+
+
+@pytest.mark.process
+def test_init_on_a_chain_that_charges_gas_prints_the_fund_command_which_works(
+    ganache: LocalNode, tmp_path: Path
+) -> None:
+    """The fresh signer holds 0 wei on ganache (gas price 2 gwei): init says so and prints the exact `chain fund`
+    command; run as printed it pays the signer, and an init whose signer is funded says it is enough."""
+    result = run_init("health", "--dir", str(tmp_path / "health"), "--rpc", ganache.rpc_url,
+                      "--manifest", str(tmp_path / "d.json"))
+    assert result.returncode == 0, result.stderr
+    address = load_settings(tmp_path / "health" / "agency.toml").signer_keystore
+    signer = load_account(address, "correct horse").address
+    assert ("funding       0 wei: the signer cannot pay for its chain writes (a write needs ≥ 0.0003 ether: "
+            "150,000 gas at gas price 2 gwei); fund it with:") in result.stdout
+    command = f"consentledger chain fund {signer} --amount 1ether --rpc {ganache.rpc_url} --dev-account 0"
+    assert result.stdout.splitlines()[-1].strip() == command
+
+    paid = subprocess.run([CLI, *shlex.split(command)[1:]], capture_output=True, text=True, timeout=120)
+    assert paid.returncode == 0, paid.stderr
+    assert connect(ganache.rpc_url).eth.get_balance(signer) == 10**18
+    funded = run_init("police", "--dir", str(tmp_path / "police"), "--rpc", ganache.rpc_url, "--dev-account", "3")
+    assert funded.returncode == 0, funded.stderr
+    assert "funding       " in funded.stdout and ": enough (a write needs ≥ 0.0003 ether" in funded.stdout
+
+
+def test_init_without_a_chain_still_names_the_fund_command(tmp_path: Path) -> None:
+    """No chain answers at --rpc: init succeeds and says funding was not checked, with the command to run later."""
+    rpc = "http://127.0.0.1:9"  # the discard port: nothing answers JSON-RPC there
+    result = run_init("health", "--dir", str(tmp_path / "health"), "--rpc", rpc)
+    assert result.returncode == 0, result.stderr
+    signer = load_account(tmp_path / "health" / "signer.json", "correct horse").address
+    assert "funding       not checked (no Ethereum JSON-RPC answer at http://127.0.0.1:9" in result.stdout
+    assert f"consentledger chain fund {signer} --amount 1ether --rpc {rpc} --dev-account 0 (a local chain)" \
+        in result.stdout

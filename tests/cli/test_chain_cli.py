@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from eth_account import Account
 
 from consentledger.chain.accounts import dev_account
-from consentledger.chain.node import ChainKind, wait_for_rpc
+from consentledger.chain.connect import connect
+from consentledger.chain.node import ChainKind, LocalNode, wait_for_rpc
 from consentledger.crypto.keys import load_account
 
 CLI = str(Path(sys.executable).parent / "consentledger")
@@ -178,3 +181,71 @@ def test_keys_new_without_password_env_fails_with_one_readable_line(tmp_path: Pa
     assert len(lines) == 1 and PASSWORD_ENV in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+FUND_PAYER = 19
+"""Dev account `chain fund` pays from here (tests/chain uses it too, never at the same time)."""
+
+
+@pytest.mark.process
+def test_chain_fund_pays_with_a_unit_and_prints_the_grown_balance(ganache: LocalNode, tmp_path: Path) -> None:
+    """From a dev account (`--dev-account`, or `--from-dev-account`) and from a keystore: each transfer is mined
+    and the printed balance is the chain's."""
+    to = Account.create().address
+    w3 = connect(ganache.rpc_url)
+    payer = dev_account(FUND_PAYER).address
+    env = {**os.environ, PASSWORD_ENV: "pw"}
+    keystore = write_keystore(tmp_path / "payer.json", bytes(dev_account(FUND_PAYER).key))
+    payments = [
+        (["--amount", "0.5 ether", "--dev-account", str(FUND_PAYER)], "0.5 ether", "0.5 ether"),
+        (["--amount", "1000000gwei", "--from-dev-account", str(FUND_PAYER)], "0.001 ether", "0.501 ether"),
+        (["--amount", "21000", "--keystore", str(keystore), "--password-env", PASSWORD_ENV], "21000 wei",
+         "0.501000000000021 ether"),
+    ]
+    for options, amount, balance in payments:
+        paid = run_cli("chain", "fund", to, "--rpc", ganache.rpc_url, *options, env=env)
+        assert paid.returncode == 0, paid.stderr
+        first, second = paid.stdout.splitlines()
+        assert first.startswith(f"sent {amount} from {payer} to {to} in tx 0x"), first
+        assert second == f"balance of {to}: {balance}"
+    assert w3.eth.get_balance(to) == 501_000_000_000_021_000  # type: ignore[arg-type]
+
+
+@pytest.mark.process
+def test_chain_fund_refuses_bad_input_with_one_line_and_its_exit_code(ganache: LocalNode, tmp_path: Path) -> None:
+    """A bad amount or address, no payer (2), an unreachable chain (4), a payer that cannot pay (24): one stderr line
+    each, no traceback, and nothing sent."""
+    to = Account.create().address
+    env = {**os.environ, PASSWORD_ENV: "pw"}
+    broke = write_keystore(tmp_path / "broke.json", bytes(Account.create().key))
+    rpc = ["--rpc", ganache.rpc_url]
+    cases = [
+        ([to, "--amount", "1banana", *rpc, "--dev-account", "0"], 2, "bad amount '1banana': use a number and a unit"),
+        ([to, "--amount", "0.5wei", *rpc, "--dev-account", "0"], 2, "it is not a whole number of wei"),
+        ([to[:-1], "--amount", "1ether", *rpc, "--dev-account", "0"], 2, "is not an address"),
+        ([to, "--amount", "1ether", *rpc], 2, "no signer: pass --keystore FILE"),
+        ([to, "--amount", "1ether", "--rpc", f"http://127.0.0.1:{free_closed_port()}", "--dev-account", "0"], 4,
+         "no Ethereum JSON-RPC answer at"),
+        ([to, "--amount", "1ether", *rpc, "--keystore", str(broke), "--password-env", PASSWORD_ENV], 24,
+         "has 0 wei; sending 1 ether needs ≥ 1.000042 ether (with 21,000 gas at gas price 2 gwei)"),
+    ]
+    for args, code, message in cases:
+        refused = run_cli("chain", "fund", *args, env=env)
+        lines = refused.stderr.strip().splitlines()
+        assert (refused.returncode, len(lines)) == (code, 1), refused.stderr
+        assert message in lines[0] and "Traceback" not in refused.stderr, refused.stderr
+    assert connect(ganache.rpc_url).eth.get_balance(to) == 0  # type: ignore[arg-type]
+
+
+def free_closed_port() -> int:
+    """Return a loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def write_keystore(path: Path, key: bytes) -> Path:
+    """Write `key` to a keystore at `path` under the password "pw" (light scrypt: tests need no strength)."""
+    path.write_text(json.dumps(Account.encrypt(key, "pw", kdf="scrypt", iterations=2**12)))
+    return path

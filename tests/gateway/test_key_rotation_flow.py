@@ -160,9 +160,10 @@ def test_accesses_keep_working_through_an_x25519_rotation_by_governance(rotating
 
 
 def test_a_custodian_rotates_its_signer_through_governance_and_keeps_its_records(rotating: Rotating) -> None:
-    """Health writes a new signer keystore, governance moves it there with the printed command, --finish makes it
-    current; restarted, health's gateway serves the record its old key registered, registers new ones with the
-    new key, and the old key is revoked. (Last in this module: health's address changes.)"""
+    """Health writes a new signer keystore and is told to fund it (the printed `chain fund` command pays it),
+    governance moves it there with the printed command, --finish makes it current; restarted, health's gateway
+    serves the record its old key registered, registers new ones with the new key, and the old key is revoked.
+    (Last in this module: health's address changes.)"""
     consortium, health = rotating.consortium, rotating.consortium.health
     old = health.address
     begun = cli("keys", "rotate-signer", "--config", config(health))
@@ -171,8 +172,11 @@ def test_a_custodian_rotates_its_signer_through_governance_and_keeps_its_records
     new = shlex.split(command)[-1]
     early = cli("keys", "rotate-signer", "--config", config(health), "--finish")
     assert early.returncode == 2 and "has not rotated" in early.stderr, early.stderr
-    funder = consortium.ledger.w3
-    funder.eth.send_transaction({"from": funder.eth.accounts[0], "to": new, "value": 10**18})
+    # The new key holds nothing yet: rotate-signer prints the command funding it, which works as printed.
+    (funding,) = [line.strip() for line in begun.stdout.splitlines() if line.strip().startswith("consentledger chain")]
+    assert funding == f"consentledger chain fund {new} --amount 1ether --rpc {rotating.chain.rpc_url} --dev-account 0"
+    paid = cli(*shlex.split(funding)[1:])
+    assert paid.returncode == 0 and f"balance of {new}: 1 ether" in paid.stdout, paid.stderr
 
     manifest = str(health.directory.parent / "deployment.json")
     governed = cli(*shlex.split(command)[1:], "--rpc", rotating.chain.rpc_url, "--manifest", manifest,

@@ -27,7 +27,13 @@ from web3.contract.contract import ContractFunction
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.sender import TransactionSender, nonce_clash
 from consentledger.consent import Consent, consent_id
-from consentledger.errors import ContractRevertError, NotFoundError, TransactionFailedError, TransactionNotMinedError
+from consentledger.errors import (
+    ContractRevertError,
+    InsufficientFundsError,
+    NotFoundError,
+    TransactionFailedError,
+    TransactionNotMinedError,
+)
 from consentledger.store.repository import OutboxItem, OutboxStatus, RecordState, Store, StoredRecord
 from consentledger.types import ConsentStatus, TombstoneReason
 
@@ -86,7 +92,8 @@ class OutboxRelay:
 
         A row whose transaction is not mined within the sender's timeout, or that the node will not
         take back, stays `sent` and ends the run: the next run rebroadcasts it first.
-        ChainUnavailableError propagates; nothing is lost by it either.
+        ChainUnavailableError propagates; nothing is lost by it either. A signer that cannot pay leaves
+        its rows pending (InsufficientFundsError ends the run like an unmined transaction).
         """
         finished = 0
         for item in self.store.pending(self.batch, signer=self.sender.address):
@@ -165,6 +172,12 @@ class OutboxRelay:
         assert item.raw_tx is not None
         try:
             self.sender.broadcast(item.raw_tx)
+        except InsufficientFundsError:
+            # Refused for the signer's funds, so never in the pool: the row waits, unsigned, for funding.
+            self.sender.nonces.resync(self.sender.address)
+            assert item.tx_hash is not None
+            self.store.unsign(item.id, item.tx_hash, "the signer cannot pay for the transaction; waiting for funds")
+            raise
         except TransactionFailedError as exc:
             # Refused outright, so it can never be mined: free its nonce for the rows after it.
             self.sender.nonces.resync(self.sender.address)
@@ -199,6 +212,8 @@ class OutboxRelay:
                                    "never land")
         except ContractRevertError as exc:
             self._finish_reverted(item, kind, exc)
+        except InsufficientFundsError:
+            raise  # a rebroadcast refused for funds: the row stays sent, and is rebroadcast once funded
         except TransactionFailedError as exc:  # mined, reverted, no decodable reason
             self._fail(item, str(exc))
         else:

@@ -22,6 +22,7 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.types import TxReceipt
 
+from consentledger.chain.funds import SignerFunds, insufficient_funds
 from consentledger.chain.nonces import NonceAllocator
 from consentledger.chain.params import ChainParams
 from consentledger.chain.reverts import RevertDecoder, revert_data
@@ -107,6 +108,7 @@ class TransactionSender:
         params: ChainParams | None = None,
         max_pending: int | None = None,
         slot_timeout: float | None = None,
+        funds: SignerFunds | None = None,
     ) -> None:
         self.w3 = w3
         self.account = account
@@ -118,6 +120,8 @@ class TransactionSender:
         self.params = params or ChainParams(w3)
         self.max_pending = max_pending
         self.slot_timeout = slot_timeout
+        # Checked before every signature: a signer that cannot pay refuses at once and sends nothing.
+        self.funds = funds or SignerFunds(w3, account.address, self.params)
 
     @property
     def address(self) -> str:
@@ -141,7 +145,8 @@ class TransactionSender:
         so at most `max_pending` of the signer's calls are being estimated or are in the pool: on a
         node answering one request at a time (ganache) a crowd of estimates would otherwise queue
         ahead of every broadcast. The estimate (unless `gas` is given) raises ContractRevertError
-        without sending anything. Then a nonce is allocated, the transaction signed and broadcast. A node refusing
+        without sending anything, as does InsufficientFundsError when the signer cannot pay for the gas
+        (`SignerFunds`). Then a nonce is allocated, the transaction signed and broadcast. A node refusing
         it because its nonce is used (another transaction of this signer, e.g. sent with the same
         key outside this process, took it) resyncs the nonces and signs again: the refused
         transaction exists nowhere, so it can never land as well.
@@ -233,6 +238,7 @@ class TransactionSender:
             "gasPrice": self.params.gas_price(),
             "chainId": self.params.chain_id(),
         }
+        self.funds.require(tx["gas"])
         return dict(call.build_transaction(tx))  # type: ignore[arg-type]
 
     def _estimate(self, call: Call) -> int:
@@ -323,4 +329,6 @@ class TransactionSender:
             return self.decoder.decode(data)
         if isinstance(exc, OSError) or "connect" in str(exc).lower():
             return ChainUnavailableError(f"chain unreachable during {step}: {exc}")
+        if insufficient_funds(exc):
+            return self.funds.refused(exc)
         return TransactionFailedError(f"{step} failed: {exc}")

@@ -1,4 +1,4 @@
-"""`consentledger chain`: run a local development chain in the foreground."""
+"""`consentledger chain`: run a local development chain in the foreground; fund an account."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ import typer
 
 from consentledger.chain.accounts import dev_accounts
 from consentledger.chain.node import ChainKind, LocalNode, start_node
+from consentledger.cli.common import DEFAULT_RPC, KeystoreOption, PasswordEnvOption, RpcOption, load_signer
 from consentledger.errors import NodeStartError
 
 app = typer.Typer(
-    help="Run a local development chain (ganache or anvil) with funded dev accounts.",
+    help="Run a local development chain (ganache or anvil) with funded dev accounts; fund an account.",
     no_args_is_help=True,
 )
 
@@ -59,6 +60,34 @@ def up(
                     f"{node.kind.value} exited unexpectedly with code {node.process.returncode}"
                 )
     typer.echo("chain stopped")
+
+
+@app.command()
+def fund(
+    address: Annotated[str, typer.Argument(help="The account to pay, e.g. an agency's signer.", show_default=False)],
+    amount: Annotated[
+        str, typer.Option("--amount", help="How much: 1ether, 0.5 ether, 1000000gwei, or plain wei.",
+                          show_default=False),
+    ],
+    rpc: RpcOption = DEFAULT_RPC,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: Annotated[
+        int | None,
+        typer.Option("--dev-account", "--from-dev-account",
+                     help="Pay from local dev account N (test chains only) instead of a keystore."),
+    ] = None,
+) -> None:
+    """Send AMOUNT to ADDRESS from a dev account or a keystore, wait until it is mined, and print the new balance."""
+    from consentledger.chain.funds import format_amount, parse_amount
+    from consentledger.chain.transfer import fund as send
+
+    wei = parse_amount(amount)
+    payer = load_signer(keystore, password_env, dev_account)
+    sent = send(rpc, payer, address, wei)
+    typer.echo(f"sent {format_amount(sent.amount)} from {sent.payer} to {sent.to} in tx {sent.tx_hash} "
+               f"(block {sent.block})")
+    typer.echo(f"balance of {sent.to}: {format_amount(sent.balance)}")
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from consentledger.cli.common import (
     console,
     show_time,
 )
+from consentledger.cli.funding import print_funding
 
 agency_app = typer.Typer(help="Set up an agency: keys, gateway configuration, clients.", no_args_is_help=True)
 agency_app.add_typer(clients.app, name="client")
@@ -37,7 +38,7 @@ def init(
     password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
     from_dev_account: DevAccountOption = None,
 ) -> None:
-    """Write DIR/agency.toml and new encrypted keys (signer, X25519, KEK); print what to register."""
+    """Write DIR/agency.toml and new encrypted keys (signer, X25519, KEK); print what to register and how to fund it."""
     from consentledger.chain.accounts import dev_account
     from consentledger.crypto.keys import password_from_env
     from consentledger.gateway.admin.setup import init_agency
@@ -54,6 +55,7 @@ def init(
     console.print("admit it with: consentledger org propose admit "
                   f"--account {agency.address} --roles custodian,requester --name {name!r} "
                   f"--x25519 {agency.x25519_public.hex()} --gateway {agency.public_url}")
+    print_funding(rpc, agency.address)
 
 
 @gateway_app.command("serve")

@@ -127,9 +127,10 @@ def rotate_signer(
 
     After governance ran it, `--finish` makes the new keystore current (the old one is destroyed);
     restart the gateway: it signs with the new key and takes over the old key's records. On a chain
-    that charges gas, fund the new address first.
+    that charges gas, fund the new address first (the command is printed).
     """
     from consentledger.cli.common import open_ledger
+    from consentledger.cli.funding import print_funding
     from consentledger.crypto.keyfiles import next_keyfile
     from consentledger.gateway.admin.signer_rotation import begin_signer_rotation, finish_signer_rotation
     from consentledger.settings import load_settings
@@ -144,6 +145,8 @@ def rotate_signer(
     rotation, created = begin_signer_rotation(settings, password_from_env(settings.password_env), ledger)
     where = "written to" if created else "already waiting in"
     console.print(f"new signer {rotation.next} {where} {next_keyfile(rotation.keystore)}")
+    assert rotation.next is not None
+    print_funding(settings.rpc_url, rotation.next)
     if rotation.on_chain == rotation.next:
         console.print(f"the chain already moved to it: finish with "
                       f"`consentledger keys rotate-signer --config {config} --finish`")

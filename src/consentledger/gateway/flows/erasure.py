@@ -74,11 +74,13 @@ def erase(gw: Gateway, subject: str, signed: Sequence[SignedRevocation]) -> dict
     Raises AuthorizationError for a revocation of another subject's consent (or of one never granted
     on chain whose grantee is no active requester: the gateway pays for no such transaction), InvalidSignatureError
     for one the contract would refuse (not the subject's, malleable, malformed), UncoveredConsentsError
-    if a live consent is not revoked; all before anything is shredded or queued.
+    if a live consent is not revoked, InsufficientFundsError if the signer cannot pay for the chain
+    writes; all before anything is shredded or queued.
     A repeated erasure shreds nothing more and queues only what is still needed.
     """
     subject = to_checksum_address(subject)
     offered = _checked(gw, subject, signed)
+    gw.sender.funds.require()  # its tombstones and revocations could not be sent: refuse before shredding
     with gw.index_held():
         cursor = gw.indexer.cursor()
         live = {c.id for c in live_consents(gw.store.engine, subject, cursor.timestamp or 0)}

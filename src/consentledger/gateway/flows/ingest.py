@@ -68,8 +68,9 @@ def ingest(
     """Store `payload` encrypted under a fresh DEK and queue its registration; return the stored record.
 
     The record row and its chain write commit together; a retry with the same Idempotency-Key
-    returns the first record. Nothing is stored when a field is not on the positive list, or when
-    an `aggregate` covers fewer distinct subjects than its category's K.
+    returns the first record. Nothing is stored when a field is not on the positive list, when
+    an `aggregate` covers fewer distinct subjects than its category's K, or when the signer cannot
+    pay for the registration (InsufficientFundsError).
     """
     category = gw.ledger.category(category_id)
     check_against_catalog(category.fields, payload, category.name)
@@ -97,8 +98,9 @@ def ingest(
         idempotency_key=idempotency_key,
     )
     if idempotency_key is None or gw.store.get_record_by_key(gw.org, idempotency_key) is None:
-        # Refuse now what the chain would refuse later (unknown or dead source, lost role), so no
-        # record is stored that could never be registered.
+        # Refuse now what the chain would refuse later (unknown or dead source, lost role), or what
+        # the signer cannot pay for, so no record is stored that could never be registered.
+        gw.sender.funds.require()
         if aggregate:
             gw.ledger.check_register_aggregate(gw.sender, record_id, category_id, record.commitment, sources)
         else:

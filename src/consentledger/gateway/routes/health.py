@@ -14,14 +14,27 @@ router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 
-@router.get("/health", summary="Liveness, this gateway's organisation and chain (unsigned)")
+@router.get("/health", summary="Liveness, this gateway's organisation and chain, its signer's funding (unsigned)")
 def health(gw: GatewayDep) -> dict[str, Any]:
-    """Return status, org address and name, chain id and the latest block; 503 if the chain is unreachable."""
+    """Return status, org address and name, chain id, the latest block and whether the signer can pay for a write.
+
+    503 if the chain is unreachable. A signer that cannot pay still answers 200 here (the gateway is
+    alive, and reads and key releases work); `/v1/ready` refuses then.
+    """
     try:
         block = gw.ledger.w3.eth.block_number
     except OSError as exc:  # requests' connection errors and timeouts; anything else stays a 500
         raise ChainUnavailableError(f"chain unreachable: {exc}") from None
-    return {"status": "ok", "org": gw.org, "name": gw.settings.name, "chain_id": gw.chain_id, "block": block}
+    return {"status": "ok", "org": gw.org, "name": gw.settings.name, "chain_id": gw.chain_id, "block": block,
+            "funding": gw.sender.funds.funding().as_json()}
+
+
+@router.get("/ready", summary="Whether this gateway can take chain writes now (unsigned)")
+def ready(gw: GatewayDep) -> dict[str, Any]:
+    """Return the signer's funding when it can pay for a write; 503 `insufficient_funds` naming the command to fund
+    it otherwise, 503 `chain_unavailable` without a chain."""
+    gw.sender.funds.require()
+    return {"status": "ready", "org": gw.org, "funding": gw.sender.funds.funding().as_json()}
 
 @router.get("/chain/domain", summary="The ledger's EIP-712 domain for signing consents (unsigned)")
 def domain(gw: GatewayDep) -> dict[str, Any]:
