@@ -235,6 +235,33 @@ def run(world: Replicated, write: Write, alive: Callable[[], list[Agency]]) -> N
         time.sleep(0.1)
 
 
+def test_one_key_sent_to_both_replicas_at_once_records_one_access_and_spoils_no_other(replicated: Replicated) -> None:
+    """One key asked of A and B at once (a balancer's retry): one entry, one answer or a 409, no harm around.
+
+    The accesses batched with it on either replica all answer: the key is held across replicas from
+    before it is batched, so the second request is refused alone instead of failing a batch.
+    """
+    world = replicated
+    a, b = world.replicas.values()
+    run_id = uuid.uuid4().hex[:8]
+    before = len(world.consortium.accesses(world.stats))
+    twice = Write("access", f"twice-{run_id}", 0)
+    others = [Write("access", f"beside-{run_id}-{i}", i) for i in range(10)]
+    with ThreadPoolExecutor(len(others) + 2) as pool:
+        both = [pool.submit(send, world, replica, twice) for replica in (a, b)]
+        beside = [pool.submit(send, world, (a, b)[other.first % 2], other) for other in others]
+        answers, around = [f.result() for f in both], [f.result() for f in beside]
+
+    assert [r.status_code for r in around] == [200] * len(others), [r.text[:200] for r in around]
+    assert sorted(r.status_code for r in answers) in ([200, 200], [200, 409]), [r.text[:200] for r in answers]
+    assert all(r.json()["error"] == "idempotency_conflict" for r in answers if r.status_code == 409)
+    seqs = {r.json()["seq"] for r in answers if r.status_code == 200}
+    assert len(seqs) == 1
+    again = send(world, b, twice)
+    assert again.status_code == 200 and again.json()["seq"] in seqs
+    assert len(world.consortium.accesses(world.stats)) == before + 1 + len(others)
+
+
 def test_killing_the_leading_replica_under_load_loses_and_duplicates_nothing(replicated: Replicated) -> None:
     """Kill -9 the relay leader mid-load: every write on chain once, no nonce gap, the survivor leads within seconds."""
     world, w3 = replicated, replicated.consortium.ledger.w3
@@ -302,7 +329,7 @@ def test_killing_the_leading_replica_under_load_loses_and_duplicates_nothing(rep
     seqs = {w.key: w.answers[0]["seq"] for w in accesses}
     assert len(set(seqs.values())) == ACCESSES
     logs = world.consortium.ledger.access.events.AccessRecorded().get_logs(
-        from_block=first_block, argument_filters={"record": bytes.fromhex(world.stats[2:])})
+        from_block=first_block + 1, argument_filters={"record": bytes.fromhex(world.stats[2:])})
     on_chain = [entry_from_event(log) for log in logs]
     assert sorted(e.seq for e in on_chain if e.requester == signer) == sorted(seqs.values())
 

@@ -180,6 +180,7 @@ class Gateway:
         """Stop background work and release connections."""
         self.stop.set()
         self.batcher.close()
+        self.access_keys.close()
         if self.disclosures is not None:
             self.disclosures.close()
         if self.upkeep is not None:

@@ -8,7 +8,6 @@ past it without it) lets the key be recorded anew. Rows older than the retention
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from consentledger.errors import IdempotencyConflictError
+from consentledger.store.key_claims import KeyClaims
 from consentledger.store.tables import access_keys, access_txs
 
 
@@ -47,8 +47,7 @@ class AccessKeys:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._lock = threading.Lock()
-        self._claimed: set[tuple[str, str]] = set()
+        self._claims = KeyClaims(engine)
 
     def find(self, caller: str, key: str) -> KeyedAccess | None:
         """Return where the access asked by `caller` with `key` was put, or None if it never was."""
@@ -69,8 +68,8 @@ class AccessKeys:
              keyed: Sequence[tuple[int, Idempotency]]) -> None:
         """Save a signed batch and its keyed items (index, key) in one transaction, before it is broadcast.
 
-        A key already saved (only a request to another replica with the same key, at the same time,
-        can do that: `claim` guards this process) raises IdempotencyConflictError and saves nothing;
+        A key already saved (`claim` keeps concurrent requests with one key apart on every replica,
+        so only a key held past its claim can be) raises IdempotencyConflictError and saves nothing;
         that batch must not be broadcast.
         """
         now = datetime.now(UTC)
@@ -94,17 +93,13 @@ class AccessKeys:
 
     @contextmanager
     def claim(self, asks: Sequence[Idempotency]) -> Iterator[None]:
-        """Hold these keys for one request in this process; a concurrent request with one of them is refused."""
-        names = [(ask.caller, ask.key) for ask in asks]
-        with self._lock:
-            if any(name in self._claimed for name in names):
-                raise IdempotencyConflictError("a request with this Idempotency-Key is in progress; retry later")
-            self._claimed.update(names)
-        try:
+        """Hold these keys for one request, on every replica; a concurrent request with one of them is refused."""
+        with self._claims.claim([(ask.caller, ask.key) for ask in asks]):
             yield
-        finally:
-            with self._lock:
-                self._claimed.difference_update(names)
+
+    def close(self) -> None:
+        """Let go of the keys held across replicas (at shutdown)."""
+        self._claims.close()
 
     def prune(self, older_than: datetime) -> int:
         """Forget keys and batches saved before `older_than`; return how many keys went."""
