@@ -43,6 +43,7 @@ class World:
     custodian: LocalAccount
     other_custodian: LocalAccount
     outsider: LocalAccount
+    pipeline: int  # rows the relays send before the first is mined (1: one at a time)
 
     def relay(self, account: LocalAccount, *, restarted: bool = False, **options: float) -> OutboxRelay:
         """Return a relay for `account`; `restarted` gives it a new Ledger, as a new process would have."""
@@ -50,7 +51,7 @@ class World:
         sender = ledger.sender(account)
         if "timeout" in options:
             sender.timeout = options.pop("timeout")
-        return OutboxRelay(self.store, ledger, sender, **options)
+        return OutboxRelay(self.store, ledger, sender, **{"pipeline": self.pipeline, **options})  # type: ignore[arg-type]
 
     def add_record(self, custodian: LocalAccount | None = None) -> StoredRecord:
         """Store a new record of `custodian` (default: the custodian) with its register_record row."""
@@ -79,9 +80,10 @@ def artifacts() -> dict[str, ContractArtifact]:
     return compile_contracts()
 
 
-@pytest.fixture
-def world(ganache: LocalNode, artifacts: dict[str, ContractArtifact], tmp_path: Path) -> Iterator[World]:
-    """A fresh consortium: one admin, a category, two custodians; plus an empty SQLite store."""
+@pytest.fixture(params=[1, 4], ids=["one-by-one", "pipelined"])
+def world(ganache: LocalNode, artifacts: dict[str, ContractArtifact], tmp_path: Path,
+          request: pytest.FixtureRequest) -> Iterator[World]:
+    """A fresh consortium: one admin, a category, two custodians; an empty SQLite store; relays one by one or 4 deep."""
     w3 = connect(ganache.rpc_url)
     admin, custodian, other, outsider = (dev_accounts(20)[i] for i in (ADMIN, CUSTODIAN, OTHER_CUSTODIAN, OUTSIDER))
     ledger = deploy(w3, admin, [admin.address], 1, artifacts=artifacts)
@@ -95,7 +97,7 @@ def world(ganache: LocalNode, artifacts: dict[str, ContractArtifact], tmp_path: 
         ledger.propose(proposer, action)
     engine = make_engine(f"sqlite:///{tmp_path / 'gateway.sqlite'}")
     create_schema(engine)
-    yield World(w3, ledger, artifacts, Store(engine), custodian, other, outsider)
+    yield World(w3, ledger, artifacts, Store(engine), custodian, other, outsider, request.param)
     engine.dispose()
 
 

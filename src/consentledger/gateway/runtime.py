@@ -119,7 +119,7 @@ class Gateway:
             ledger=ledger,
             store=store,
             sender=sender,
-            relay=OutboxRelay(store, ledger, sender),
+            relay=OutboxRelay(store, ledger, sender, pipeline=settings.max_pending_per_signer),
             members=members,
             kek_id=keys.kek_id,
             kek=keys.kek,
