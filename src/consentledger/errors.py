@@ -278,3 +278,15 @@ class InsufficientFundsError(TransactionFailedError):
         """Return the account, its balance, what it needs at which gas price (wei) and the command that funds it."""
         return {"account": self.account, "balance": str(self.balance), "needed": str(self.needed),
                 "gas_price": str(self.gas_price), "fund_command": self.fund_command}
+
+
+class ConsentRequestAnsweredError(ConsentLedgerError):
+    """Raised when a consent request is answered (granted or denied) a second time."""
+
+    http_status, exit_code, code = 409, 12, "request_answered"
+
+
+class ConsentRequestExpiredError(ConsentLedgerError):
+    """Raised when a consent request is answered after it expired unanswered."""
+
+    http_status, exit_code, code = 410, 12, "request_expired"

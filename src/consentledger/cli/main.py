@@ -32,6 +32,7 @@ def _register_subcommands() -> None:
         network,
         org,
         record,
+        requests,
         subject,
     )
 
@@ -43,6 +44,7 @@ def _register_subcommands() -> None:
     app.add_typer(gateway.agency_app, name="agency")
     app.add_typer(gateway.gateway_app, name="gateway")
     app.add_typer(record.app, name="record")
+    requests.register(consent.app, subject.app)
     app.add_typer(consent.app, name="consent")
     app.add_typer(subject.app, name="subject")
     app.add_typer(access.app, name="access")

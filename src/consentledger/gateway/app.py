@@ -20,6 +20,7 @@ from consentledger.gateway.routes import (
     audit,
     audit_page,
     clients,
+    consent_requests,
     consents,
     health,
     lifecycle,
@@ -60,7 +61,8 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
                   version="1", lifespan=lifespan)
     app.state.gateway = gateway
     app.add_middleware(BodyLimit, max_bytes=gateway.settings.max_body_bytes)  # counts bytes before any route runs
-    for routes in (health, records, attestations, consents, access, lifecycle, clients, audit, audit_page):
+    for routes in (health, records, attestations, consents, consent_requests, access, lifecycle, clients, audit,
+                   audit_page):
         app.include_router(routes.router)
 
     @app.exception_handler(ConsentLedgerError)

@@ -1,5 +1,5 @@
 """The gateway's tables: stored records, seen request nonces, signer nonces, the chain-write outbox, the release
-log, audit-page sessions and the agency's clients."""
+log, audit-page sessions, the agency's clients and the consent requests it filed."""
 
 from __future__ import annotations
 
@@ -175,3 +175,26 @@ access_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
 )
 Index("ix_access_keys_created_at", access_keys.c.created_at)
+
+consent_requests = Table(
+    "consent_requests",
+    metadata,
+    Column("id", String(34), primary_key=True, comment="0x + 32 hex: random, unguessable"),
+    Column("requester", String(42), nullable=False, comment="this agency's organisation: the consent's grantee"),
+    Column("client", String(42), nullable=True, comment="the client key that filed it (None: the org key)"),
+    Column("subject", String(42), nullable=False, comment="the data subject asked (checksummed)"),
+    Column("category", Integer, nullable=False),
+    Column("purpose", Integer, nullable=False),
+    Column("record", String(66), nullable=True, comment="one record only, or NULL for the whole category"),
+    Column("valid_until", BigInteger, nullable=False, comment="the longest validity asked (unix seconds)"),
+    Column("max_uses", BigInteger, nullable=False, comment="the most uses asked"),
+    Column("identified", Integer, nullable=False, comment="1: identifying fields asked for"),
+    Column("reason", Text, nullable=False, comment="the human-readable reason shown to the subject"),
+    Column("state", String(16), nullable=False, comment="requested -> granted | denied (expired/revoked are read)"),
+    Column("consent", _Json, nullable=True, comment="the granted consent's terms (Consent.to_json, nonce a string)"),
+    Column("consent_id", String(66), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False, comment="an unanswered request lapses then"),
+    Column("answered_at", UtcDateTime, nullable=True),
+)
+Index("ix_consent_requests_subject", consent_requests.c.subject)
