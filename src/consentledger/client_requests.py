@@ -23,6 +23,7 @@ MINE_PATH = "/v1/subjects/me/consent-requests"
 def file_request(
     client: GatewayClient, subject: str, category: int, purpose: int, valid_until: int, reason: str, *,
     max_uses: int = 1, identified: bool = False, record: str | bytes | None = None, expires_in: int | None = None,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     """Return the filed request `{id, state: "requested", ...}`: this agency asks `subject` for that consent."""
     body: dict[str, Any] = {
@@ -33,6 +34,8 @@ def file_request(
         body["record"] = record_hex(parse_record_id(record))
     if expires_in is not None:
         body["expires_in"] = expires_in
+    if callback_url is not None:
+        body["callback_url"] = callback_url
     return client._json(client.send_signed("POST", REQUESTS_PATH, body))
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +24,10 @@ from consentledger.client_requests import get_request, grant_request, my_request
 from consentledger.consent import Consent, consent_id, sign_consent
 from consentledger.crypto.keys import new_keystore
 from consentledger.errors import GatewayError, PayloadValidationError
+from consentledger.signing import RequestSignature, verify_request
 from consentledger.types import ConsentStatus
 
-from .world import CONTACT_TRACE, DISTRICT_STATS, EPIDEMIC_CONTROL, LAB_RESULT, Consortium, expect, signed
+from .world import CHAIN_ID, CONTACT_TRACE, DISTRICT_STATS, EPIDEMIC_CONTROL, LAB_RESULT, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
 
@@ -102,21 +106,59 @@ def test_a_revoked_grant_shows_as_revoked_to_the_requester(consortium: Consortiu
     assert _poll(consortium, filed["id"])["state"] == "revoked"
 
 
-def test_a_denied_request_reads_denied_and_cannot_be_answered_again(consortium: Consortium) -> None:
-    """Deny: 200 denied to both sides; a later grant or denial is 409 request_answered; nothing goes on chain."""
+class Receiver:
+    """A requester's own HTTP endpoint, in this process, that keeps each callback it is sent."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[tuple[str, dict[str, str], bytes]] = queue.Queue()
+        calls = self.calls
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the http.server spelling)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                calls.put((self.path, dict(self.headers.items()), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the http.server spelling)
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/consent?agency=transport"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_denied_request_reads_denied_calls_back_and_cannot_be_answered_again(consortium: Consortium) -> None:
+    """Deny: 200 denied to both sides and one callback signed by transport; a later grant or denial is 409
+    request_answered; nothing goes on chain."""
     carol = Account.create()
-    filed = _file(consortium, carol.address)
-    transport = consortium.transport
-    path = f"/v1/subjects/me/consent-requests/{filed['id']}"
+    receiver = Receiver()
+    try:
+        filed = _file(consortium, carol.address, callback_url=receiver.url)
+        transport = consortium.transport
+        path = f"/v1/subjects/me/consent-requests/{filed['id']}"
 
-    denied = expect(signed(transport, carol.key, "POST", f"{path}/deny", {}), 200)
+        denied = expect(signed(transport, carol.key, "POST", f"{path}/deny", {}), 200)
 
+        target, headers, body = receiver.calls.get(timeout=30)
+    finally:
+        receiver.close()
     assert denied["state"] == _poll(consortium, filed["id"])["state"] == "denied"
+    assert target == "/hooks/consent?agency=transport"
+    assert json.loads(body)["id"] == filed["id"] and json.loads(body)["state"] == "denied"
+    signer = verify_request(RequestSignature.from_headers(headers), chain_id=CHAIN_ID, audience=transport.address,
+                            method="POST", path=target, body=body, now=int(time.time()))
+    assert signer == transport.address
     again = expect(signed(transport, carol.key, "POST", f"{path}/grant", _grant_body(consortium, carol, filed)),
                    409, "request_answered")
     assert "denied already" in again["detail"]
     expect(signed(transport, carol.key, "POST", f"{path}/deny", {}), 409, "request_answered")
     assert _poll(consortium, filed["id"])["consent_id"] is None
+    assert receiver.calls.empty()
 
 
 def test_an_unanswered_request_expires_and_then_cannot_be_granted(consortium: Consortium) -> None:

@@ -49,6 +49,8 @@ def request(
     max_uses: Annotated[int, typer.Option(min=1, help="How many accesses it should allow.")] = 1,
     identified: Annotated[bool, typer.Option(help="Ask for identifying fields too.")] = False,
     expires_in: Annotated[str, typer.Option(help="How long the subject has to answer: 1h, 7d (90d at most).")] = "7d",
+    callback_url: Annotated[str | None, typer.Option(help="POSTed the request, signed by the agency, once answered.")
+                            ] = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = KEY_PASSWORD_ENV,
     dev_account: DevAccountOption = None,
@@ -58,6 +60,7 @@ def request(
         print_json(file_request(
             client, subject, category, purpose, seconds_from_now(parse_duration(valid_for)), reason,
             max_uses=max_uses, identified=identified, record=record, expires_in=parse_duration(expires_in),
+            callback_url=callback_url,
         ))
 
 

@@ -51,6 +51,7 @@ class ConsentRequest:
     created_at: datetime
     expires_at: datetime
     answered_at: datetime | None = None
+    callback_url: str | None = None
     consent: dict[str, Any] | None = None
     consent_id: str | None = None
 
@@ -68,18 +69,19 @@ class ConsentRequests:
 
     def file(self, *, requester: str, client: str | None, subject: str, category: int, purpose: int,
              record: str | None, valid_until: int, max_uses: int, identified: bool, reason: str,
-             expires_at: datetime) -> ConsentRequest:
+             expires_at: datetime, callback_url: str | None = None) -> ConsentRequest:
         """Store a new request in state `requested` and return it."""
         request = ConsentRequest(
             id="0x" + secrets.token_hex(16), requester=requester, client=client, subject=subject, category=category,
             purpose=purpose, record=record, valid_until=valid_until, max_uses=max_uses, identified=identified,
             reason=reason, state=RequestState.REQUESTED, created_at=self._clock(), expires_at=expires_at,
+            callback_url=callback_url,
         )
         with self.engine.begin() as conn:
             conn.execute(insert(consent_requests).values(
                 id=request.id, requester=requester, client=client, subject=subject, category=category,
                 purpose=purpose, record=record, valid_until=valid_until, max_uses=max_uses,
-                identified=int(identified), reason=reason, state=request.state.value,
+                identified=int(identified), reason=reason, callback_url=callback_url, state=request.state.value,
                 created_at=request.created_at, expires_at=expires_at,
             ))
         return request
@@ -149,5 +151,6 @@ def _request(row: Any) -> ConsentRequest:
         purpose=r["purpose"], record=r["record"], valid_until=int(r["valid_until"]), max_uses=int(r["max_uses"]),
         identified=bool(r["identified"]), reason=r["reason"], state=RequestState(r["state"]),
         created_at=r["created_at"], expires_at=r["expires_at"], answered_at=r["answered_at"],
+        callback_url=r["callback_url"],
         consent=r["consent"], consent_id=r["consent_id"],
     )

@@ -190,6 +190,7 @@ consent_requests = Table(
     Column("max_uses", BigInteger, nullable=False, comment="the most uses asked"),
     Column("identified", Integer, nullable=False, comment="1: identifying fields asked for"),
     Column("reason", Text, nullable=False, comment="the human-readable reason shown to the subject"),
+    Column("callback_url", Text, nullable=True, comment="POSTed the request once it is answered (optional)"),
     Column("state", String(16), nullable=False, comment="requested -> granted | denied (expired/revoked are read)"),
     Column("consent", _Json, nullable=True, comment="the granted consent's terms (Consent.to_json, nonce a string)"),
     Column("consent_id", String(66), nullable=True),

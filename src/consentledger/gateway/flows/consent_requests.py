@@ -3,13 +3,14 @@
 A request lives at the requester's own gateway, which is also the gateway that relays consents
 naming its organisation (`flows.consents`): the requester's client files it there, the subject
 (told where by the requester) lists and answers it there, signing requests with their own key as
-for `/v1/subjects/me/...`, and the requester polls it there. A grant carries the subject's EIP-712
-signature over the consent the request describes, narrowed as the subject chose (a shorter validity,
-fewer uses, unidentified, one record): the gateway rebuilds that consent from the request and the
-narrowing, refuses any term wider than asked (422), checks the signature as the contract would, and
-relays it on chain. State follows the consent vocabulary: `requested`, `granted`, `denied`, and as
-read at the time shown, `expired` (unanswered past its expiry, or a grant past its validity) and
-`revoked` (the granted consent revoked on chain).
+for `/v1/subjects/me/...`, and the requester polls it there or is called back once it is answered
+(`flows.request_callbacks`). A grant carries the subject's EIP-712 signature over the consent the
+request describes, narrowed as the subject chose (a shorter validity, fewer uses, unidentified, one
+record): the gateway rebuilds that consent from the request and the narrowing, refuses any term
+wider than asked (422), checks the signature as the contract would, and relays it on chain. State
+follows the consent vocabulary: `requested`, `granted`, `denied`, and as read at the time shown,
+`expired` (unanswered past its expiry, or a grant past its validity) and `revoked` (the granted
+consent revoked on chain).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from consentledger.consent import NO_RECORD, Consent, consent_id, consent_signer
 from consentledger.errors import ConsentLedgerError, InvalidSignatureError, NotFoundError, PayloadValidationError
 from consentledger.gateway.flows.consents import relay_grant
+from consentledger.gateway.flows.request_callbacks import call_back
 from consentledger.gateway.runtime import Gateway
 from consentledger.store.consent_requests import ConsentRequest, ConsentRequests, RequestState
 from consentledger.types import ConsentStatus
@@ -56,6 +58,8 @@ class ConsentRequestIn(_Body):
     identified: bool = False
     reason: str = Field(min_length=1, max_length=MAX_REASON, description="shown to the subject as written")
     expires_in: int = Field(DEFAULT_EXPIRY, ge=1, le=MAX_EXPIRY, description="seconds the request stays open")
+    callback_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s]+$",
+                                     description="POSTed the request, signed by this agency, once it is answered")
 
 
 class GrantRequestIn(_Body):
@@ -115,7 +119,7 @@ def file_request(gw: Gateway, client: str | None, body: ConsentRequestIn) -> dic
     request = requests_of(gw).file(
         requester=gw.org, client=client, subject=subject, category=body.category, purpose=body.purpose,
         record=record, valid_until=body.valid_until, max_uses=body.max_uses, identified=body.identified,
-        reason=body.reason,
+        reason=body.reason, callback_url=body.callback_url,
         # Whole seconds, so the `expires_at` shown (ISO, to the second) is exactly when it expires.
         expires_at=(datetime.now(UTC) + timedelta(seconds=body.expires_in)).replace(microsecond=0),
     )
@@ -165,13 +169,17 @@ def grant(gw: Gateway, subject: str, request_id: str, narrowing: Narrowing, sign
     except ConsentLedgerError:
         store.reopen(request.id, name)
         raise
-    return view(gw, answered)
+    shown = view(gw, answered)
+    call_back(gw, answered.callback_url, shown)
+    return shown
 
 
 def deny(gw: Gateway, subject: str, request_id: str) -> dict[str, Any]:
     """Record the subject's refusal and return the request; refuses as `grant` for answered or expired ones."""
-    store = requests_of(gw)
-    return view(gw, store.answer(find(gw, request_id, subject=subject), RequestState.DENIED))
+    answered = requests_of(gw).answer(find(gw, request_id, subject=subject), RequestState.DENIED)
+    shown = view(gw, answered)
+    call_back(gw, answered.callback_url, shown)
+    return shown
 
 
 def narrowed(gw: Gateway, request: ConsentRequest, narrowing: Narrowing) -> Consent:
@@ -217,6 +225,7 @@ def view(gw: Gateway, request: ConsentRequest) -> dict[str, Any]:
         "max_uses": request.max_uses,
         "identified": request.identified,
         "reason": request.reason,
+        "callback_url": request.callback_url,
         "created_at": _iso(request.created_at),
         "expires_at": _iso(request.expires_at),
         "answered_at": _iso(request.answered_at) if request.answered_at else None,
