@@ -92,9 +92,10 @@ class Consent:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Consent:
-        """Inverse of `to_json`."""
+        """Inverse of `to_json`; the nonce may be a decimal string (as JSON for JavaScript carries a uint64)."""
         values = dict(data)
         values["record"] = bytes.fromhex(str(values.get("record", "0x" + "00" * 32))[2:])
+        values["nonce"] = int(values.get("nonce", 0))
         return cls(**values)
 
 

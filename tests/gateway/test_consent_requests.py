@@ -256,7 +256,8 @@ def test_filing_refuses_terms_off_the_catalog_and_callers_that_are_not_requester
 
 def test_the_cli_files_lists_grants_and_polls_a_request(consortium: Consortium, tmp_path: Path) -> None:
     """`consent request` (transport's key), `subject requests` / `grant-request --max-uses 1` (the subject's
-    keystore), `consent request-status`: granted; granting twice exits 15 naming request_answered."""
+    keystore), `consent request-status --out` (the consent file `access request` takes): granted; granting twice
+    exits 15 naming request_answered."""
     subject = Account.create()
     keystore = tmp_path / "subject.json"
     new_keystore(keystore, "a subject's passphrase", account=subject)
@@ -278,9 +279,11 @@ def test_the_cli_files_lists_grants_and_polls_a_request(consortium: Consortium, 
 
     granted = cli("subject", "grant-request", request_id, "--max-uses", "1", *me)
     assert granted.returncode == 0, granted.stderr
-    status = cli("consent", "request-status", request_id, "--dev-account", "8")
+    written = tmp_path / "consent.json"
+    status = cli("consent", "request-status", request_id, "--dev-account", "8", "--out", str(written))
     answer = _json(status.stdout)
     assert (answer["state"], answer["consent"]["max_uses"]) == ("granted", 1)
+    assert Consent.from_json(_json(written.read_text())).nonce == int(answer["consent"]["nonce"])
 
     twice = cli("subject", "grant-request", request_id, *me)
     assert twice.returncode == GatewayError.exit_code and "request_answered" in twice.stderr

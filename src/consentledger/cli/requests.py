@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ from consentledger.cli.consent import (
     SubjectPasswordEnvOption,
     print_json,
     subject_signer,
+    write_output,
 )
 from consentledger.client import GatewayClient
 from consentledger.client_requests import (
@@ -28,6 +30,7 @@ from consentledger.client_requests import (
     my_requests,
     seconds_from_now,
 )
+from consentledger.consent import Consent
 from consentledger.errors import ConfigurationError
 
 RequestId = Annotated[str, typer.Argument(help="The consent request's id (0x + 32 hex), as filing it printed.")]
@@ -67,13 +70,20 @@ def request(
 def request_status(
     request_id: RequestId,
     gateway: GatewayOption,
+    out: Annotated[Path | None, typer.Option(help="Once granted, write the consent here (for `access request`).")
+                   ] = None,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = KEY_PASSWORD_ENV,
     dev_account: DevAccountOption = None,
 ) -> None:
     """Print a consent request in its state now (requested, granted, denied, expired, revoked)."""
     with GatewayClient(gateway, load_requester(keystore, password_env, dev_account)) as client:
-        print_json(get_request(client, request_id))
+        answer = get_request(client, request_id)
+    print_json(answer)
+    if out is not None:
+        if answer.get("consent") is None:
+            raise ConfigurationError(f"request {request_id} is {answer.get('state')}: there is no consent to write")
+        write_output(out, Consent.from_json(answer["consent"]).to_json(), "consent file")
 
 
 def requests(
