@@ -397,6 +397,10 @@ class GatewayClient:
         request.headers.update(signature.headers())
         return self._send(request)
 
+    def call(self, method: str, path: str, json_body: Any = None) -> dict[str, Any]:
+        """Return the JSON object a gateway answers to a signed request (as `send_signed`, which raises alike)."""
+        return self._json(self.send_signed(method, path, json_body))
+
     def _identity(self) -> tuple[str, int]:
         """Return (audience, chain id), asking `/v1/health` only if either is still unknown."""
         if self._audience is None or self._chain_id is None:

@@ -15,6 +15,7 @@ from eth_utils import to_checksum_address
 from consentledger.client import GatewayClient, parse_address, parse_record_id, record_hex
 from consentledger.consent import NO_RECORD, Consent, sign_consent
 from consentledger.errors import ConfigurationError, PayloadValidationError
+from consentledger.narrowing import GrantTerms, narrowing_refusal, wider_terms
 
 REQUESTS_PATH = "/v1/consent-requests"
 MINE_PATH = "/v1/subjects/me/consent-requests"
@@ -36,22 +37,22 @@ def file_request(
         body["expires_in"] = expires_in
     if callback_url is not None:
         body["callback_url"] = callback_url
-    return client._json(client.send_signed("POST", REQUESTS_PATH, body))
+    return client.call("POST", REQUESTS_PATH, body)
 
 
 def get_request(client: GatewayClient, request_id: str) -> dict[str, Any]:
     """Return one request in its state now (the caller is its subject or a requester client of the agency)."""
-    return client._json(client.send_signed("GET", f"{REQUESTS_PATH}/{_id(request_id)}"))
+    return client.call("GET", f"{REQUESTS_PATH}/{_id(request_id)}")
 
 
 def agency_requests(client: GatewayClient, state: str | None = None) -> dict[str, Any]:
     """Return `{requests}` the agency filed, newest first, optionally only those in `state` now."""
-    return client._json(client.send_signed("GET", REQUESTS_PATH + _query(state)))
+    return client.call("GET", REQUESTS_PATH + _query(state))
 
 
 def my_requests(client: GatewayClient, state: str | None = None) -> dict[str, Any]:
     """Return `{requests}` to this client's account (a data subject), newest first; `state="requested"`: pending."""
-    return client._json(client.send_signed("GET", MINE_PATH + _query(state)))
+    return client.call("GET", MINE_PATH + _query(state))
 
 
 def narrowed_consent(
@@ -62,25 +63,22 @@ def narrowed_consent(
 
     Only narrowing is accepted: PayloadValidationError naming a term wider than asked, before anything is signed.
     """
-    wider = []
-    if valid_until is not None and valid_until > int(request["valid_until"]):
-        wider.append(f"valid_until {valid_until} is later than the {request['valid_until']} asked")
-    if max_uses is not None and max_uses > int(request["max_uses"]):
-        wider.append(f"max_uses {max_uses} is more than the {request['max_uses']} asked")
-    if identified and not request["identified"]:
-        wider.append("identified access was not asked for")
-    chosen = record_hex(parse_record_id(record)) if record is not None else request["record"]
-    if request["record"] is not None and chosen != request["record"]:
-        wider.append(f"the request is for record {request['record']} only")
+    asked = GrantTerms(int(request["valid_until"]), int(request["max_uses"]), bool(request["identified"]),
+                       request["record"])
+    granted = GrantTerms(
+        valid_until=asked.valid_until if valid_until is None else valid_until,
+        max_uses=asked.max_uses if max_uses is None else max_uses,
+        identified=asked.identified if identified is None else identified,
+        record=asked.record if record is None else record_hex(parse_record_id(record)),
+    )
+    wider = wider_terms(asked, granted)
     if wider:
-        raise PayloadValidationError("a grant may only narrow the request: " + "; ".join(wider))
+        raise PayloadValidationError(narrowing_refusal(wider))
     terms: dict[str, Any] = {
         "subject": to_checksum_address(request["subject"]), "grantee": to_checksum_address(request["requester"]),
         "category": int(request["category"]), "purpose": int(request["purpose"]),
-        "valid_until": int(request["valid_until"]) if valid_until is None else valid_until,
-        "max_uses": int(request["max_uses"]) if max_uses is None else max_uses,
-        "identified": bool(request["identified"]) if identified is None else identified,
-        "record": bytes.fromhex(chosen[2:]) if chosen else NO_RECORD,
+        "valid_until": granted.valid_until, "max_uses": granted.max_uses, "identified": granted.identified,
+        "record": bytes.fromhex(granted.record[2:]) if granted.record else NO_RECORD,
     }
     return Consent.new(**terms) if nonce is None else Consent(**terms, nonce=nonce)
 
@@ -106,12 +104,12 @@ def grant_request(
             body[name] = value
     if record is not None:
         body["record"] = record_hex(parse_record_id(record))
-    return client._json(client.send_signed("POST", f"{MINE_PATH}/{_id(request_id)}/grant", body))
+    return client.call("POST", f"{MINE_PATH}/{_id(request_id)}/grant", body)
 
 
 def deny_request(client: GatewayClient, request_id: str) -> dict[str, Any]:
     """Return the request, denied by this client's account (its subject)."""
-    return client._json(client.send_signed("POST", f"{MINE_PATH}/{_id(request_id)}/deny", {}))
+    return client.call("POST", f"{MINE_PATH}/{_id(request_id)}/deny", {})
 
 
 def seconds_from_now(seconds: int) -> int:

@@ -30,6 +30,7 @@ from consentledger.errors import ConsentLedgerError, InvalidSignatureError, NotF
 from consentledger.gateway.flows.consents import relay_grant
 from consentledger.gateway.flows.request_callbacks import call_back
 from consentledger.gateway.runtime import Gateway
+from consentledger.narrowing import GrantTerms, narrowing_refusal, wider_terms
 from consentledger.store.consent_requests import ConsentRequest, ConsentRequests, RequestState
 from consentledger.types import ConsentStatus
 
@@ -184,29 +185,25 @@ def deny(gw: Gateway, subject: str, request_id: str) -> dict[str, Any]:
 
 def narrowed(gw: Gateway, request: ConsentRequest, narrowing: Narrowing) -> Consent:
     """Return the consent `request` describes, narrowed as asked; PayloadValidationError naming a wider term."""
-    wider = []
-    valid_until = request.valid_until if narrowing.valid_until is None else narrowing.valid_until
-    if valid_until > request.valid_until:
-        wider.append(f"valid_until {valid_until} is later than the {request.valid_until} asked")
-    max_uses = request.max_uses if narrowing.max_uses is None else narrowing.max_uses
-    if max_uses > request.max_uses:
-        wider.append(f"max_uses {max_uses} is more than the {request.max_uses} asked")
-    identified = request.identified if narrowing.identified is None else narrowing.identified
-    if identified and not request.identified:
-        wider.append("identified access was not asked for")
-    record = request.record if narrowing.record is None else narrowing.record.lower()
-    if request.record is not None and record != request.record:
-        wider.append(f"the request is for record {request.record} only, not {record}")
+    asked = GrantTerms(request.valid_until, request.max_uses, request.identified, request.record)
+    granted = GrantTerms(
+        valid_until=asked.valid_until if narrowing.valid_until is None else narrowing.valid_until,
+        max_uses=asked.max_uses if narrowing.max_uses is None else narrowing.max_uses,
+        identified=asked.identified if narrowing.identified is None else narrowing.identified,
+        record=asked.record if narrowing.record is None else narrowing.record.lower(),
+    )
+    wider = wider_terms(asked, granted)
     if wider:
-        raise PayloadValidationError("a grant may only narrow the request: " + "; ".join(wider))
-    if valid_until <= int(time.time()):
-        raise PayloadValidationError(f"valid_until {valid_until} is already past")
-    if record is not None and request.record is None:
-        _subjects_record(gw, record, request.subject, request.category)
+        raise PayloadValidationError(narrowing_refusal(wider))
+    if granted.valid_until <= int(time.time()):
+        raise PayloadValidationError(f"valid_until {granted.valid_until} is already past")
+    if granted.record is not None and request.record is None:
+        _subjects_record(gw, granted.record, request.subject, request.category)
     return Consent(
         subject=request.subject, grantee=request.requester, category=request.category, purpose=request.purpose,
-        valid_until=valid_until, max_uses=max_uses, record=bytes.fromhex(record[2:]) if record else NO_RECORD,
-        identified=identified, nonce=narrowing.nonce,
+        valid_until=granted.valid_until, max_uses=granted.max_uses,
+        record=bytes.fromhex(granted.record[2:]) if granted.record else NO_RECORD, identified=granted.identified,
+        nonce=narrowing.nonce,
     )
 
 
@@ -225,7 +222,6 @@ def view(gw: Gateway, request: ConsentRequest) -> dict[str, Any]:
         "max_uses": request.max_uses,
         "identified": request.identified,
         "reason": request.reason,
-        "callback_url": request.callback_url,
         "created_at": _iso(request.created_at),
         "expires_at": _iso(request.expires_at),
         "answered_at": _iso(request.answered_at) if request.answered_at else None,
