@@ -22,7 +22,6 @@ from eth_account.signers.local import LocalAccount
 from consentledger.client import GatewayClient
 from consentledger.client_requests import get_request, grant_request, my_requests, narrowed_consent
 from consentledger.consent import Consent, consent_id, sign_consent
-from consentledger.crypto.keys import new_keystore
 from consentledger.errors import GatewayError, PayloadValidationError
 from consentledger.signing import RequestSignature, verify_request
 from consentledger.types import ConsentStatus
@@ -260,7 +259,8 @@ def test_the_cli_files_lists_grants_and_polls_a_request(consortium: Consortium, 
     exits 15 naming request_answered."""
     subject = Account.create()
     keystore = tmp_path / "subject.json"
-    new_keystore(keystore, "a subject's passphrase", account=subject)
+    # A real v3 keystore, with a cheap scrypt (n = 2^10) so each of the subject's commands opens it at once.
+    keystore.write_text(json.dumps(Account.encrypt(subject.key, "a subject's passphrase", iterations=2**10)))
     env = {**os.environ, "CONSENTLEDGER_GATEWAY": consortium.transport.url,
            "CONSENTLEDGER_SUBJECT_PASSWORD": "a subject's passphrase"}
     me = ("--subject-keystore", str(keystore))
