@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.body_limit import BodyLimit
+from consentledger.gateway.docs import install as install_docs
+from consentledger.gateway.openapi import install as install_openapi
 from consentledger.gateway.refusals import error_body
 from consentledger.gateway.routes import (
     access,
@@ -58,12 +60,14 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
             gateway.close()
 
     app = FastAPI(title=f"consentledger gateway — {gateway.settings.name}", description=DESCRIPTION,
-                  version="1", lifespan=lifespan)
+                  version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
     app.add_middleware(BodyLimit, max_bytes=gateway.settings.max_body_bytes)  # counts bytes before any route runs
     for routes in (health, records, attestations, consents, consent_requests, access, lifecycle, clients, audit,
                    audit_page):
         app.include_router(routes.router)
+    install_openapi(app)
+    install_docs(app)
 
     @app.exception_handler(ConsentLedgerError)
     async def our_error(request: Request, exc: ConsentLedgerError) -> JSONResponse:

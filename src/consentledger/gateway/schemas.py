@@ -127,3 +127,14 @@ class PageSessionIn(_Body):
     """POST /v1/audit/session: which view of the audit page (None: the auditor's if the signer is one)."""
 
     view: Literal["audit", "subject"] | None = None
+
+
+class RecordOut(BaseModel):
+    """What POST /v1/records and GET /v1/records/{id} answer: a stored record's metadata, never its content."""
+
+    record: str = Field(description="0x-prefixed 32-byte record id")
+    state: Literal["pending", "registered", "shredded"]
+    commitment: str = Field(description="0x-prefixed commitment registered on chain")
+    category: int
+    subject: str | None = Field(description="The data subject's address (None for an anonymous aggregate)")
+    derived_from: list[str]

@@ -13,6 +13,7 @@ from consentledger.gateway.auth import Caller, agency_client, gateway_of, member
 from consentledger.gateway.flows import access, access_batch, release
 from consentledger.gateway.flows.access_batch import AccessAsk
 from consentledger.gateway.flows.key_request import KeyRequest
+from consentledger.gateway.openapi import signed_body
 from consentledger.gateway.refusals import item_refusal
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
@@ -24,7 +25,8 @@ router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 
-@router.post("/access", summary="Access a record for a purpose (requester's own org)")
+@router.post("/access", summary="Access a record for a purpose (requester's own org)",
+             openapi_extra=signed_body(AccessIn))
 def request_access(
     gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
@@ -41,7 +43,8 @@ def request_access(
                                    actor=caller.actor, idempotency=keyed)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
-@router.post("/access/batch", summary="Access many records at once (requester's own org)")
+@router.post("/access/batch", summary="Access many records at once (requester's own org)",
+             openapi_extra=signed_body(AccessBatchIn))
 def request_access_batch(
     gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
@@ -65,7 +68,8 @@ def request_access_batch(
     return JSONResponse({"items": answers}, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/keys/batch", summary="Release the keys of many accesses on chain of one requester (requester org)")
+@router.post("/keys/batch", summary="Release the keys of many accesses on chain of one requester (requester org)",
+             openapi_extra=signed_body(KeyBatchIn))
 def release_keys(gw: GatewayDep, caller: Annotated[Caller, Depends(member_with(Role.REQUESTER))]) -> JSONResponse:
     """Return `{"items": [...]}`: per item in order, its release as POST /v1/keys/{record}/{seq} answers it, or that
     request's refusal `{"error", "detail", ..., "status"}`. Every release is logged before the answer leaves."""
@@ -83,7 +87,8 @@ def release_keys(gw: GatewayDep, caller: Annotated[Caller, Depends(member_with(R
     return JSONResponse({"items": items}, headers={"Cache-Control": "no-store"})
 
 
-@router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)")
+@router.post("/keys/{record_id}/{seq}", summary="Release a record key for an access on chain (requester org)",
+             openapi_extra=signed_body(KeyRequestIn))
 def release_key(
     record_id: Annotated[str, Path(max_length=66, description="0x-prefixed 32-byte record id")],
     seq: Annotated[int, Path(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")],

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from consentledger.errors import PayloadValidationError
 from consentledger.gateway.auth import Caller, authenticate, gateway_of
 from consentledger.gateway.flows import attestation
+from consentledger.gateway.openapi import signed_body
 from consentledger.gateway.routes.records import RecordPath
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import AttestationIn, parse
@@ -40,7 +41,8 @@ def attestation_terms(record_id: RecordPath, gw: GatewayDep, caller: Signed) -> 
     return attestation.terms(gw, _record_id(record_id))
 
 
-@router.post("/records/{record_id}/attestation", summary="Relay a subject's signed record attestation")
+@router.post("/records/{record_id}/attestation", summary="Relay a subject's signed record attestation",
+             openapi_extra=signed_body(AttestationIn))
 def attest(record_id: RecordPath, gw: GatewayDep, caller: Signed) -> dict[str, Any]:
     """Relay `attestRecord` and return the record's attestation view with `tx` and `block` (null if already attested).
 

@@ -23,6 +23,7 @@ from consentledger.chain.history import fold
 from consentledger.errors import AuthenticationError, AuthorizationError
 from consentledger.gateway.auth import Caller, active_member, authenticate, gateway_of
 from consentledger.gateway.flows.auditing import release_rules
+from consentledger.gateway.openapi import signed_body
 from consentledger.gateway.routes.audit import ADDRESS_PATTERN, PURPOSE_PATTERN, RECORD_PATTERN, UNIX_QUERY
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import PageSessionIn, parse
@@ -44,7 +45,8 @@ _SECURITY_HEADERS = {
 }
 
 
-@router.post("/v1/audit/session", status_code=201, summary="Ask for a short-lived link to the audit page (signed)")
+@router.post("/v1/audit/session", status_code=201, summary="Ask for a short-lived link to the audit page (signed)",
+             openapi_extra=signed_body(PageSessionIn))
 async def open_session(
     request: Request, gw: GatewayDep, caller: Annotated[Caller, Depends(authenticate)]
 ) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from consentledger.gateway.auth import Caller, authenticate, gateway_of
 from consentledger.gateway.flows import erasure
 from consentledger.gateway.flows.sweep import sweep_now
 from consentledger.gateway.flows.tombstones import ON_CHAIN
+from consentledger.gateway.openapi import signed_body
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import ErasureIn, SweepIn, parse
 
@@ -42,7 +43,9 @@ def my_consents(gw: GatewayDep, caller: Signed) -> dict[str, Any]:
     return erasure.my_consents(gw, caller.address)
 
 
-@router.post("/subjects/me/erasure", summary="Erase the signing data subject's records here; revoke their consents")
+@router.post("/subjects/me/erasure", summary="Erase the signing data subject's records here; revoke their consents",
+             openapi_extra=signed_body(ErasureIn),
+             responses={202: {"description": "Erased here; some tombstones or revocations still queued"}})
 def erase(gw: GatewayDep, caller: Signed) -> JSONResponse:
     """Shred and tombstone (ERASURE) the signer's records held here and relay their signed revocations.
 
@@ -58,7 +61,8 @@ def erase(gw: GatewayDep, caller: Signed) -> JSONResponse:
     return JSONResponse(answer, status_code=200 if settled else 202)
 
 
-@router.post("/sweep", summary="Shred and tombstone every record past retention or sunset now (own organisation)")
+@router.post("/sweep", summary="Shred and tombstone every record past retention or sunset now (own organisation)",
+             openapi_extra=signed_body(SweepIn))
 def sweep(gw: GatewayDep, caller: Annotated[Caller, Depends(own_org_any_standing)]) -> dict[str, Any]:
     """Run the sweeper now (it also runs every `sweep_interval` seconds) and return its report.
 

@@ -12,8 +12,9 @@ from consentledger.errors import NotFoundError
 from consentledger.gateway.auth import Caller, agency_client, gateway_of
 from consentledger.gateway.flows import ingest
 from consentledger.gateway.flows.tombstones import destroyed
+from consentledger.gateway.openapi import response_schema, signed_body
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.schemas import RecordIn, parse
+from consentledger.gateway.schemas import RecordIn, RecordOut, parse
 from consentledger.store import RecordState, StoredRecord
 
 router = APIRouter(prefix="/v1")
@@ -31,7 +32,9 @@ def _record_view(record: StoredRecord) -> dict[str, Any]:
         "derived_from": list(record.derived_from),
     }
 
-@router.post("/records", status_code=201, summary="Collect a record (custodian's own org)")
+@router.post("/records", status_code=201, summary="Collect a record (custodian's own org)",
+             openapi_extra=signed_body(RecordIn), response_model=RecordOut,
+             responses={202: response_schema(RecordOut, "Stored; its chain registration is still queued")})
 def put_record(
     gw: GatewayDep,
     caller: Annotated[Caller, Depends(agency_client(ClientRole.COLLECT))],
@@ -47,7 +50,7 @@ def put_record(
     status = 201 if stored.state is RecordState.REGISTERED else 202
     return JSONResponse(_record_view(stored), status_code=status)
 
-@router.get("/records/{record_id}", summary="A record's metadata (custodian's own org)")
+@router.get("/records/{record_id}", summary="A record's metadata (custodian's own org)", response_model=RecordOut)
 def get_record(
     record_id: RecordPath, gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.COLLECT))]
 ) -> dict[str, Any]:
