@@ -62,6 +62,9 @@ EXTRA_REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/subjects/me/erasure"): (502, 503, 504),
     ("post", "/v1/sweep"): (502, 503),
     ("get", "/v1/actors/{actor}"): (404,),
+    ("get", "/v1/consent-requests/{request_id}"): (404,),
+    ("post", "/v1/subjects/me/consent-requests/{request_id}/grant"): (404, 410, 502, 503, 504),
+    ("post", "/v1/subjects/me/consent-requests/{request_id}/deny"): (404, 410),
     ("get", "/audit"): (401, 403, 422),
 }
 """Refusals beyond the signed ones and the 503 of a chain that is down."""

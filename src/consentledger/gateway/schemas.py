@@ -123,6 +123,10 @@ def parse(model: type[M], body: bytes) -> M:
         raise PayloadValidationError(problems) from None
 
 
+class DenyRequestIn(_Body):
+    """POST /v1/subjects/me/consent-requests/{id}/deny: nothing more to say (an empty body or `{}`)."""
+
+
 class PageSessionIn(_Body):
     """POST /v1/audit/session: which view of the audit page (None: the auditor's if the signer is one)."""
 

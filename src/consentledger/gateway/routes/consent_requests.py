@@ -12,8 +12,9 @@ from consentledger.actors import ClientRole
 from consentledger.errors import NotFoundError
 from consentledger.gateway.auth import Caller, agency_client, authenticate, gateway_of
 from consentledger.gateway.flows import consent_requests as flow
+from consentledger.gateway.openapi import signed_body
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.schemas import parse
+from consentledger.gateway.schemas import DenyRequestIn, parse
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
@@ -21,7 +22,8 @@ Signed = Annotated[Caller, Depends(authenticate)]
 Requester = Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))]
 
 
-@router.post("/consent-requests", status_code=201, summary="Ask a data subject for a consent (a requester client)")
+@router.post("/consent-requests", status_code=201, summary="Ask a data subject for a consent (a requester client)",
+             openapi_extra=signed_body(flow.ConsentRequestIn))
 def file_request(gw: GatewayDep, caller: Requester) -> JSONResponse:
     """Store a request to `subject` for the consent described, naming this agency as grantee; 201 with the request.
 
@@ -54,7 +56,8 @@ def my_requests(gw: GatewayDep, caller: Signed, state: str | None = None) -> dic
     return flow.listed(gw, subject=caller.address, state=state)
 
 
-@router.post("/subjects/me/consent-requests/{request_id}/grant", summary="Grant a consent request, maybe narrowed")
+@router.post("/subjects/me/consent-requests/{request_id}/grant", summary="Grant a consent request, maybe narrowed",
+             openapi_extra=signed_body(flow.GrantRequestIn))
 def grant_request(gw: GatewayDep, caller: Signed, request_id: str) -> dict[str, Any]:
     """Relay the signer's consent for the request (narrowed as the body says) and return the request, granted.
 
@@ -66,9 +69,11 @@ def grant_request(gw: GatewayDep, caller: Signed, request_id: str) -> dict[str, 
     return flow.grant(gw, caller.address, request_id, flow.narrowing_of(body), bytes.fromhex(body.signature[2:]))
 
 
-@router.post("/subjects/me/consent-requests/{request_id}/deny", summary="Deny a consent request")
+@router.post("/subjects/me/consent-requests/{request_id}/deny", summary="Deny a consent request",
+             openapi_extra=signed_body(DenyRequestIn))
 def deny_request(gw: GatewayDep, caller: Signed, request_id: str) -> dict[str, Any]:
     """Record the signer's refusal and return the request, denied; 409 answered, 410 expired, 404 not theirs."""
+    parse(DenyRequestIn, caller.body)
     return flow.deny(gw, caller.address, request_id)
 
 
