@@ -20,8 +20,10 @@ $(PY_STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
+# `npm ci` installs exactly the lock (each platform's anvil binary is an optional entry in it) and never
+# rewrites it, so a fresh clone stays clean after `make`.
 $(NODE_STAMP): package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error  # npm ci rejects the per-platform optional anvil binaries (npm 11)
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: bootstrap

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
 
 
@@ -30,6 +31,12 @@ class NetworkConfigError(ConfigurationError):
     http_status, exit_code, code = 500, 2, "network_config_error"
 
 
+class PortInUseError(ConfigurationError):
+    """Raised when the port a chain or gateway is told to listen on is taken by another process."""
+
+    http_status, exit_code, code = 500, 2, "port_in_use"
+
+
 class CompilationError(ConsentLedgerError):
     """Raised when the Solidity compiler is missing or rejects the contracts."""
 
@@ -53,10 +60,32 @@ class ContractRevertError(ConsentLedgerError):
 
     http_status, exit_code, code = 403, 5, "rule_violated"
 
-    def __init__(self, rule: str, args: tuple[object, ...] = (), detail: str | None = None) -> None:
+    def __init__(self, rule: str, args: tuple[object, ...] = (), detail: str | None = None, *,
+                 arg_names: Sequence[str] = ()) -> None:
         self.rule = rule
         self.rule_args = args
-        super().__init__(detail or (f"{rule}{args}" if args else rule))
+        self.arg_names = tuple(arg_names)
+        super().__init__(detail or _call(rule, args, self.arg_names))
+
+
+def _call(rule: str, args: tuple[object, ...], names: tuple[str, ...]) -> str:
+    """Return `Rule(name=value, ...)`: enums by name, strings quoted, names where the ABI gives them."""
+    if not args:
+        return rule
+    shown = [_value(v) for v in args]
+    if len(names) == len(shown):
+        shown = [f"{n}={v}" for n, v in zip(names, shown, strict=True)]
+    return f"{rule}({', '.join(shown)})"
+
+
+def _value(value: object) -> str:
+    if isinstance(value, Enum):  # an IntFlag of several roles is named "CUSTODIAN|REQUESTER"
+        return value.name or str(value.value)
+    if isinstance(value, str) and not value.startswith("0x"):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_value(v) for v in value) + ")"
+    return str(value)
 
 
 class TransactionFailedError(ConsentLedgerError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import NewType
 
@@ -211,7 +211,9 @@ class AccessRefusal:
     rule_args: tuple[object, ...]
     block_number: int
     tx_hash: bytes
+    rule_arg_names: tuple[str, ...] = field(default=(), compare=False)
+    """The arguments' names in the contract's ABI, for the error's message."""
 
     def error(self) -> ContractRevertError:
         """Return the ContractRevertError a single `requestAccess` breaking this rule raises."""
-        return ContractRevertError(self.rule, self.rule_args)
+        return ContractRevertError(self.rule, self.rule_args, arg_names=self.rule_arg_names)

@@ -13,7 +13,7 @@ from web3 import Web3
 from consentledger.chain import node as node_mod
 from consentledger.chain.accounts import DEV_MNEMONIC, dev_accounts
 from consentledger.chain.node import ChainKind, free_port, start_node, wait_for_rpc
-from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError
+from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError, PortInUseError
 
 DEV_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -130,13 +130,13 @@ def test_free_gas_on_ganache_is_a_configuration_error() -> None:
 
 
 @pytest.mark.process
-def test_explicit_port_in_use_raises_node_start_error() -> None:
+def test_explicit_port_in_use_raises_port_in_use_error() -> None:
     """Asking for a port something already listens on fails at once with a clear error."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(NodeStartError, match=f"port {port} .* already in use"):
+        with pytest.raises(PortInUseError, match=f"port {port} .* already in use"):
             start_node(ChainKind.ANVIL, port=port)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import stat
 import subprocess
 import sys
@@ -104,6 +105,25 @@ def test_init_without_a_chain_still_names_the_fund_command(tmp_path: Path) -> No
     result = run_init("health", "--dir", str(tmp_path / "health"), "--rpc", rpc)
     assert result.returncode == 0, result.stderr
     signer = load_account(tmp_path / "health" / "signer.json", "correct horse").address
-    assert "funding       not checked (no Ethereum JSON-RPC answer at http://127.0.0.1:9" in result.stdout
+    assert "funding       not checked (chain unreachable at http://127.0.0.1:9: connection refused)" in result.stdout
     assert f"consentledger chain fund {signer} --amount 1ether --rpc {rpc} --dev-account 0 (a local chain)" \
         in result.stdout
+
+
+def test_gateway_serve_on_a_taken_port_exits_2_with_one_line_before_opening_anything(tmp_path: Path) -> None:
+    """Another process holds the configured port: `gateway serve` says so in one line, exit code 2 (not uvicorn's 3)."""
+    directory = tmp_path / "health"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run_init("health", "--dir", str(directory), "--port", str(port), "--rpc", "http://127.0.0.1:9"
+                        ).returncode == 0
+        env = {**os.environ, "CONSENTLEDGER_KEY_PASSWORD": "correct horse"}
+        result = subprocess.run([CLI, "gateway", "serve", "--config", str(directory / "agency.toml")], env=env,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"error: port {port} on 127.0.0.1 is already in use: stop what listens there or set another port"
+    )
+    assert not (directory / "agency.db").exists()  # refused before the gateway opened its store

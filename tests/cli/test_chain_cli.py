@@ -219,13 +219,14 @@ def test_chain_fund_refuses_bad_input_with_one_line_and_its_exit_code(ganache: L
     env = {**os.environ, PASSWORD_ENV: "pw"}
     broke = write_keystore(tmp_path / "broke.json", bytes(Account.create().key))
     rpc = ["--rpc", ganache.rpc_url]
+    closed = free_closed_port()
     cases = [
         ([to, "--amount", "1banana", *rpc, "--dev-account", "0"], 2, "bad amount '1banana': use a number and a unit"),
         ([to, "--amount", "0.5wei", *rpc, "--dev-account", "0"], 2, "it is not a whole number of wei"),
         ([to[:-1], "--amount", "1ether", *rpc, "--dev-account", "0"], 2, "is not an address"),
         ([to, "--amount", "1ether", *rpc], 2, "no signer: pass --keystore FILE"),
-        ([to, "--amount", "1ether", "--rpc", f"http://127.0.0.1:{free_closed_port()}", "--dev-account", "0"], 4,
-         "no Ethereum JSON-RPC answer at"),
+        ([to, "--amount", "1ether", "--rpc", f"http://127.0.0.1:{closed}", "--dev-account", "0"], 4,
+         f"error: chain unreachable at http://127.0.0.1:{closed}: connection refused"),
         ([to, "--amount", "1ether", *rpc, "--keystore", str(broke), "--password-env", PASSWORD_ENV], 24,
          "has 0 wei; sending 1 ether needs ≥ 1.000042 ether (with 21,000 gas at gas price 2 gwei)"),
     ]
@@ -249,3 +250,14 @@ def write_keystore(path: Path, key: bytes) -> Path:
     """Write `key` to a keystore at `path` under the password "pw" (light scrypt: tests need no strength)."""
     path.write_text(json.dumps(Account.encrypt(key, "pw", kdf="scrypt", iterations=2**12)))
     return path
+
+
+def test_chain_up_on_a_taken_port_exits_2_with_one_line() -> None:
+    """`chain up --port N` with N taken: one line naming the port, the configuration exit code 2."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("chain", "up", "--kind", "anvil", "--port", str(port), env=dict(os.environ))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: cannot start anvil: port {port} on 127.0.0.1 is already in use"

@@ -3,20 +3,26 @@ and a relay of what is already on chain answers its state instead of a refusal."
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from consentledger import governance
 from consentledger.consent import SECP256K1_N, Consent, consent_id, sign_consent, sign_revocation
 from consentledger.localnet import Agency
-from consentledger.types import ConsentStatus
+from consentledger.types import ConsentStatus, Sensitivity
 
 from .world import CONTACT_TRACE, EPIDEMIC_CONTROL, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
+
+CLI = str(Path(sys.executable).parent / "consentledger")
 
 
 def _terms(subject: LocalAccount, grantee: str) -> Consent:
@@ -136,3 +142,48 @@ def test_a_revocation_with_a_bad_v_is_refused_and_the_consent_stays_granted(cons
 
     assert "its v is" in refused["problem"]
     assert _state(consortium, consent) == (ConsentStatus.GRANTED, 0)
+
+
+ENDED, ENDED_LIST = 43, 44
+"""A purpose added already past its sunset, and a category allowing only it (no other test uses these ids)."""
+
+
+def test_a_consent_the_catalog_refuses_is_not_relayed(consortium: Consortium) -> None:
+    """An unknown category (99) or purpose (77): 404; a purpose the category does not allow, or one past its
+    sunset: 422; each names the problem, and the gateway sends no transaction."""
+    consortium.govern(governance.add_purpose(ENDED, "ended-emergency", sunset=1))
+    subject = Account.create()
+    grantee = consortium.transport.address
+    cases = [
+        (dict(category=99), 404, "not_found", "category 99 is not in the catalog"),
+        (dict(purpose=77), 404, "not_found", "purpose 77 is not in the catalog"),
+        (dict(purpose=ENDED), 422, "invalid_payload",
+         f"category {CONTACT_TRACE} (contact-trace) may not be used for purpose {ENDED} (ended-emergency)"),
+    ]
+    consortium.govern(governance.add_category(ENDED_LIST, "ended-list", Sensitivity.ONE_TIME, 86400, ("district",),
+                                              (), [ENDED]))
+    cases.append((dict(category=ENDED_LIST, purpose=ENDED), 422, "invalid_payload",
+                  f"purpose {ENDED} (ended-emergency) ended at 1970-01-01T00:00:01+00:00: no consent for it"))
+    sent_before = _nonce(consortium, consortium.transport)
+    for change, status, error, detail in cases:
+        terms: dict[str, Any] = {"category": CONTACT_TRACE, "purpose": EPIDEMIC_CONTROL, **change}
+        consent = Consent.new(subject=subject.address, grantee=grantee, valid_until=int(time.time()) + 3600, **terms)
+        refused = expect(signed(consortium.transport, subject.key, "POST", "/v1/consents",
+                                _signed(consortium, subject, consent)), status, error)
+        assert detail in refused["detail"], refused
+        assert _state(consortium, consent) == (ConsentStatus.NONE, 0)
+    assert _nonce(consortium, consortium.transport) == sent_before
+
+
+def test_consent_grant_for_an_unknown_category_exits_15_with_one_line(consortium: Consortium, tmp_path: Path) -> None:
+    """`consent grant --category 99` as a subject runs it: refused by the gateway in one stderr line naming it."""
+    out = tmp_path / "consent.json"
+    result = subprocess.run(
+        [CLI, "consent", "grant", "--gateway", consortium.transport.url, "--grantee", consortium.transport.address,
+         "--category", "99", "--purpose", str(EPIDEMIC_CONTROL), "--subject-dev-account", "3", "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 15, result.stderr
+    assert result.stderr.strip() == (
+        "error: HTTP 404 not_found: category 99 is not in the catalog: no consent can be given for it"
+    )

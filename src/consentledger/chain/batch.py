@@ -78,6 +78,7 @@ def refusal_from_log(ledger: Ledger, log: Any) -> AccessRefusal:
     return AccessRefusal(
         record=record, requester=requester, purpose=purpose, actor=actor, rule=error.rule,
         rule_args=error.rule_args, block_number=int(log["blockNumber"]), tx_hash=as_bytes(log["transactionHash"]),
+        rule_arg_names=error.arg_names,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from web3 import Web3
 from web3.middleware import ExtraDataToPOAMiddleware
 from web3.types import RPCEndpoint
@@ -28,10 +30,42 @@ def connect(rpc_url: str, *, timeout: float = 30.0) -> Web3:
     try:
         _ = w3.eth.chain_id
     except Exception as exc:
-        raise ChainUnavailableError(f"no Ethereum JSON-RPC answer at {rpc_url}: {_short(exc)}") from exc
+        raise ChainUnavailableError(f"chain unreachable at {rpc_url}: {unreachable_reason(exc)}") from None
     return w3
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text[:200]
+def unreachable_reason(exc: BaseException) -> str:
+    """Return in a few words why a JSON-RPC request failed: "connection refused", "timed out", "HTTP 404 ...".
+
+    requests and urllib3 wrap the socket's error two or three times in messages of pool internals;
+    the innermost cause is the one a person can act on.
+    """
+    causes = _causes(exc)
+    for cause in reversed(causes):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset by the server"
+        if isinstance(cause, socket.gaierror):
+            return f"host name not resolved ({cause.strerror})"
+        if isinstance(cause, TimeoutError) or type(cause).__name__ in ("ReadTimeout", "ReadTimeoutError"):
+            return "no answer in time"
+        response = getattr(cause, "response", None)
+        if response is not None and getattr(response, "status_code", None):
+            return f"HTTP {response.status_code} {response.reason or ''}".rstrip() + " (is it a JSON-RPC endpoint?)"
+    for cause in reversed(causes):
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror[:1].lower() + cause.strerror[1:]
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " …"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """Return `exc` and the exceptions it wraps (causes, contexts, urllib3's `reason`), outermost first."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain and len(chain) < 16:
+        chain.append(seen)
+        reason = getattr(seen, "reason", None)
+        seen = seen.__cause__ or seen.__context__ or (reason if isinstance(reason, BaseException) else None)
+    return chain

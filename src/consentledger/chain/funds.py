@@ -20,7 +20,7 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
-from consentledger.chain.connect import connect
+from consentledger.chain.connect import connect, unreachable_reason
 from consentledger.chain.params import ChainParams
 from consentledger.errors import ChainUnavailableError, ConfigurationError, InsufficientFundsError
 
@@ -184,7 +184,8 @@ class SignerFunds:
         try:
             return int(self.w3.eth.get_balance(self.address, "latest"))
         except (OSError, Web3Exception) as exc:
-            raise ChainUnavailableError(f"chain unreachable reading the balance of {self.address}: {exc}") from exc
+            why = unreachable_reason(exc)
+            raise ChainUnavailableError(f"chain unreachable reading the balance of {self.address}: {why}") from exc
 
     def _is_dev_chain(self) -> bool:
         if self._dev_chain is None:

@@ -17,6 +17,7 @@ from web3.types import TxReceipt
 from consentledger.chain.access_logs import ACCESS_RECORDED_TOPIC, entry_from_log
 from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit, batch_outcomes
 from consentledger.chain.compile import ContractArtifact, compile_contracts
+from consentledger.chain.connect import unreachable_reason
 from consentledger.chain.manifest import Deployment
 from consentledger.chain.nonces import NonceAllocator
 from consentledger.chain.params import ChainParams
@@ -112,7 +113,7 @@ class Ledger:
             if data is not None:
                 raise self.decoder.decode(data) from exc
             if isinstance(exc, (OSError, Web3Exception)):
-                raise ChainUnavailableError(f"chain read failed: {exc}") from exc
+                raise ChainUnavailableError(f"chain read failed: {unreachable_reason(exc)}") from exc
             raise
 
     def block_number(self) -> int:

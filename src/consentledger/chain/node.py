@@ -22,7 +22,7 @@ from typing import IO
 
 from consentledger import paths
 from consentledger.chain.accounts import DEV_MNEMONIC
-from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError
+from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError, PortInUseError
 
 HOST = "127.0.0.1"
 DEV_BALANCE_ETH = 1_000_000
@@ -116,9 +116,9 @@ def start_node(
     (and another tried if a different process grabs it first). The chain's output goes to
     `log_path` if given; otherwise the chain runs quiet.
 
-    Raises `ConfigurationError` for `free_gas` on ganache; `NodeStartError` if the binary is
-    missing, the port is taken, or the chain does not answer within `startup_timeout` seconds (with
-    the last lines of its output).
+    Raises `ConfigurationError` for `free_gas` on ganache, `PortInUseError` if the `port` asked for
+    is taken; `NodeStartError` if the binary is missing or the chain does not answer within
+    `startup_timeout` seconds (with the last lines of its output).
     """
     kind = ChainKind(kind)
     if free_gas and kind is not ChainKind.ANVIL:
@@ -126,7 +126,7 @@ def start_node(
         raise ConfigurationError(f"free gas needs anvil: {kind.value} cannot run with a zero base fee")
     binary = _binary(kind)
     if port is not None and not _port_is_free(port):
-        raise NodeStartError(f"cannot start {kind.value}: port {port} on {HOST} is already in use")
+        raise PortInUseError(f"cannot start {kind.value}: port {port} on {HOST} is already in use")
     attempts = 1 if port is not None else _PORT_ATTEMPTS
     for attempt in range(1, attempts + 1):
         chosen = port if port is not None else free_port()
@@ -137,7 +137,9 @@ def start_node(
             node = _launch(kind, command, chosen, chain_id, log_path, startup_timeout)
             node.free_gas = free_gas
             return node
-        except _PortTakenError:
+        except _PortTakenError as exc:
+            if port is not None:
+                raise PortInUseError(f"cannot start {kind.value}: port {port} on {HOST} is already in use") from exc
             if attempt == attempts:
                 raise
     raise AssertionError("unreachable")  # pragma: no cover

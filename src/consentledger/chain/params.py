@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 from web3 import Web3
 from web3.exceptions import Web3Exception
 
+from consentledger.chain.connect import unreachable_reason
 from consentledger.errors import ChainUnavailableError
 
 T = TypeVar("T")
@@ -71,4 +72,4 @@ def _read(fetch: Callable[[], T]) -> T:
     try:
         return fetch()
     except (OSError, Web3Exception) as exc:
-        raise ChainUnavailableError(f"chain unreachable: {exc}") from exc
+        raise ChainUnavailableError(f"chain unreachable: {unreachable_reason(exc)}") from exc

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector
+from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
 from consentledger.errors import ContractRevertError
+from consentledger.types import MemberStatus, Role, Sensitivity, TombstoneReason
 
 _ERROR_STRING = bytes.fromhex("08c379a0")  # Error(string)
 _PANIC = bytes.fromhex("4e487b71")  # Panic(uint256)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    name: str
+    types: list[str]
+    names: tuple[str, ...]
+    enums: tuple[type[IntEnum] | type[Role] | None, ...]
 
 
 def _abi_type(item: dict[str, Any]) -> str:
@@ -22,30 +33,63 @@ def _abi_type(item: dict[str, Any]) -> str:
     return str(item["type"])
 
 
+# Arguments the contracts declare as enums (by the enum's name) or as role bits (uint8 by the argument's
+# name), shown by name: `ConsortiumMissingRole(account=0x…, role=CUSTODIAN)`, not `(…, 2)`.
+_ENUMS: dict[str, type[IntEnum]] = {"MemberStatus": MemberStatus, "TombstoneReason": TombstoneReason,
+                                    "Sensitivity": Sensitivity}
+_ROLE_ARGUMENTS = {"role", "roles"}
+
+
+def _enum_of(item: dict[str, Any]) -> type[IntEnum] | type[Role] | None:
+    internal = str(item.get("internalType", ""))
+    if internal.startswith("enum "):
+        return _ENUMS.get(internal.rsplit(".", 1)[-1])
+    if item.get("type") == "uint8" and item.get("name") in _ROLE_ARGUMENTS:
+        return Role
+    return None
+
+
+def _named(kind: type[IntEnum] | type[Role] | None, value: Any) -> Any:
+    if kind is None or not isinstance(value, int):
+        return value
+    try:
+        return kind(value)
+    except ValueError:  # a value our enum does not know: keep the number
+        return value
+
+
 class RevertDecoder:
     """Decodes custom errors from the ABIs it was given (all contracts, so bubbled errors decode)."""
 
     def __init__(self, abis: Iterable[list[dict[str, Any]]]) -> None:
-        self._errors: dict[bytes, tuple[str, list[str]]] = {}
+        self._errors: dict[bytes, _Layout] = {}
         for abi in abis:
             for item in abi:
                 if item.get("type") != "error":
                     continue
-                types = [_abi_type(i) for i in item.get("inputs", [])]
+                inputs = item.get("inputs", [])
+                types = [_abi_type(i) for i in inputs]
                 signature = f"{item['name']}({','.join(types)})"
-                self._errors[function_signature_to_4byte_selector(signature)] = (item["name"], types)
+                names = tuple(str(i.get("name") or f"arg{n}") for n, i in enumerate(inputs))
+                self._errors[function_signature_to_4byte_selector(signature)] = _Layout(
+                    item["name"], types, names, tuple(_enum_of(i) for i in inputs)
+                )
 
     def decode(self, data: bytes | str | None) -> ContractRevertError:
         """Return the error for revert `data` (hex or bytes); unknown data still gives an error."""
         raw = _as_bytes(data)
         selector, body = raw[:4], raw[4:]
         if selector in self._errors:
-            name, types = self._errors[selector]
+            layout = self._errors[selector]
             try:
-                values = tuple(_plain(v) for v in decode(types, body))
+                decoded = decode(layout.types, body)
+                values = tuple(
+                    to_checksum_address(v) if t == "address" else _named(kind, _plain(v))
+                    for t, kind, v in zip(layout.types, layout.enums, decoded, strict=True)
+                )
             except Exception:  # malformed payload: still name the rule
-                values = ()
-            return ContractRevertError(name, values)
+                return ContractRevertError(layout.name)
+            return ContractRevertError(layout.name, values, arg_names=layout.names)
         if selector == _ERROR_STRING:
             (message,) = decode(["string"], body)
             return ContractRevertError("Error", (message,), detail=f"reverted: {message}")

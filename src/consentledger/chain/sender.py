@@ -22,6 +22,7 @@ from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.types import TxReceipt
 
+from consentledger.chain.connect import unreachable_reason
 from consentledger.chain.funds import SignerFunds, insufficient_funds
 from consentledger.chain.nonces import NonceAllocator
 from consentledger.chain.params import ChainParams
@@ -319,7 +320,7 @@ class TransactionSender:
         try:
             return fetch()
         except (OSError, Web3Exception) as exc:
-            raise ChainUnavailableError(f"chain unreachable: {exc}") from exc
+            raise ChainUnavailableError(f"chain unreachable: {unreachable_reason(exc)}") from exc
 
     def _failure(self, step: str, exc: Exception) -> Exception:
         if isinstance(exc, ContractRevertError):
@@ -328,7 +329,7 @@ class TransactionSender:
         if data is not None:
             return self.decoder.decode(data)
         if isinstance(exc, OSError) or "connect" in str(exc).lower():
-            return ChainUnavailableError(f"chain unreachable during {step}: {exc}")
+            return ChainUnavailableError(f"chain unreachable during {step}: {unreachable_reason(exc)}")
         if insufficient_funds(exc):
             return self.funds.refused(exc)
         return TransactionFailedError(f"{step} failed: {exc}")

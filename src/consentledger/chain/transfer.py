@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, is_checksum_address, to_checksum_address
 from web3.exceptions import Web3Exception
 
-from consentledger.chain.connect import connect
+from consentledger.chain.connect import connect, unreachable_reason
 from consentledger.chain.funds import format_amount
 from consentledger.chain.reverts import RevertDecoder
 from consentledger.chain.sender import TransactionSender
@@ -95,4 +95,4 @@ def _read(fetch: Callable[[], T]) -> T:
     try:
         return fetch()
     except (OSError, Web3Exception) as exc:
-        raise ChainUnavailableError(f"chain unreachable: {exc}") from exc
+        raise ChainUnavailableError(f"chain unreachable: {unreachable_reason(exc)}") from exc

@@ -64,17 +64,20 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
 ) -> None:
     """Serve the agency gateway until Ctrl-C."""
-    import uvicorn
-
-    from consentledger.gateway.app import create_app
     from consentledger.gateway.runtime import Gateway
+    from consentledger.gateway.serve import listen, run
     from consentledger.settings import load_settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(config)
-    gateway = Gateway.open(settings)
+    sock = listen(settings.host, settings.port)
+    try:
+        gateway = Gateway.open(settings)
+    except BaseException:
+        sock.close()
+        raise
     console.print(f"gateway {settings.name} ({gateway.org}) on http://{settings.host}:{settings.port}")
-    uvicorn.run(create_app(gateway), host=settings.host, port=settings.port, log_level=log_level)
+    run(gateway, sock, log_level=log_level)
 
 
 @gateway_app.command("sweep")

@@ -8,54 +8,77 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from consentledger.cli.lazy import LazyCommand, LazyGroup
 from consentledger.errors import ConsentLedgerError
+
+
+class _Commands(LazyGroup):
+    """Every sub-command, imported only when invoked, so `--help` never loads web3 or the gateway."""
+
+    entries = {
+        "chain": LazyCommand(
+            "consentledger.cli.chain:app",
+            "Run a local development chain (ganache or anvil) with funded dev accounts; fund an account.",
+        ),
+        "keys": LazyCommand(
+            "consentledger.cli.keys:app",
+            "Create and inspect signer keystores; rotate an agency's KEK and X25519 key.",
+        ),
+        "deploy": LazyCommand(
+            "consentledger.cli.deploy:deploy",
+            "Deploy Consortium and AccessLedger, founded by ADMINS with an M-of-N THRESHOLD.",
+        ),
+        "org": LazyCommand(
+            "consentledger.cli.org:app", "Member organisations: propose changes, approve them, list members."
+        ),
+        "catalog": LazyCommand(
+            "consentledger.cli.catalog:app", "The data catalog (positive list): categories and purposes."
+        ),
+        "agency": LazyCommand(
+            "consentledger.cli.gateway:agency_app", "Set up an agency: keys, gateway configuration, clients."
+        ),
+        "gateway": LazyCommand("consentledger.cli.gateway:gateway_app", "Run an agency gateway."),
+        "record": LazyCommand(
+            "consentledger.cli.record:app",
+            "Records held by this organisation's gateway: store, look up; a data subject attests one.",
+        ),
+        "consent": LazyCommand(
+            "consentledger.cli.requests:consent_app", "Consents: a data subject grants or revokes, a gateway relays."
+        ),
+        "subject": LazyCommand(
+            "consentledger.cli.requests:subject_app", "A data subject's requests: live consents, erasure, history."
+        ),
+        "access": LazyCommand(
+            "consentledger.cli.access:app", "Access records for a purpose, under the subjects' consents."
+        ),
+        "index": LazyCommand(
+            "consentledger.cli.audit:index",
+            "Index the deployment's events into the audit database (resumes where the last run stopped).",
+        ),
+        "audit": LazyCommand(
+            "consentledger.cli.audit:app", "Audit: trace who accessed what, verify the chain of responsibility."
+        ),
+        "network": LazyCommand("consentledger.cli.network:app", "Permissioned networks beyond one machine."),
+    }
+
 
 app = typer.Typer(
     name="consentledger",
     help="Consent-based, traceable sharing of personal records on a permissioned ledger.",
+    cls=_Commands,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 
 
-def _register_subcommands() -> None:
-    """Attach every sub-app; imported lazily so `--help` stays fast."""
-    from consentledger.cli import (
-        access,
-        audit,
-        catalog,
-        chain,
-        consent,
-        deploy,
-        gateway,
-        keys,
-        network,
-        org,
-        record,
-        requests,
-        subject,
-    )
-
-    app.add_typer(chain.app, name="chain")
-    app.add_typer(keys.app, name="keys")
-    app.add_typer(org.app, name="org")
-    app.add_typer(catalog.app, name="catalog")
-    app.command("deploy")(deploy.deploy)
-    app.add_typer(gateway.agency_app, name="agency")
-    app.add_typer(gateway.gateway_app, name="gateway")
-    app.add_typer(record.app, name="record")
-    requests.register(consent.app, subject.app)
-    app.add_typer(consent.app, name="consent")
-    app.add_typer(subject.app, name="subject")
-    app.add_typer(access.app, name="access")
-    app.command("index")(audit.index)
-    app.add_typer(audit.app, name="audit")
-    app.add_typer(network.app, name="network")
+@app.callback()
+def _root() -> None:
+    # A callback makes typer build a group (of lazy commands) although nothing is registered on it.
+    pass
 
 
 def run() -> None:
     """Entry point: run the app, turning our errors into one readable line and an exit code."""
-    _register_subcommands()
     try:
         result = app(standalone_mode=False)
     except ConsentLedgerError as exc:

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from consentledger.cli import consent as _consent_cli
+from consentledger.cli import subject as _subject_cli
 from consentledger.cli.common import DevAccountOption, KeystoreOption, PasswordEnvOption, parse_duration, parse_time
 from consentledger.cli.common import signer as load_requester
 from consentledger.cli.consent import (
@@ -156,3 +158,8 @@ def register(consent_app: typer.Typer, subject_app: typer.Typer) -> None:
     subject_app.command("requests")(subject_requests)
     subject_app.command("grant-request")(grant)
     subject_app.command("deny-request")(deny)
+
+
+# `consent` and `subject` with the request commands attached (what the top-level command loads).
+consent_app, subject_app = _consent_cli.app, _subject_cli.app
+register(consent_app, subject_app)

@@ -1,0 +1,49 @@
+"""Serve a gateway over HTTP on a port claimed before the gateway opens, so a taken port fails first."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import TYPE_CHECKING
+
+from consentledger.errors import ConfigurationError, PortInUseError
+
+if TYPE_CHECKING:
+    from consentledger.gateway.runtime import Gateway
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Return a socket listening on `host`:`port`; raise PortInUseError if another process holds it."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        # As uvicorn binds: a restart may reuse the port while old connections sit in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use: stop what listens there or set another port"
+            ) from None
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def run(gateway: Gateway, sock: socket.socket, *, log_level: str = "warning") -> None:
+    """Serve `gateway` on the listening `sock` (from `listen`) until interrupted, then close both."""
+    import uvicorn
+
+    from consentledger.gateway.app import create_app
+
+    try:
+        config = uvicorn.Config(create_app(gateway), log_level=log_level)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
