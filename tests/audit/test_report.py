@@ -257,14 +257,16 @@ def test_the_header_shows_period_counts_and_a_clean_verification(audited: Audite
 
 
 def test_a_planted_discrepancy_is_listed_and_its_access_flagged(audited: Audited, sqlite_engine: Engine) -> None:
-    """Deleting lab-alice's access 2 shows a seq gap and a head mismatch, and flags the row of access 3."""
+    """Deleting lab-alice's access 2 shows a seq gap and a head mismatch, flags the row of access 3, and marks the
+    jump in the timeline ("missing"; on a filtered page "not on this page")."""
     w = audited.world
     audit.Indexer(sqlite_engine, w.ledger()).sync()
     lab = hexid(w.records["lab-alice"])
     with sqlite_engine.begin() as conn:
         conn.execute(delete(t.accesses).where(t.accesses.c.record == lab, t.accesses.c.seq == 2))
     report = audit.verify(sqlite_engine, w.ledger())
-    page = parse(render_audit_page(audit.trace(sqlite_engine), report, title=TITLE, period=(None, None)))
+    lines = audit.trace(sqlite_engine)
+    page = parse(render_audit_page(lines, report, title=TITLE, period=(None, None)))
     verdict = page.one("section", "verification")
     assert "bad" in verdict.attrs["class"] and "2 discrepancies found." in verdict.text
     assert [r.attrs["data-kind"] for r in verdict.iter("tr", "discrepancy")] == [
@@ -273,6 +275,15 @@ def test_a_planted_discrepancy_is_listed_and_its_access_flagged(audited: Audited
     assert "missing" in verdict.text and lab in verdict.text
     flagged = list(page.iter("tr", "flagged"))
     assert [(r.attrs["data-record"], r.attrs["data-seq"]) for r in flagged] == [(lab, "3")]
+    [gap] = page.iter("tr", "gap")
+    assert (gap.attrs["data-gap-record"], gap.attrs["data-gap-first"], gap.attrs["data-gap-last"]) == (lab, "2", "2")
+    assert gap.text.startswith("seq 2 of record ") and "missing" in gap.text
+    [accesses] = [table for table in page.iter("table") if table.attrs.get("id") == "accesses"]
+    timeline = [r.attrs.get("data-seq") or "gap" for r in accesses.iter("tr")
+                if lab in (r.attrs.get("data-record"), r.attrs.get("data-gap-record"))]
+    assert timeline == ["1", "gap", "3"]
+    filtered = parse(render_audit_page(lines, report, title=TITLE, period=(None, None), filtered=True))
+    assert "not on this page (filtered out)" in next(filtered.iter("tr", "gap")).text
 
 
 def test_markup_in_names_from_the_chain_is_shown_as_text(audited: Audited) -> None:

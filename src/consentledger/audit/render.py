@@ -14,13 +14,14 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from consentledger.audit.lifecycle import ConsentStanding
 from consentledger.audit.trace import RefusalLine, TraceLine
 from consentledger.audit.verify import VerifyReport
 from consentledger.errors import ConfigurationError
@@ -80,6 +81,8 @@ def render_audit_page(
     period: tuple[datetime | None, datetime | None],
     base_href: str | None = None,
     refusals: Sequence[RefusalLine] = (),
+    consents: Mapping[str, ConsentStanding] | None = None,
+    filtered: bool = False,
 ) -> str:
     """Return the audit page for `lines` (accesses, oldest first) and `report` as one HTML document.
 
@@ -87,7 +90,9 @@ def render_audit_page(
     the ledger refused. `period` is what the lines were selected for, shown in the header (None: open-ended). With
     `base_href` the page gets a `<base>` and links each record, organisation and purpose to
     `?record=`, `?org=`, `?purpose=` relative to it (the `trace` filters), for a server that
-    renders filtered pages; without it (a file) nothing links anywhere.
+    renders filtered pages; without it (a file) nothing links anywhere. `consents` (by id) gives each access's
+    consent terms and state; without one the consent shows as its id. A jump in a record's seq shows as a row
+    of its own: "not on this page" when `filtered`, "missing" otherwise.
     """
     style, script = _asset("audit.css"), _asset("audit.js")
     csp = content_security_policy(served=base_href is not None)
@@ -113,7 +118,7 @@ def render_audit_page(
         "colour shows the purpose.</p>",
         flow_svg(lines),
         "</section>",
-        _timeline(lines, report, links=links),
+        _timeline(lines, report, links=links, consents=consents or {}, filtered=filtered),
         _refusals(refusals, links=links),
         f"<script>{script}</script>",
         "</body>",
@@ -274,7 +279,10 @@ def _verification(report: VerifyReport | None) -> str:
     )
 
 
-def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links: bool) -> str:
+def _timeline(
+    lines: Sequence[TraceLine], report: VerifyReport | None, *, links: bool,
+    consents: Mapping[str, ConsentStanding], filtered: bool,
+) -> str:
     names = _names(lines)
     flagged = {(d.record, d.seq) for d in report.discrepancies} if report else set()
     flagged_tx = {d.tx_hash for d in report.discrepancies if d.tx_hash} if report else set()
@@ -282,21 +290,29 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
         f'<option value="{purpose}">{_e(name)} ({purpose})</option>' for purpose, name in sorted(names.purposes.items())
     )
     rows = []
+    next_seq: dict[str, int] = {}
     for line in lines:
+        expected = next_seq.get(line.record, 1)
+        next_seq[line.record] = line.seq + 1
+        if line.seq > expected:
+            rows.append(_gap_row(line.record, expected, line.seq - 1, filtered=filtered))
         bad = (line.record, line.seq) in flagged or line.tx_hash in flagged_tx
         category = f"{line.category_name} ({line.category})" if line.category_name else str(line.category or "-")
         purpose = names.purposes.get(line.purpose, str(line.purpose))
         record_text = " ".join(str(v) for v in (line.record, line.category_name, line.subject) if v).lower()
         cells = [
             _e(line.time.strftime("%Y-%m-%d %H:%M:%S")),
+            str(line.seq),
             _link(f"?record={line.record}", _short(line.record), line.record, links),
+            f'<span title="{_e(line.subject)}">{_e(_short(line.subject))}</span>' if line.subject else "-",
             _e(category),
             _link(f"?org={line.custodian}", names.org(line.custodian or ""), line.custodian or "", links),
             _link(f"?org={line.requester}", names.org(line.requester), line.requester, links),
             f'<span title="{_e(line.actor)}">{_e(_short(line.actor))}</span>' if line.actor else "organisation",
             _link(f"?purpose={line.purpose}", f"{purpose} ({line.purpose})", str(line.purpose), links),
-            f'<span title="{_e(line.consent)}">{_e(_short(line.consent))}</span>' if line.consent else "-",
-            f'<span title="{_e(line.tx_hash)}">{_e(_short(line.tx_hash))}</span>',
+            "identified" if line.identified else "withheld",
+            _consent_cell(line.consent, consents, names.purposes),
+            f'<span title="{_e(line.tx_hash)}">{_e(_short(line.tx_hash))}</span> · log {line.log_index}',
             str(line.block),
         ]
         classes = ' class="flagged"' if bad else ""
@@ -305,11 +321,13 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
             f'data-seq="{line.seq}" data-category="{_e(line.category if line.category is not None else "")}" '
             f'data-custodian="{_e(line.custodian or "")}" data-requester="{_e(line.requester)}" '
             f'data-actor="{_e(line.actor or "")}" data-purpose="{line.purpose}" '
+            f'data-subject="{_e(line.subject or "")}" data-identified="{str(line.identified).lower()}" '
+            f'data-log-index="{line.log_index}" '
             f'data-consent="{_e(line.consent or "")}" data-tx="{_e(line.tx_hash)}" '
             f'data-block="{line.block}" data-search-requester="{_e(names.search(line.requester))}" '
             f'data-search-record="{_e(record_text)}">'
             + "".join(
-                f'<td class="mono">{cell}</td>' if column in (1, 5, 7, 8) else f"<td>{cell}</td>"
+                f'<td class="mono">{cell}</td>' if column in (2, 3, 7, 11) else f"<td>{cell}</td>"
                 for column, cell in enumerate(cells)
             )
             + "</tr>"
@@ -323,13 +341,39 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
         '<label>Record <input id="filter-record" type="search" placeholder="record id, category or subject"></label>',
         f'<span id="shown" class="shown muted">{len(lines)} of {len(lines)} accesses shown</span>',
         "</div>",
-        '<table id="accesses"><thead><tr><th>time (UTC)</th><th>record</th><th>category</th><th>custodian</th>'
-        "<th>requester</th><th>actor</th><th>purpose</th><th>consent</th><th>tx</th><th>block</th></tr></thead>",
+        '<table id="accesses"><thead><tr><th>time (UTC)</th><th>seq</th><th>record</th><th>subject</th>'
+        "<th>category</th><th>custodian</th><th>requester</th><th>actor</th><th>purpose</th>"
+        "<th>identifying fields</th><th>consent (terms, state)</th><th>tx</th><th>block</th></tr></thead>",
         "<tbody>",
         *rows,
         "</tbody></table>",
         "</section>",
     ])
+
+
+def _gap_row(record: str, first: int, last: int, *, filtered: bool) -> str:
+    seqs = f"seq {first}" if first == last else f"seq {first}–{last}"
+    why = "not on this page (filtered out)" if filtered else "missing: the chain numbered accesses this page lacks"
+    return (f'<tr class="gap" data-gap-record="{_e(record)}" data-gap-first="{first}" data-gap-last="{last}">'
+            f'<td colspan="13">{_e(seqs)} of record <span class="mono" title="{_e(record)}">{_e(_short(record))}'
+            f"</span> {_e(why)}</td></tr>")
+
+
+def _consent_cell(consent: str | None, consents: Mapping[str, ConsentStanding], purposes: Mapping[int, str]) -> str:
+    if not consent:
+        return "none (open category)"
+    standing = consents.get(consent)
+    ident = f'<span title="{_e(consent)}">{_e(_short(consent))}</span>'
+    if standing is None:  # a derived record's access names the combination of its sources' consents
+        return f"{ident} (no single consent: a derived record's source consents, combined)"
+    terms = standing.consent
+    scope = ("every record of category " + str(terms.category) if not any(terms.record)
+             else "record " + _short("0x" + terms.record.hex()))
+    until = datetime.fromtimestamp(terms.valid_until, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    text = (f"{ident} <b>{_e(standing.state)}</b>: {_e(purposes.get(terms.purpose, str(terms.purpose)))} "
+            f"({terms.purpose}), {_e(scope)}, until {_e(until)} UTC, {standing.uses} of {terms.max_uses} uses, "
+            f"{'identified' if terms.identified else 'not identified'}")
+    return f'<span class="consent" data-state="{_e(standing.state)}">{text}</span>'
 
 
 def _refusals(refusals: Sequence[RefusalLine], *, links: bool) -> str:
