@@ -17,10 +17,11 @@ from sqlalchemy import Engine, delete
 
 from consentledger import audit
 from consentledger import governance as gov
+from consentledger.audit import lifecycle
 from consentledger.audit import tables as t
 from consentledger.audit.render import flow_edges, render_audit_page
 from consentledger.store import make_engine
-from consentledger.types import Role
+from consentledger.types import Role, TombstoneReason
 
 from .test_audit_cli import run_cli
 from .world import ANALYST, EPIDEMIC, REFUSED, RESEARCH, STATS, World, hexid
@@ -144,9 +145,9 @@ def edges(page: str) -> list[Element]:
 
 
 def access_rows(tree: Element) -> list[Element]:
-    """Return the rows of the page's access timeline."""
+    """Return the access rows of the page's timeline (not the rows marking seq jumps or destroyed records)."""
     [table] = [e for e in tree.iter("table") if e.attrs.get("id") == "accesses"]
-    return list(table.one("tbody").iter("tr"))
+    return [row for row in table.one("tbody").iter("tr") if "data-seq" in row.attrs]
 
 
 def refused_rows(tree: Element) -> list[Element]:
@@ -442,3 +443,23 @@ def test_the_page_filters_rows_in_headless_chromium_without_network(audited: Aud
             browser.close()
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
     assert outside == [] and problems == []
+
+
+def test_erasures_appear_in_the_timeline_and_a_custodian_with_nothing_left_shows_it(audited: Audited) -> None:
+    """The erased record's tombstone is a timeline row in plain words; a custodian whose every shown record is
+    destroyed is drawn as "held N records, all destroyed", not as holding them."""
+    ended = lifecycle.tombstones(audited.engine)
+    erased = hexid(audited.world.records["erased"])
+    assert [(tombstone.record, tombstone.reason) for tombstone in ended] == [(erased, TombstoneReason.ERASURE)]
+    page = parse(render_audit_page(audited.lines, None, title=TITLE, period=(None, None), tombstones=ended))
+    [row] = page.iter("tr", "ended")
+    assert (row.attrs["data-ended-record"], row.attrs["data-reason"]) == (erased, "erasure")
+    assert "erased at the data subject's request" in row.text and f"block {ended[0].block}" in row.text
+    assert not list(page.iter("g", "ended"))  # health still holds other records
+
+    first = audited.lines[0]
+    gone = [lifecycle.Tombstone(first.record, first.subject or "", first.custodian or "", TombstoneReason.RETENTION,
+                                first.tx_hash, first.block + 1, int(first.time.timestamp()) + 1)]
+    only = [line for line in audited.lines if line.record == first.record]
+    [node] = parse(render_audit_page(only, None, title=TITLE, period=(None, None), tombstones=gone)).iter("g", "ended")
+    assert node.attrs["data-address"] == first.custodian and "held 1 record, all destroyed" in node.text

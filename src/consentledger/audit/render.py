@@ -21,10 +21,11 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from consentledger.audit.lifecycle import ConsentStanding
+from consentledger.audit.lifecycle import ConsentStanding, Tombstone
 from consentledger.audit.trace import RefusalLine, TraceLine
 from consentledger.audit.verify import VerifyReport
 from consentledger.errors import ConfigurationError
+from consentledger.types import TombstoneReason
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#882255", "#000000")
 """Okabe–Ito colours (distinguishable with colour-blindness), one per purpose in id order."""
@@ -35,6 +36,14 @@ _MIN_STROKE, _MAX_STROKE = 1.5, 14.0
 _LABEL_AT = (0.5, 0.28, 0.72)
 """Where along its curve each edge's label sits, cycling, so labels of crossing edges do not pile up."""
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+_ENDINGS = {
+    TombstoneReason.RETENTION: "destroyed: its retention period ended",
+    TombstoneReason.ERASURE: "erased at the data subject's request",
+    TombstoneReason.SUNSET: "destroyed: the purpose it was held for reached its sunset",
+    TombstoneReason.CUSTODIAN: "destroyed by its custodian",
+    TombstoneReason.SOURCE_DESTROYED: "destroyed because a record it was derived from was destroyed",
+}
+"""What a tombstone's reason means, as the timeline says it."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ def render_audit_page(
     refusals: Sequence[RefusalLine] = (),
     consents: Mapping[str, ConsentStanding] | None = None,
     filtered: bool = False,
+    tombstones: Sequence[Tombstone] = (),
 ) -> str:
     """Return the audit page for `lines` (accesses, oldest first) and `report` as one HTML document.
 
@@ -92,7 +102,9 @@ def render_audit_page(
     `?record=`, `?org=`, `?purpose=` relative to it (the `trace` filters), for a server that
     renders filtered pages; without it (a file) nothing links anywhere. `consents` (by id) gives each access's
     consent terms and state; without one the consent shows as its id. A jump in a record's seq shows as a row
-    of its own: "not on this page" when `filtered`, "missing" otherwise.
+    of its own: "not on this page" when `filtered`, "missing" otherwise. `tombstones` (erasures, sunsets,
+    retention ends) appear in the timeline in chain order, and a custodian all of whose records on the page are
+    destroyed is drawn as having held them.
     """
     style, script = _asset("audit.css"), _asset("audit.js")
     csp = content_security_policy(served=base_href is not None)
@@ -116,9 +128,10 @@ def render_audit_page(
         "<h2>Data flow</h2>",
         '<p class="muted">Custodians (left) to requesters (right); line width grows with the number of accesses, '
         "colour shows the purpose.</p>",
-        flow_svg(lines),
+        flow_svg(lines, tombstones),
         "</section>",
-        _timeline(lines, report, links=links, consents=consents or {}, filtered=filtered),
+        _timeline(lines, report, links=links, consents=consents or {}, filtered=filtered,
+                  tombstones=tombstones),
         _refusals(refusals, links=links),
         f"<script>{script}</script>",
         "</body>",
@@ -139,9 +152,17 @@ def content_security_policy(*, served: bool) -> str:
     )
 
 
-def flow_svg(lines: Sequence[TraceLine]) -> str:
-    """Return the data-flow graph as an inline `<svg>`: organisations in two columns, one path per edge."""
+def flow_svg(lines: Sequence[TraceLine], tombstones: Sequence[Tombstone] = ()) -> str:
+    """Return the data-flow graph as an inline `<svg>`: organisations in two columns, one path per edge.
+
+    A custodian whose every record among `lines` has a tombstone shows "held N records, all destroyed".
+    """
     edges = flow_edges(lines)
+    destroyed = {tombstone.record for tombstone in tombstones}
+    held: dict[str, set[str]] = {}
+    for line in lines:
+        held.setdefault(line.custodian or "", set()).add(line.record)
+    gone = {custodian: len(records) for custodian, records in held.items() if records <= destroyed}
     colours = _purpose_colours(lines)
     names = _names(lines)
     custodians = _column(edges, lambda e: e.custodian)
@@ -155,7 +176,7 @@ def flow_svg(lines: Sequence[TraceLine]) -> str:
         f'<svg class="flow" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_WIDTH} {height}" '
         f'width="{_WIDTH}" height="{height}" role="img" aria-labelledby="flow-title">',
         '<title id="flow-title">Accesses from custodians to requesters, by purpose</title>',
-        f'<text class="column-title" x="{_LEFT_X}" y="24">Custodians (hold the records)</text>',
+        f'<text class="column-title" x="{_LEFT_X}" y="24">Custodians (hold or held the records)</text>',
         f'<text class="column-title" x="{_RIGHT_X}" y="24">Requesters (accessed them)</text>',
     ]
     if not edges:
@@ -189,12 +210,17 @@ def flow_svg(lines: Sequence[TraceLine]) -> str:
     for side, column, ys, x in (("custodian", custodians, left_y, _LEFT_X), ("requester", requesters, right_y,
                                                                               _RIGHT_X)):
         for address, y in zip(column, ys, strict=True):
+            ended = gone.get(address) if side == "custodian" else None
+            note = f"held {_plural(ended, 'record', 'records')}, all destroyed" if ended else ""
+            label = (f'<text x="{x + 10}" y="{y - 3:.1f}">{_e(_clip(names.org(address), 30))}</text>'
+                     f'<text class="ended" x="{x + 10}" y="{y + 12:.1f}">{_e(note)}</text>' if note else
+                     f'<text x="{x + 10}" y="{y + 4.5:.1f}">{_e(_clip(names.org(address), 30))}</text>')
             parts.append(
-                f'<g class="node {side}" data-address="{_e(address)}">'
-                f"<title>{_e(names.org(address))} {_e(address or 'unknown custodian')}</title>"
+                f'<g class="node {side}{" ended" if note else ""}" data-address="{_e(address)}">'
+                f"<title>{_e(names.org(address))} {_e(address or 'unknown custodian')}"
+                f"{_e(': ' + note) if note else ''}</title>"
                 f'<rect x="{x}" y="{y - _NODE_H / 2:.1f}" width="{_NODE_W}" height="{_NODE_H}" rx="6"/>'
-                f'<text x="{x + 10}" y="{y + 4.5:.1f}">{_e(_clip(names.org(address), 30))}</text>'
-                "</g>"
+                f"{label}</g>"
             )
     parts.append(f'<g class="legend"><text class="column-title" x="{_LEFT_X}" y="{legend_top + 8}">Purposes</text>')
     uses = Counter(line.purpose for line in lines)
@@ -281,7 +307,7 @@ def _verification(report: VerifyReport | None) -> str:
 
 def _timeline(
     lines: Sequence[TraceLine], report: VerifyReport | None, *, links: bool,
-    consents: Mapping[str, ConsentStanding], filtered: bool,
+    consents: Mapping[str, ConsentStanding], filtered: bool, tombstones: Sequence[Tombstone] = (),
 ) -> str:
     names = _names(lines)
     flagged = {(d.record, d.seq) for d in report.discrepancies} if report else set()
@@ -291,7 +317,10 @@ def _timeline(
     )
     rows = []
     next_seq: dict[str, int] = {}
+    endings = sorted(tombstones, key=lambda tombstone: tombstone.block)
     for line in lines:
+        while endings and endings[0].block < line.block:
+            rows.append(_ending_row(endings.pop(0), names))
         expected = next_seq.get(line.record, 1)
         next_seq[line.record] = line.seq + 1
         if line.seq > expected:
@@ -332,6 +361,7 @@ def _timeline(
             )
             + "</tr>"
         )
+    rows.extend(_ending_row(tombstone, names) for tombstone in endings)
     return "\n".join([
         '<section id="timeline">',
         "<h2>Accesses</h2>",
@@ -349,6 +379,18 @@ def _timeline(
         "</tbody></table>",
         "</section>",
     ])
+
+
+def _ending_row(tombstone: Tombstone, names: _Names) -> str:
+    when = datetime.fromtimestamp(tombstone.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return (f'<tr class="ended" data-ended-record="{_e(tombstone.record)}" '
+            f'data-reason="{_e(tombstone.reason.name.lower())}" data-tx="{_e(tombstone.tx_hash)}">'
+            f"<td>{_e(when)}</td><td colspan=\"12\">Record <span class=\"mono\" title=\"{_e(tombstone.record)}\">"
+            f"{_e(_short(tombstone.record))}</span> of data subject <span class=\"mono\" "
+            f'title="{_e(tombstone.subject)}">{_e(_short(tombstone.subject))}</span>, held by '
+            f"{_e(names.org(tombstone.custodian))}, {_e(_ENDINGS.get(tombstone.reason, 'destroyed'))} "
+            f'(tx <span class="mono" title="{_e(tombstone.tx_hash)}">{_e(_short(tombstone.tx_hash))}</span>, '
+            f"block {tombstone.block})</td></tr>")
 
 
 def _gap_row(record: str, first: int, last: int, *, filtered: bool) -> str:

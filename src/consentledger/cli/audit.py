@@ -193,7 +193,7 @@ def report_command(
     Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
     """
     from consentledger.audit import refusals, trace, verify
-    from consentledger.audit.lifecycle import consent_standings
+    from consentledger.audit.lifecycle import consent_standings, tombstones
     from consentledger.audit.render import print_pdf, render_audit_page, summary
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
@@ -204,7 +204,8 @@ def report_command(
     title = f"Your data ({subject}): who accessed it, when and why" if subject else "Audit report: who accessed what"
     consents = consent_standings(engine, {line.consent for line in lines if line.consent}, int(time.time()))
     page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)), refusals=refused,
-                             consents=consents, filtered=any(f is not None for f in (subject, start, end)))
+                             consents=consents, filtered=any(f is not None for f in (subject, start, end)),
+                             tombstones=tombstones(engine, subject=subject))
     out.write_text(page, encoding="utf-8")
     os.chmod(out, 0o644)
     typer.echo(str(out))

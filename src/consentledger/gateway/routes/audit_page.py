@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from consentledger.audit import TraceLine, VerifyReport, refusals, trace, verify
 from consentledger.audit.checks import Discrepancy, DiscrepancyKind
 from consentledger.audit.filter_errors import filter_problems, render_filter_error_page
-from consentledger.audit.lifecycle import consent_standings
+from consentledger.audit.lifecycle import consent_standings, tombstones
 from consentledger.audit.render import content_security_policy, render_audit_page
 from consentledger.chain.history import fold
 from consentledger.errors import AuthenticationError, AuthorizationError
@@ -121,6 +121,9 @@ def audit_page(
                       since=since, until=until, limit=PAGE_LIMIT)
         refused = refusals(gw.store.engine, subject=shown_subject, record=record, org=org, purpose=purpose,
                            since=since, until=until, limit=PAGE_LIMIT)
+        narrowed = any(f is not None for f in (record, org, purpose, since, until))
+        shown = {line.record for line in lines} | ({"0x" + record.lower().removeprefix("0x")} if record else set())
+        ended = tombstones(gw.store.engine, subject=shown_subject, records=shown if narrowed else None)
         consents = consent_standings(gw.store.engine, {line.consent for line in lines if line.consent},
                                      int(datetime.now(UTC).timestamp()))
         if session.view is PageView.AUDIT:
@@ -129,8 +132,8 @@ def audit_page(
             report = _own_records_checked(gw, session.viewer, block)
     page = render_audit_page(
         lines, report, title=_title(session, block), period=(_moment(since), _moment(until)),
-        base_href=request.url.path, refusals=refused, consents=consents,
-        filtered=any(f is not None for f in (subject, record, org, purpose, since, until)),
+        base_href=request.url.path, refusals=refused, consents=consents, tombstones=ended,
+        filtered=narrowed or subject is not None,
     )
     # The header repeats the page's policy and adds what a <meta> policy cannot say: never inside a frame.
     csp = content_security_policy(served=True) + "; frame-ancestors 'none'"
