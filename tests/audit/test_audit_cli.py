@@ -7,8 +7,11 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,69 @@ def test_verify_exits_1_listing_one_line_per_discrepancy(world: World, workdir: 
         "seq_gap", "head_mismatch", "entry_hash_mismatch", "wrong_purpose",
     }
     assert "discrepancies" in result.stderr
+
+
+def _page_rows(page: str) -> dict[tuple[str, str], tuple[str, set[str]]]:
+    """Return each access row of a report page by (record, seq): its visible text and its title attributes."""
+
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rows: dict[tuple[str, str], tuple[list[str], set[str]]] = {}
+            self.current: tuple[list[str], set[str]] | None = None
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            named = dict(attrs)
+            if tag == "tr" and named.get("data-seq"):
+                self.current = ([], set())
+                self.rows[(str(named["data-record"]), str(named["data-seq"]))] = self.current
+            elif self.current is not None and named.get("title"):
+                self.current[1].add(str(named["title"]))
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag == "tr":
+                self.current = None
+            elif tag == "td" and self.current is not None:
+                self.current[0].append(" | ")
+
+        def handle_data(self, data: str) -> None:
+            if self.current is not None:
+                self.current[0].append(data)
+
+    parser = Rows()
+    parser.feed(page)
+    return {key: ("".join(text), titles) for key, (text, titles) in parser.rows.items()}
+
+
+def test_the_report_page_shows_every_fact_of_the_trace_csv(world: World, workdir: Path) -> None:
+    """For each row of `audit trace --csv`, the page's row for that record and seq shows every column's value."""
+    rpc = ("--rpc", world.rpc_url)
+    assert (indexed := run_cli("index", *rpc, cwd=workdir)).returncode == 0, indexed.stderr
+    as_csv = run_cli("audit", "trace", "--csv", "--limit", "5000", "--no-sync", cwd=workdir)
+    assert as_csv.returncode == 0, as_csv.stderr
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    made = run_cli("audit", "report", "--out", str(workdir / "page.html"), *rpc, cwd=workdir)
+    assert made.returncode == 0, made.stderr
+    page_rows = _page_rows((workdir / "page.html").read_text(encoding="utf-8"))
+
+    assert rows and len(page_rows) == len(rows)
+    states = set()
+    for row in rows:
+        text, titles = page_rows[(row["record"], row["seq"])]
+        cells = [cell.strip() for cell in text.split(" | ")]
+        moment = datetime.fromisoformat(row["time"])
+        assert moment == datetime.fromtimestamp(int(row["timestamp"]), UTC)
+        assert cells[0] == moment.strftime("%Y-%m-%d %H:%M:%S") and cells[1] == row["seq"]
+        assert cells[9] == ("identified" if row["identified"] == "True" else "withheld")
+        assert row["block"] == cells[12] and f"· log {row['log_index']}" in cells[11]
+        for shown_in_full in ("record", "subject", "actor", "consent", "tx_hash", "custodian", "requester"):
+            assert not row[shown_in_full] or row[shown_in_full] in titles, (shown_in_full, row)
+        for name, number, cell in (("category_name", "category", 4), ("purpose_name", "purpose", 8)):
+            assert f"{row[name]} ({row[number]})" in cells[cell] if row[name] else row[number] in cells[cell]
+        for name, cell in (("custodian_name", 5), ("requester_name", 6)):
+            assert not row[name] or cells[cell] == row[name], (name, row)
+        terms = re.fullmatch(r".+ (live|revoked|expired|exhausted): .+ \(\d+\), .+, until .+ UTC, \d+ of \d+ uses, "
+                             r"(identified|not identified)", cells[10])
+        assert (terms or "source consents, combined" in cells[10]) if row["consent"] else cells[10].startswith("none")
+        states |= {terms.group(1)} if terms else set()
+    assert {"live", "revoked"} <= states  # the world revokes one consent after using it

@@ -17,10 +17,11 @@ from sqlalchemy import Engine, delete
 
 from consentledger import audit
 from consentledger import governance as gov
+from consentledger.audit import lifecycle
 from consentledger.audit import tables as t
 from consentledger.audit.render import flow_edges, render_audit_page
 from consentledger.store import make_engine
-from consentledger.types import Role
+from consentledger.types import Role, TombstoneReason
 
 from .test_audit_cli import run_cli
 from .world import ANALYST, EPIDEMIC, REFUSED, RESEARCH, STATS, World, hexid
@@ -144,9 +145,9 @@ def edges(page: str) -> list[Element]:
 
 
 def access_rows(tree: Element) -> list[Element]:
-    """Return the rows of the page's access timeline."""
+    """Return the access rows of the page's timeline (not the rows marking seq jumps or destroyed records)."""
     [table] = [e for e in tree.iter("table") if e.attrs.get("id") == "accesses"]
-    return list(table.one("tbody").iter("tr"))
+    return [row for row in table.one("tbody").iter("tr") if "data-seq" in row.attrs]
 
 
 def refused_rows(tree: Element) -> list[Element]:
@@ -257,14 +258,16 @@ def test_the_header_shows_period_counts_and_a_clean_verification(audited: Audite
 
 
 def test_a_planted_discrepancy_is_listed_and_its_access_flagged(audited: Audited, sqlite_engine: Engine) -> None:
-    """Deleting lab-alice's access 2 shows a seq gap and a head mismatch, and flags the row of access 3."""
+    """Deleting lab-alice's access 2 shows a seq gap and a head mismatch, flags the row of access 3, and marks the
+    jump in the timeline ("missing"; on a filtered page "not on this page")."""
     w = audited.world
     audit.Indexer(sqlite_engine, w.ledger()).sync()
     lab = hexid(w.records["lab-alice"])
     with sqlite_engine.begin() as conn:
         conn.execute(delete(t.accesses).where(t.accesses.c.record == lab, t.accesses.c.seq == 2))
     report = audit.verify(sqlite_engine, w.ledger())
-    page = parse(render_audit_page(audit.trace(sqlite_engine), report, title=TITLE, period=(None, None)))
+    lines = audit.trace(sqlite_engine)
+    page = parse(render_audit_page(lines, report, title=TITLE, period=(None, None)))
     verdict = page.one("section", "verification")
     assert "bad" in verdict.attrs["class"] and "2 discrepancies found." in verdict.text
     assert [r.attrs["data-kind"] for r in verdict.iter("tr", "discrepancy")] == [
@@ -273,6 +276,15 @@ def test_a_planted_discrepancy_is_listed_and_its_access_flagged(audited: Audited
     assert "missing" in verdict.text and lab in verdict.text
     flagged = list(page.iter("tr", "flagged"))
     assert [(r.attrs["data-record"], r.attrs["data-seq"]) for r in flagged] == [(lab, "3")]
+    [gap] = page.iter("tr", "gap")
+    assert (gap.attrs["data-gap-record"], gap.attrs["data-gap-first"], gap.attrs["data-gap-last"]) == (lab, "2", "2")
+    assert gap.text.startswith("seq 2 of record ") and "missing" in gap.text
+    [accesses] = [table for table in page.iter("table") if table.attrs.get("id") == "accesses"]
+    timeline = [r.attrs.get("data-seq") or "gap" for r in accesses.iter("tr")
+                if lab in (r.attrs.get("data-record"), r.attrs.get("data-gap-record"))]
+    assert timeline == ["1", "gap", "3"]
+    filtered = parse(render_audit_page(lines, report, title=TITLE, period=(None, None), filtered=True))
+    assert "not on this page (filtered out)" in next(filtered.iter("tr", "gap")).text
 
 
 def test_markup_in_names_from_the_chain_is_shown_as_text(audited: Audited) -> None:
@@ -431,3 +443,23 @@ def test_the_page_filters_rows_in_headless_chromium_without_network(audited: Aud
             browser.close()
     assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
     assert outside == [] and problems == []
+
+
+def test_erasures_appear_in_the_timeline_and_a_custodian_with_nothing_left_shows_it(audited: Audited) -> None:
+    """The erased record's tombstone is a timeline row in plain words; a custodian whose every shown record is
+    destroyed is drawn as "held N records, all destroyed", not as holding them."""
+    ended = lifecycle.tombstones(audited.engine)
+    erased = hexid(audited.world.records["erased"])
+    assert [(tombstone.record, tombstone.reason) for tombstone in ended] == [(erased, TombstoneReason.ERASURE)]
+    page = parse(render_audit_page(audited.lines, None, title=TITLE, period=(None, None), tombstones=ended))
+    [row] = page.iter("tr", "ended")
+    assert (row.attrs["data-ended-record"], row.attrs["data-reason"]) == (erased, "erasure")
+    assert "erased at the data subject's request" in row.text and f"block {ended[0].block}" in row.text
+    assert not list(page.iter("g", "ended"))  # health still holds other records
+
+    first = audited.lines[0]
+    gone = [lifecycle.Tombstone(first.record, first.subject or "", first.custodian or "", TombstoneReason.RETENTION,
+                                first.tx_hash, first.block + 1, int(first.time.timestamp()) + 1)]
+    only = [line for line in audited.lines if line.record == first.record]
+    [node] = parse(render_audit_page(only, None, title=TITLE, period=(None, None), tombstones=gone)).iter("g", "ended")
+    assert node.attrs["data-address"] == first.custodian and "held 1 record, all destroyed" in node.text

@@ -101,6 +101,10 @@ def test_the_auditor_page_shows_every_access_with_graph_verdict_and_strict_heade
     page = response.text
     assert {audited.lab, audited.stats, audited.contact} <= shown_records(page)
     assert 'class="edge"' in page and "Verified: no discrepancies." in page
+    assert all(f"<th>{column}</th>" in page for column in ("seq", "identifying fields", "consent (terms, state)"))
+    lab_rows = [row for row in page.split("<tr ")[1:] if f'data-record="{audited.lab}"' in row and "data-seq=" in row]
+    assert [row.split('data-seq="', 1)[1].split('"', 1)[0] for row in lab_rows] == ["1", "2"]
+    assert all('<span class="consent" data-state="' in row and " uses, " in row for row in lab_rows)
     inspector = audited.inspector.address
     assert [row for row in refused_rows(page) if row[1] == inspector] == [
         (audited.lab, inspector, REFUSED_RULES[0]), (audited.contact, inspector, REFUSED_RULES[1]),
@@ -114,7 +118,7 @@ def test_the_auditor_page_shows_every_access_with_graph_verdict_and_strict_heade
 def test_server_side_filters_narrow_the_auditor_page(
     consortium: Consortium, audited: Audited, auditor_page: httpx.Client
 ) -> None:
-    """`?subject=`, `?record=` and `?org=` are applied by the gateway; a bad filter answers 422."""
+    """`?subject=`, `?record=` and `?org=` are applied by the gateway; the API answers a bad one 422 in JSON."""
     url = consortium.health.url + "/audit"
     assert shown_records(auditor_page.get(url, params={"subject": audited.bob.address}).text) == {audited.contact}
     assert shown_records(auditor_page.get(url, params={"record": audited.lab}).text) == {audited.lab}
@@ -127,7 +131,24 @@ def test_server_side_filters_narrow_the_auditor_page(
     by_police_refused = refused_rows(auditor_page.get(url, params={"org": consortium.police.address}).text)
     assert not {record for record, *_ in by_police_refused} & {audited.lab, audited.contact}
     assert {requester for _, requester, _ in by_police_refused} <= {consortium.police.address}
-    expect(auditor_page.get(url, params={"org": "police"}), 422, "invalid_request")
+    expect(signed(consortium.health, audited.auditor.key, "GET", "/v1/audit/accesses?org=police"),
+           422, "invalid_request")
+
+
+def test_a_bad_filter_on_the_page_answers_a_readable_html_page(
+    consortium: Consortium, auditor_page: httpx.Client
+) -> None:
+    """`?since=2026-12-01` and `?org=police` answer 422 with an HTML sentence each naming the filter and its form."""
+    response = auditor_page.get(consortium.health.url + "/audit", params={"since": "2026-12-01", "org": "police"})
+
+    assert response.status_code == 422 and response.headers["content-type"].startswith("text/html")
+    assert response.headers["cache-control"] == "no-store" and response.headers["x-frame-options"] == "DENY"
+    errors = response.text.split('<ul id="filter-errors">', 1)[1].split("</ul>", 1)[0]
+    assert errors.count("<li>") == 2
+    assert ("The filter “since” must be a moment in Unix seconds, a whole number such as 1764547200; "
+            "it was “2026-12-01”. For 2026-12-01 (UTC) use since=1796083200.") in errors
+    assert "The filter “org” must be an organisation&#x27;s address: 0x followed by 40 hexadecimal digits; " \
+        "it was “police”." in errors
 
 
 def test_a_subject_page_shows_only_the_subjects_own_records(consortium: Consortium, audited: Audited) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from consentledger.audit import tables as t
 from consentledger.consent import Consent
@@ -111,3 +111,35 @@ def _terms(row: Any) -> Consent:
         record=bytes.fromhex(str(row["record"]).removeprefix("0x")), identified=bool(row["identified"]),
         nonce=int(row["nonce"]),
     )
+
+
+@dataclass(frozen=True)
+class ConsentStanding:
+    """A consent's terms as the index holds them, the accesses made under it, and its state at a block time."""
+
+    id: str
+    consent: Consent
+    uses: int
+    revoked_at: int | None
+    state: str
+    """"live", "revoked", "expired" or "exhausted" (every use spent)."""
+
+
+def consent_standings(engine: Engine, consent_ids: Iterable[str], now: int) -> dict[str, ConsentStanding]:
+    """Return each given (granted) consent's terms, uses so far and state at block time `now`, by id."""
+    ids = sorted({i.lower() for i in consent_ids})
+    if not ids:
+        return {}
+    c, a = t.consents.c, t.accesses.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.consents).where(c.id.in_(ids), c.granted_block.is_not(None))).mappings().all()
+        uses = {row.consent: int(row.n) for row in conn.execute(
+            select(a.consent, func.count().label("n")).where(a.consent.in_(ids)).group_by(a.consent))}
+    standings = {}
+    for row in rows:
+        terms, used = _terms(row), uses.get(row["id"], 0)
+        revoked_at = int(row["revoked_at"] or 0) if row["revoked_block"] is not None else None
+        state = ("revoked" if revoked_at is not None else "expired" if terms.valid_until < now
+                 else "exhausted" if used >= terms.max_uses else "live")
+        standings[row["id"]] = ConsentStanding(row["id"], terms, used, revoked_at, state)
+    return standings

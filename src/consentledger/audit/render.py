@@ -14,16 +14,18 @@ import shutil
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from consentledger.audit.lifecycle import ConsentStanding, Tombstone
 from consentledger.audit.trace import RefusalLine, TraceLine
 from consentledger.audit.verify import VerifyReport
 from consentledger.errors import ConfigurationError
+from consentledger.types import TombstoneReason
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#882255", "#000000")
 """Okabe–Ito colours (distinguishable with colour-blindness), one per purpose in id order."""
@@ -34,6 +36,14 @@ _MIN_STROKE, _MAX_STROKE = 1.5, 14.0
 _LABEL_AT = (0.5, 0.28, 0.72)
 """Where along its curve each edge's label sits, cycling, so labels of crossing edges do not pile up."""
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+_ENDINGS = {
+    TombstoneReason.RETENTION: "destroyed: its retention period ended",
+    TombstoneReason.ERASURE: "erased at the data subject's request",
+    TombstoneReason.SUNSET: "destroyed: the purpose it was held for reached its sunset",
+    TombstoneReason.CUSTODIAN: "destroyed by its custodian",
+    TombstoneReason.SOURCE_DESTROYED: "destroyed because a record it was derived from was destroyed",
+}
+"""What a tombstone's reason means, as the timeline says it."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,9 @@ def render_audit_page(
     period: tuple[datetime | None, datetime | None],
     base_href: str | None = None,
     refusals: Sequence[RefusalLine] = (),
+    consents: Mapping[str, ConsentStanding] | None = None,
+    filtered: bool = False,
+    tombstones: Sequence[Tombstone] = (),
 ) -> str:
     """Return the audit page for `lines` (accesses, oldest first) and `report` as one HTML document.
 
@@ -87,7 +100,11 @@ def render_audit_page(
     the ledger refused. `period` is what the lines were selected for, shown in the header (None: open-ended). With
     `base_href` the page gets a `<base>` and links each record, organisation and purpose to
     `?record=`, `?org=`, `?purpose=` relative to it (the `trace` filters), for a server that
-    renders filtered pages; without it (a file) nothing links anywhere.
+    renders filtered pages; without it (a file) nothing links anywhere. `consents` (by id) gives each access's
+    consent terms and state; without one the consent shows as its id. A jump in a record's seq shows as a row
+    of its own: "not on this page" when `filtered`, "missing" otherwise. `tombstones` (erasures, sunsets,
+    retention ends) appear in the timeline in chain order, and a custodian all of whose records on the page are
+    destroyed is drawn as having held them.
     """
     style, script = _asset("audit.css"), _asset("audit.js")
     csp = content_security_policy(served=base_href is not None)
@@ -111,9 +128,10 @@ def render_audit_page(
         "<h2>Data flow</h2>",
         '<p class="muted">Custodians (left) to requesters (right); line width grows with the number of accesses, '
         "colour shows the purpose.</p>",
-        flow_svg(lines),
+        flow_svg(lines, tombstones),
         "</section>",
-        _timeline(lines, report, links=links),
+        _timeline(lines, report, links=links, consents=consents or {}, filtered=filtered,
+                  tombstones=tombstones),
         _refusals(refusals, links=links),
         f"<script>{script}</script>",
         "</body>",
@@ -134,9 +152,17 @@ def content_security_policy(*, served: bool) -> str:
     )
 
 
-def flow_svg(lines: Sequence[TraceLine]) -> str:
-    """Return the data-flow graph as an inline `<svg>`: organisations in two columns, one path per edge."""
+def flow_svg(lines: Sequence[TraceLine], tombstones: Sequence[Tombstone] = ()) -> str:
+    """Return the data-flow graph as an inline `<svg>`: organisations in two columns, one path per edge.
+
+    A custodian whose every record among `lines` has a tombstone shows "held N records, all destroyed".
+    """
     edges = flow_edges(lines)
+    destroyed = {tombstone.record for tombstone in tombstones}
+    held: dict[str, set[str]] = {}
+    for line in lines:
+        held.setdefault(line.custodian or "", set()).add(line.record)
+    gone = {custodian: len(records) for custodian, records in held.items() if records <= destroyed}
     colours = _purpose_colours(lines)
     names = _names(lines)
     custodians = _column(edges, lambda e: e.custodian)
@@ -150,7 +176,7 @@ def flow_svg(lines: Sequence[TraceLine]) -> str:
         f'<svg class="flow" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_WIDTH} {height}" '
         f'width="{_WIDTH}" height="{height}" role="img" aria-labelledby="flow-title">',
         '<title id="flow-title">Accesses from custodians to requesters, by purpose</title>',
-        f'<text class="column-title" x="{_LEFT_X}" y="24">Custodians (hold the records)</text>',
+        f'<text class="column-title" x="{_LEFT_X}" y="24">Custodians (hold or held the records)</text>',
         f'<text class="column-title" x="{_RIGHT_X}" y="24">Requesters (accessed them)</text>',
     ]
     if not edges:
@@ -184,12 +210,17 @@ def flow_svg(lines: Sequence[TraceLine]) -> str:
     for side, column, ys, x in (("custodian", custodians, left_y, _LEFT_X), ("requester", requesters, right_y,
                                                                               _RIGHT_X)):
         for address, y in zip(column, ys, strict=True):
+            ended = gone.get(address) if side == "custodian" else None
+            note = f"held {_plural(ended, 'record', 'records')}, all destroyed" if ended else ""
+            label = (f'<text x="{x + 10}" y="{y - 3:.1f}">{_e(_clip(names.org(address), 30))}</text>'
+                     f'<text class="ended" x="{x + 10}" y="{y + 12:.1f}">{_e(note)}</text>' if note else
+                     f'<text x="{x + 10}" y="{y + 4.5:.1f}">{_e(_clip(names.org(address), 30))}</text>')
             parts.append(
-                f'<g class="node {side}" data-address="{_e(address)}">'
-                f"<title>{_e(names.org(address))} {_e(address or 'unknown custodian')}</title>"
+                f'<g class="node {side}{" ended" if note else ""}" data-address="{_e(address)}">'
+                f"<title>{_e(names.org(address))} {_e(address or 'unknown custodian')}"
+                f"{_e(': ' + note) if note else ''}</title>"
                 f'<rect x="{x}" y="{y - _NODE_H / 2:.1f}" width="{_NODE_W}" height="{_NODE_H}" rx="6"/>'
-                f'<text x="{x + 10}" y="{y + 4.5:.1f}">{_e(_clip(names.org(address), 30))}</text>'
-                "</g>"
+                f"{label}</g>"
             )
     parts.append(f'<g class="legend"><text class="column-title" x="{_LEFT_X}" y="{legend_top + 8}">Purposes</text>')
     uses = Counter(line.purpose for line in lines)
@@ -274,7 +305,10 @@ def _verification(report: VerifyReport | None) -> str:
     )
 
 
-def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links: bool) -> str:
+def _timeline(
+    lines: Sequence[TraceLine], report: VerifyReport | None, *, links: bool,
+    consents: Mapping[str, ConsentStanding], filtered: bool, tombstones: Sequence[Tombstone] = (),
+) -> str:
     names = _names(lines)
     flagged = {(d.record, d.seq) for d in report.discrepancies} if report else set()
     flagged_tx = {d.tx_hash for d in report.discrepancies if d.tx_hash} if report else set()
@@ -282,21 +316,32 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
         f'<option value="{purpose}">{_e(name)} ({purpose})</option>' for purpose, name in sorted(names.purposes.items())
     )
     rows = []
+    next_seq: dict[str, int] = {}
+    endings = sorted(tombstones, key=lambda tombstone: tombstone.block)
     for line in lines:
+        while endings and endings[0].block < line.block:
+            rows.append(_ending_row(endings.pop(0), names))
+        expected = next_seq.get(line.record, 1)
+        next_seq[line.record] = line.seq + 1
+        if line.seq > expected:
+            rows.append(_gap_row(line.record, expected, line.seq - 1, filtered=filtered))
         bad = (line.record, line.seq) in flagged or line.tx_hash in flagged_tx
         category = f"{line.category_name} ({line.category})" if line.category_name else str(line.category or "-")
         purpose = names.purposes.get(line.purpose, str(line.purpose))
         record_text = " ".join(str(v) for v in (line.record, line.category_name, line.subject) if v).lower()
         cells = [
             _e(line.time.strftime("%Y-%m-%d %H:%M:%S")),
+            str(line.seq),
             _link(f"?record={line.record}", _short(line.record), line.record, links),
+            f'<span title="{_e(line.subject)}">{_e(_short(line.subject))}</span>' if line.subject else "-",
             _e(category),
             _link(f"?org={line.custodian}", names.org(line.custodian or ""), line.custodian or "", links),
             _link(f"?org={line.requester}", names.org(line.requester), line.requester, links),
             f'<span title="{_e(line.actor)}">{_e(_short(line.actor))}</span>' if line.actor else "organisation",
             _link(f"?purpose={line.purpose}", f"{purpose} ({line.purpose})", str(line.purpose), links),
-            f'<span title="{_e(line.consent)}">{_e(_short(line.consent))}</span>' if line.consent else "-",
-            f'<span title="{_e(line.tx_hash)}">{_e(_short(line.tx_hash))}</span>',
+            "identified" if line.identified else "withheld",
+            _consent_cell(line.consent, consents, names.purposes),
+            f'<span title="{_e(line.tx_hash)}">{_e(_short(line.tx_hash))}</span> · log {line.log_index}',
             str(line.block),
         ]
         classes = ' class="flagged"' if bad else ""
@@ -305,15 +350,18 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
             f'data-seq="{line.seq}" data-category="{_e(line.category if line.category is not None else "")}" '
             f'data-custodian="{_e(line.custodian or "")}" data-requester="{_e(line.requester)}" '
             f'data-actor="{_e(line.actor or "")}" data-purpose="{line.purpose}" '
+            f'data-subject="{_e(line.subject or "")}" data-identified="{str(line.identified).lower()}" '
+            f'data-log-index="{line.log_index}" '
             f'data-consent="{_e(line.consent or "")}" data-tx="{_e(line.tx_hash)}" '
             f'data-block="{line.block}" data-search-requester="{_e(names.search(line.requester))}" '
             f'data-search-record="{_e(record_text)}">'
             + "".join(
-                f'<td class="mono">{cell}</td>' if column in (1, 5, 7, 8) else f"<td>{cell}</td>"
+                f'<td class="mono">{cell}</td>' if column in (2, 3, 7, 11) else f"<td>{cell}</td>"
                 for column, cell in enumerate(cells)
             )
             + "</tr>"
         )
+    rows.extend(_ending_row(tombstone, names) for tombstone in endings)
     return "\n".join([
         '<section id="timeline">',
         "<h2>Accesses</h2>",
@@ -323,13 +371,51 @@ def _timeline(lines: Sequence[TraceLine], report: VerifyReport | None, *, links:
         '<label>Record <input id="filter-record" type="search" placeholder="record id, category or subject"></label>',
         f'<span id="shown" class="shown muted">{len(lines)} of {len(lines)} accesses shown</span>',
         "</div>",
-        '<table id="accesses"><thead><tr><th>time (UTC)</th><th>record</th><th>category</th><th>custodian</th>'
-        "<th>requester</th><th>actor</th><th>purpose</th><th>consent</th><th>tx</th><th>block</th></tr></thead>",
+        '<table id="accesses"><thead><tr><th>time (UTC)</th><th>seq</th><th>record</th><th>subject</th>'
+        "<th>category</th><th>custodian</th><th>requester</th><th>actor</th><th>purpose</th>"
+        "<th>identifying fields</th><th>consent (terms, state)</th><th>tx</th><th>block</th></tr></thead>",
         "<tbody>",
         *rows,
         "</tbody></table>",
         "</section>",
     ])
+
+
+def _ending_row(tombstone: Tombstone, names: _Names) -> str:
+    when = datetime.fromtimestamp(tombstone.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return (f'<tr class="ended" data-ended-record="{_e(tombstone.record)}" '
+            f'data-reason="{_e(tombstone.reason.name.lower())}" data-tx="{_e(tombstone.tx_hash)}">'
+            f"<td>{_e(when)}</td><td colspan=\"12\">Record <span class=\"mono\" title=\"{_e(tombstone.record)}\">"
+            f"{_e(_short(tombstone.record))}</span> of data subject <span class=\"mono\" "
+            f'title="{_e(tombstone.subject)}">{_e(_short(tombstone.subject))}</span>, held by '
+            f"{_e(names.org(tombstone.custodian))}, {_e(_ENDINGS.get(tombstone.reason, 'destroyed'))} "
+            f'(tx <span class="mono" title="{_e(tombstone.tx_hash)}">{_e(_short(tombstone.tx_hash))}</span>, '
+            f"block {tombstone.block})</td></tr>")
+
+
+def _gap_row(record: str, first: int, last: int, *, filtered: bool) -> str:
+    seqs = f"seq {first}" if first == last else f"seq {first}–{last}"
+    why = "not on this page (filtered out)" if filtered else "missing: the chain numbered accesses this page lacks"
+    return (f'<tr class="gap" data-gap-record="{_e(record)}" data-gap-first="{first}" data-gap-last="{last}">'
+            f'<td colspan="13">{_e(seqs)} of record <span class="mono" title="{_e(record)}">{_e(_short(record))}'
+            f"</span> {_e(why)}</td></tr>")
+
+
+def _consent_cell(consent: str | None, consents: Mapping[str, ConsentStanding], purposes: Mapping[int, str]) -> str:
+    if not consent:
+        return "none (open category)"
+    standing = consents.get(consent)
+    ident = f'<span title="{_e(consent)}">{_e(_short(consent))}</span>'
+    if standing is None:  # a derived record's access names the combination of its sources' consents
+        return f"{ident} (no single consent: a derived record's source consents, combined)"
+    terms = standing.consent
+    scope = ("every record of category " + str(terms.category) if not any(terms.record)
+             else "record " + _short("0x" + terms.record.hex()))
+    until = datetime.fromtimestamp(terms.valid_until, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    text = (f"{ident} <b>{_e(standing.state)}</b>: {_e(purposes.get(terms.purpose, str(terms.purpose)))} "
+            f"({terms.purpose}), {_e(scope)}, until {_e(until)} UTC, {standing.uses} of {terms.max_uses} uses, "
+            f"{'identified' if terms.identified else 'not identified'}")
+    return f'<span class="consent" data-state="{_e(standing.state)}">{text}</span>'
 
 
 def _refusals(refusals: Sequence[RefusalLine], *, links: bool) -> str:

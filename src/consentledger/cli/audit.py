@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -192,6 +193,7 @@ def report_command(
     Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
     """
     from consentledger.audit import refusals, trace, verify
+    from consentledger.audit.lifecycle import consent_standings, tombstones
     from consentledger.audit.render import print_pdf, render_audit_page, summary
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
@@ -200,7 +202,10 @@ def report_command(
     refused = refusals(engine, subject=subject, since=start, until=end)
     report = verify(engine, ledger)
     title = f"Your data ({subject}): who accessed it, when and why" if subject else "Audit report: who accessed what"
-    page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)), refusals=refused)
+    consents = consent_standings(engine, {line.consent for line in lines if line.consent}, int(time.time()))
+    page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)), refusals=refused,
+                             consents=consents, filtered=any(f is not None for f in (subject, start, end)),
+                             tombstones=tombstones(engine, subject=subject))
     out.write_text(page, encoding="utf-8")
     os.chmod(out, 0o644)
     typer.echo(str(out))

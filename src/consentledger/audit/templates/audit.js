@@ -2,7 +2,8 @@
 (function () {
   var table = document.getElementById("accesses");
   if (!table) { return; }
-  var rows = Array.prototype.slice.call(table.tBodies[0].rows);
+  // Only accesses filter; a row that marks a jump in a record's seq stays.
+  var rows = Array.prototype.slice.call(table.tBodies[0].rows).filter(function (row) { return row.dataset.record; });
   var edges = Array.prototype.slice.call(document.querySelectorAll("svg.flow .edge"));
   var requester = document.getElementById("filter-requester");
   var purpose = document.getElementById("filter-purpose");

@@ -9,15 +9,20 @@ access for an auditor, or the signer's own records for a data subject. The page 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, Depends, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from consentledger.audit import TraceLine, VerifyReport, refusals, trace, verify
 from consentledger.audit.checks import Discrepancy, DiscrepancyKind
+from consentledger.audit.filter_errors import filter_problems, render_filter_error_page
+from consentledger.audit.lifecycle import consent_standings, tombstones
 from consentledger.audit.render import content_security_policy, render_audit_page
 from consentledger.chain.history import fold
 from consentledger.errors import AuthenticationError, AuthorizationError
@@ -64,8 +69,24 @@ async def open_session(
             "expires_at": link.session.expires_at.isoformat(timespec="seconds")}
 
 
-@router.get("/audit", name="audit_page", response_class=HTMLResponse, response_model=None,
-            summary="The audit web page (session cookie)")
+class _ReadableFilterErrors(APIRoute):
+    """A route that answers bad query parameters with an HTML page of plain sentences (422), not JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def readable(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as exc:
+                page = render_filter_error_page(filter_problems(exc.errors()), back_href=request.url.path)
+                csp = content_security_policy(served=True) + "; frame-ancestors 'none'"
+                return HTMLResponse(page, status_code=422,
+                                    headers={**_SECURITY_HEADERS, "Content-Security-Policy": csp})
+
+        return readable
+
+
 def audit_page(
     request: Request,
     gw: GatewayDep,
@@ -102,17 +123,29 @@ def audit_page(
                       since=since, until=until, limit=PAGE_LIMIT)
         refused = refusals(gw.store.engine, subject=shown_subject, record=record, org=org, purpose=purpose,
                            since=since, until=until, limit=PAGE_LIMIT)
+        narrowed = any(f is not None for f in (record, org, purpose, since, until))
+        shown = {line.record for line in lines} | ({"0x" + record.lower().removeprefix("0x")} if record else set())
+        ended = tombstones(gw.store.engine, subject=shown_subject, records=shown if narrowed else None)
+        consents = consent_standings(gw.store.engine, {line.consent for line in lines if line.consent},
+                                     int(datetime.now(UTC).timestamp()))
         if session.view is PageView.AUDIT:
             report = verify(gw.store.engine, gw.ledger, release_rules=release_rules(gw))
         else:
             report = _own_records_checked(gw, session.viewer, block)
     page = render_audit_page(
         lines, report, title=_title(session, block), period=(_moment(since), _moment(until)),
-        base_href=request.url.path, refusals=refused,
+        base_href=request.url.path, refusals=refused, consents=consents, tombstones=ended,
+        filtered=narrowed or subject is not None,
     )
     # The header repeats the page's policy and adds what a <meta> policy cannot say: never inside a frame.
     csp = content_security_policy(served=True) + "; frame-ancestors 'none'"
     return HTMLResponse(page, headers={**_SECURITY_HEADERS, "Content-Security-Policy": csp})
+
+
+# Added with its own route class: a person typing filters into the address bar reads sentences, not JSON.
+router.add_api_route("/audit", audit_page, methods=["GET"], name="audit_page", response_class=HTMLResponse,
+                     response_model=None, summary="The audit web page (session cookie)",
+                     route_class_override=_ReadableFilterErrors)
 
 
 def _choose_view(gw: Gateway, caller: Caller, asked: str | None) -> PageView:
