@@ -69,6 +69,9 @@ EXTRA_REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
 }
 """Refusals beyond the signed ones and the 503 of a chain that is down."""
 
+HTML_REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {("get", "/audit"): (422,)}
+"""Refusals a page answers as HTML instead of the JSON error shape."""
+
 _BODIES: dict[str, type[BaseModel]] = {}
 
 
@@ -137,4 +140,8 @@ def _declare_responses(operation: dict[str, Any], method: str, path: str, signed
             "description": STATUS_TEXT[status],
             "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
         }
+    if (method, path) in HTML_REFUSALS:  # a page answers a person: its bad filters get a readable page
+        for status in HTML_REFUSALS[(method, path)]:
+            responses[str(status)] = {"description": STATUS_TEXT[status] + "; a readable HTML page",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}}
     operation["responses"] = dict(sorted(responses.items()))
