@@ -26,7 +26,13 @@ from eth_utils import to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field
 
 from consentledger.consent import NO_RECORD, Consent, consent_id, consent_signer
-from consentledger.errors import ConsentLedgerError, InvalidSignatureError, NotFoundError, PayloadValidationError
+from consentledger.errors import (
+    ConsentLedgerError,
+    ContractRevertError,
+    InvalidSignatureError,
+    NotFoundError,
+    PayloadValidationError,
+)
 from consentledger.gateway.flows.consents import relay_grant
 from consentledger.gateway.flows.request_callbacks import call_back
 from consentledger.gateway.runtime import Gateway
@@ -266,14 +272,14 @@ def _in_catalog(gw: Gateway, category_id: int, purpose_id: int, now: int) -> Non
 def _catalog_entry(read: Callable[[int], T], key: int) -> T | None:
     try:
         return read(key)
-    except ConsentLedgerError:  # the contract reverts for an id it does not know
+    except ContractRevertError:  # the contract reverts for an id it does not know; a chain down stays a 503
         return None
 
 
 def _subjects_record(gw: Gateway, record: str, subject: str, category: int) -> None:
     try:
         info = gw.chain.record(bytes.fromhex(record[2:]))
-    except ConsentLedgerError:
+    except ContractRevertError:  # an unknown record; a chain down stays a 503
         raise PayloadValidationError(f"record {record} is not registered on chain") from None
     if info.subject.lower() != subject.lower() or info.category != category:
         raise PayloadValidationError(f"record {record} is not the subject's record of category {category}")
