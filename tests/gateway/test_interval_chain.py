@@ -239,13 +239,17 @@ def test_every_transaction_is_legacy_at_gas_price_zero_and_no_signer_paid(flow: 
 
 
 def test_blocks_come_at_the_interval_with_empty_ones_between(flow: Flow) -> None:
-    """From deployment on, each block is at least BLOCK_TIME after the one before, and many hold nothing."""
+    """From deployment on, each block is at least BLOCK_TIME after the one before, and some hold nothing.
+
+    Instant mining never makes an empty block; how many the interval makes depends on how fast the
+    flow runs (8 of 32 on a loaded CI machine), so the count is no fixed share of the blocks.
+    """
     front = flow.front
     first, last = flow.consortium.ledger.deployment.deploy_block, head(front)
     blocks = [front.call("eth_getBlockByNumber", [hex(n), False]) for n in range(first, last + 1)]
     gaps = [int(b["timestamp"], 16) - int(a["timestamp"], 16) for a, b in zip(blocks, blocks[1:], strict=False)]
     assert min(gaps) >= BLOCK_TIME, gaps
-    assert sum(1 for b in blocks if not b["transactions"]) > len(blocks) // 4
+    assert any(not b["transactions"] for b in blocks)
     late = {a["block"] for a in flow.answers["late"]}
     assert len(late) == 2  # the stalled slots' two transactions shared the block after the stall, the third came later
 
