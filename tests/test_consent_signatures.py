@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from eth_account import Account
 
@@ -12,8 +14,10 @@ from consentledger.consent import (
     Eip712Domain,
     consent_id,
     consent_signer,
+    consent_typed_data,
     recover_as_contract,
     revocation_signer,
+    revocation_typed_data,
     sign_consent,
     sign_revocation,
 )
@@ -106,3 +110,38 @@ def test_a_consent_signature_is_checked_over_the_consent_id() -> None:
 
     assert consent_signer(consent, sign_consent(consent, SUBJECT.key, DOMAIN), DOMAIN).signer == SUBJECT.address
     assert consent_signer(consent, sign_revocation(cid, SUBJECT.key, DOMAIN), DOMAIN).signer != SUBJECT.address
+
+
+def test_the_consent_typed_data_is_json_with_64_bit_values_as_strings_and_signs_as_the_contract_expects() -> None:
+    """A wallet gets JSON (record hex, 64-bit values as strings); eth_signTypedData_v4 over it signs the consent."""
+    consent = Consent(subject=SUBJECT.address, grantee=OTHER.address, category=1, purpose=1, valid_until=2**39,
+                      max_uses=3, record=b"\x5a" * 32, nonce=2**64 - 1)
+    sent = json.loads(json.dumps(consent_typed_data(consent, DOMAIN)))
+
+    message = sent["message"]
+    assert (message["nonce"], message["validUntil"], message["maxUses"]) == (str(2**64 - 1), str(2**39), "3")
+    assert message["record"] == "0x" + "5a" * 32 and sent["domain"]["chainId"] == 1337
+    signature = bytes(Account.sign_typed_data(SUBJECT.key, full_message=sent).signature)
+    assert signature == sign_consent(consent, SUBJECT.key, DOMAIN)
+    assert consent_signer(consent, signature, DOMAIN).signer == SUBJECT.address
+
+
+def test_the_revocation_typed_data_is_json_and_signs_the_revocation_of_the_consent_id() -> None:
+    """`revocation_typed_data` carries the id as 0x hex; signing it as a wallet does is the contract's revocation."""
+    cid = consent_id(_consent(), DOMAIN)
+    sent = json.loads(json.dumps(revocation_typed_data(cid, DOMAIN)))
+
+    assert sent["primaryType"] == "Revocation" and sent["message"] == {"consent": "0x" + cid.hex()}
+    signature = bytes(Account.sign_typed_data(SUBJECT.key, full_message=sent).signature)
+    assert revocation_signer(cid, signature, DOMAIN).signer == SUBJECT.address
+
+
+def test_consent_json_carries_the_nonce_as_a_string_and_reads_back_either_form() -> None:
+    """`to_json` writes the uint64 nonce as a decimal string; `from_json` reads it, and an older file's number."""
+    consent = Consent(subject=SUBJECT.address, grantee=OTHER.address, category=1, purpose=1, valid_until=2**39,
+                      nonce=2**64 - 1)
+    written = consent.to_json()
+
+    assert written["nonce"] == str(2**64 - 1)
+    assert Consent.from_json(json.loads(json.dumps(written))) == consent
+    assert Consent.from_json({**written, "nonce": 2**64 - 1}) == consent

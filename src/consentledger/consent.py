@@ -85,9 +85,13 @@ class Consent:
         return tuple(self.message().values())
 
     def to_json(self) -> dict[str, Any]:
-        """Return a JSON-friendly dict (record as 0x hex)."""
+        """Return a JSON-friendly dict (record as 0x hex, the uint64 nonce as a decimal string).
+
+        JavaScript reads a JSON number above 2^53 rounded, so a page or wallet would sign another nonce.
+        """
         data = asdict(self)
         data["record"] = "0x" + self.record.hex()
+        data["nonce"] = str(self.nonce)
         return data
 
     @classmethod
@@ -100,12 +104,29 @@ class Consent:
 
 
 def consent_typed_data(consent: Consent, domain: Eip712Domain) -> dict[str, Any]:
-    """Return the full EIP-712 typed data a wallet signs for `consent`."""
+    """Return the full EIP-712 typed data a wallet signs for `consent` (`eth_signTypedData_v4`), as valid JSON.
+
+    `record` is 0x hex; `validUntil`, `maxUses` and `nonce` are decimal strings (a uint64 does not
+    survive a JavaScript number), the small `category`, `purpose` and `chainId` are numbers.
+    """
+    message = consent.message()
+    message.update(record="0x" + consent.record.hex(), validUntil=str(consent.valid_until),
+                   maxUses=str(consent.max_uses), nonce=str(consent.nonce))
+    return _typed_data("Consent", CONSENT_FIELDS, domain, message)
+
+
+def revocation_typed_data(consent_id_: bytes, domain: Eip712Domain) -> dict[str, Any]:
+    """Return the full EIP-712 typed data of `Revocation(bytes32 consent)` a wallet signs, as valid JSON."""
+    return _typed_data("Revocation", REVOCATION_FIELDS, domain, {"consent": "0x" + consent_id_.hex()})
+
+
+def _typed_data(primary: str, fields: list[dict[str, str]], domain: Eip712Domain,
+                message: dict[str, Any]) -> dict[str, Any]:
     return {
-        "types": {"EIP712Domain": DOMAIN_FIELDS, "Consent": CONSENT_FIELDS},
-        "primaryType": "Consent",
+        "types": {"EIP712Domain": DOMAIN_FIELDS, primary: fields},
+        "primaryType": primary,
         "domain": domain.as_dict(),
-        "message": consent.message(),
+        "message": message,
     }
 
 
