@@ -410,14 +410,17 @@
     sunset: (r) => "Destroyed on " + r.ended_at_text + ", when this kind of record stopped being kept.",
   };
 
+  function access(a) {
+    const details = "Ledger entry " + a.seq + (a.person ? "; by a " + a.person : "") +
+      (a.consent ? "; consent " + shortId(a.consent) : "; no consent was needed") + ".";
+    return el("li", {}, el("p", {}, a.sentence), el("p", { class: "muted small" }, details));
+  }
+
   function record(r) {
     const heading = "record-" + r.id;
     const ended = (ENDED[r.state] || (() => r.state + "."))(r);
     const accesses = r.accesses.length
-      ? el("ol", { class: "accesses" }, r.accesses.map((a) => el("li", {},
-        el("p", {}, a.sentence),
-        el("p", { class: "muted small" }, "Ledger entry " + a.seq + (a.person ? "; by a " + a.person : "") +
-          (a.consent ? "; consent " + shortId(a.consent) : "; no consent was needed") + ".")))
+      ? el("ol", { class: "accesses" }, r.accesses.map(access))
       : el("p", { class: "empty" }, "Nobody has looked at this record.");
     return el("article", { class: "card record", "aria-labelledby": heading, "data-state": r.state },
       el("h3", { id: heading }, "Your " + r.category.name + " held by " + r.custodian.name),
