@@ -171,6 +171,15 @@
   // ---- signing in and out -----------------------------------------------------------------------------------
 
   async function signIn() {
+    try {
+      await connectAndSign();
+    } catch (exc) {
+      state.subject = null;
+      throw exc;
+    }
+  }
+
+  async function connectAndSign() {
     const accounts = await wallet().request({ method: "eth_requestAccounts" });
     if (!accounts || !accounts.length) throw new PageError("Your wallet did not share an account with this page.");
     state.subject = accounts[0];
