@@ -1,0 +1,1 @@
+// placeholder: the portal page helper replaces this
