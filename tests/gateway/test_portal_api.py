@@ -197,6 +197,7 @@ def test_a_request_filed_at_another_gateway_is_narrowed_granted_used_and_shown_i
     granted = expect(browser.post(f"{path}/grant", headers=PORTAL, json={
         **narrowing, "nonce": typed["nonce"], "signature": wallet_sign(subject, typed["typed_data"])}), 200)
     assert granted["state"] == "granted" and granted["consent_id"]
+    expect(browser.post(f"{path}/consent", json=narrowing, headers=PORTAL), 409, "request_answered")
 
     transport = consortium.transport
     terms = expect(signed(transport, consortium.key(transport), "GET", f"/v1/consent-requests/{filed['id']}"),
@@ -214,6 +215,21 @@ def test_a_request_filed_at_another_gateway_is_narrowed_granted_used_and_shown_i
         access["sentence"]
     [consent] = [c for c in after["consents"] if c["id"] == granted["consent_id"]]
     assert consent["uses_left"] == "0" and consent["terms"]["nonce"] == typed["nonce"]
+
+
+def test_a_request_at_another_gateway_is_denied_there(
+    consortium: Consortium, portal: tuple[LocalAccount, httpx.Client]
+) -> None:
+    """The denial goes to transport's gateway, which the requester then reads as denied."""
+    subject, browser = portal
+    filed = file_request(consortium, subject.address)
+    path = f"/portal/api/requests/{consortium.transport.address}/{filed['id']}"
+
+    assert expect(browser.post(f"{path}/deny", json={}, headers=PORTAL), 200)["state"] == "denied"
+    transport = consortium.transport
+    polled = expect(signed(transport, consortium.key(transport), "GET", f"/v1/consent-requests/{filed['id']}"), 200)
+    assert polled["state"] == "denied"
+    expect(browser.post(f"{path}/deny", json={}, headers=PORTAL), 409, "request_answered")
 
 
 def test_a_live_consent_is_revoked_with_the_typed_data_the_overview_gives(
@@ -245,6 +261,9 @@ def test_an_erasure_from_the_portal_reaches_the_custodian_and_the_record_shows_e
     assert before["erasure"] == {"possible": True, "live_consents": 1, "records_held": 1}
     revocations = [{"consent": c["terms"], "signature": wallet_sign(subject, c["revoke_typed_data"])}
                    for c in before["consents"]]
+    refused = expect(browser.post("/portal/api/erasure", headers=PORTAL, json={"revocations": []}), 422)
+    assert [c["error"] for c in refused["custodians"]] and refused["custodians"][0]["status"] == 422
+    assert overview(browser)["records"][0]["state"] == "held"  # refused before anything was shredded
 
     answer = browser.post("/portal/api/erasure", headers=PORTAL, json={"revocations": revocations})
     assert answer.status_code in (200, 202), answer.text

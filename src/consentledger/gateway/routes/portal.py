@@ -155,11 +155,11 @@ def revoke(gw: GatewayDep, signed_in: Session, body: RevocationIn) -> dict[str, 
 
 @router.post("/portal/api/erasure", dependencies=Guarded)
 async def erasure(gw: GatewayDep, signed_in: Session, body: ErasureIn) -> JSONResponse:
-    """Erase the subject's records at every custodian holding one; 200 all settled, 202 some still on their way."""
+    """Erase the subject's records at every custodian holding one: 200 all settled, 202 some writes still on their
+    way; a refusal by all alike with its status (422 a live consent not revoked); 502 erased only at some."""
     signed = [(Consent.from_json(r.consent.model_dump()), bytes.fromhex(r.signature[2:])) for r in body.revocations]
-    answer = await run_in_threadpool(actions.erase, gw, signed_in.subject, signed, delegation_of(signed_in))
-    settled = all(c["status"] == 200 for c in answer["custodians"])
-    return JSONResponse(answer, status_code=200 if settled else 202)
+    status, answer = await run_in_threadpool(actions.erase, gw, signed_in.subject, signed, delegation_of(signed_in))
+    return JSONResponse(answer, status_code=status)
 
 
 def _iso(moment: datetime) -> str:

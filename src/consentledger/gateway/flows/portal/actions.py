@@ -19,11 +19,18 @@ from sqlalchemy import select
 
 from consentledger.audit import tables as t
 from consentledger.consent import Consent, consent_typed_data
-from consentledger.errors import ConsentLedgerError, NotFoundError
+from consentledger.errors import (
+    ConsentLedgerError,
+    ConsentRequestAnsweredError,
+    ConsentRequestExpiredError,
+    ErasureIncompleteError,
+    NotFoundError,
+)
 from consentledger.gateway.delegation import Delegation
 from consentledger.gateway.flows import consent_requests, consents, erasure
 from consentledger.gateway.flows.consent_requests import Narrowing
 from consentledger.gateway.flows.portal.overview import MINE, names, request_item
+from consentledger.gateway.flows.tombstones import ON_CHAIN
 from consentledger.gateway.peers import Peer, call, peer
 from consentledger.gateway.runtime import Gateway
 from consentledger.store.consent_requests import ConsentRequest, RequestState
@@ -95,30 +102,43 @@ def revoke(gw: Gateway, subject: str, consent: Consent, signature: bytes) -> dic
 
 
 def erase(gw: Gateway, subject: str, signed: Sequence[tuple[Consent, bytes]],
-          delegation: Delegation) -> dict[str, Any]:
-    """Ask every custodian holding a live record of the subject to erase it; return each one's answer or error.
+          delegation: Delegation) -> tuple[int, dict[str, Any]]:
+    """Ask every custodian holding a live record of the subject to erase it; return the HTTP status and the outcome.
 
-    `{custodians: [{org, name, status, answer | error}]}`: `status` is the custodian's HTTP status
-    (200 done, 202 some chain writes still queued) or, for one that refused or did not answer, its
-    refusal's status (503 unreachable). A refusal here (422 a live consent not revoked ...) is one too.
+    `{custodians: [{org, name, status, answer | error}]}`, `status` being that custodian's HTTP status
+    (200 done, 202 some chain writes still queued, or its refusal's; 503 unreachable). The status is
+    200 / 202 when every custodian erased; the refusals' own status when all refused alike (422: a live
+    consent not revoked), so nothing happened; else 502 `erasure_incomplete` (some erased, some not).
+    With no record held anywhere the revocations are relayed here: `{custodians: [], revocations}`.
     """
+    custodians = _custodians(gw, subject)
+    if not custodians:
+        return 200, {"custodians": [], "revocations": [revoke(gw, subject, c, s) for c, s in signed]}
     body = {"revocations": [{"consent": c.to_json(), "signature": "0x" + s.hex()} for c, s in signed]}
     known = names(gw.store.engine)
     answers = []
-    for custodian in _custodians(gw, subject):
+    for custodian in custodians:
         shown: dict[str, Any] = dict(known.org(custodian) or {})
         try:
             if _here(gw, custodian):
                 answer = erasure.erase(gw, subject, signed)
             else:
                 answer = call(gw, _peer(gw, custodian), "POST", "/v1/subjects/me/erasure", body, delegation)
-            settled = all(r.get("tombstone") == "on_chain" for r in answer.get("records", [])) and all(
-                c.get("revocation") == "on_chain" for c in answer.get("consents", []))
+            settled = all(r.get("tombstone") == ON_CHAIN for r in answer.get("records", [])) and all(
+                c.get("revocation") == ON_CHAIN for c in answer.get("consents", []))
             shown.update(status=200 if settled else 202, answer=answer)
         except ConsentLedgerError as exc:  # unreachable, refused there, or refused here: said, not raised
             shown.update(status=exc.http_status, error=str(exc))
         answers.append(shown)
-    return {"custodians": answers}
+    statuses = {a["status"] for a in answers}
+    if statuses <= {200, 202}:
+        return max(statuses), {"custodians": answers}
+    if len(statuses) == 1:
+        return statuses.pop(), {"error": "erasure_refused", "detail": "; ".join(
+            f"{a['name']}: {a['error']}" for a in answers), "custodians": answers}
+    failed = [a for a in answers if a["status"] not in (200, 202)]
+    return 502, {"error": ErasureIncompleteError.code, "detail": "not erased at " + "; ".join(
+        f"{a['name']}: {a['error']}" for a in failed), "custodians": answers}
 
 
 def _custodians(gw: Gateway, subject: str) -> list[str]:
@@ -139,12 +159,18 @@ def _custodians(gw: Gateway, subject: str) -> list[str]:
 def _request(gw: Gateway, subject: str, gateway: str, request_id: str, delegation: Delegation) -> ConsentRequest:
     """Return the subject's request `request_id` at `gateway` (asked there for a peer's)."""
     if _here(gw, gateway):
-        return consent_requests.find(gw, request_id, subject=subject)
+        request = consent_requests.find(gw, request_id, subject=subject)
+        consent_requests.requests_of(gw).open_or_refuse(request)
+        return request
     listed = call(gw, _peer(gw, gateway), "GET", MINE, None, delegation).get("requests", [])
     found = [r for r in listed if isinstance(r, dict) and str(r.get("id", "")).lower() == request_id.lower()]
     if not found:
         raise NotFoundError(f"no consent request {request_id} at the gateway of {gateway}")
     view = found[0]
+    if view["state"] == "expired":
+        raise ConsentRequestExpiredError(f"consent request {request_id} expired unanswered at {view['expires_at']}")
+    if view["state"] != "requested":
+        raise ConsentRequestAnsweredError(f"consent request {request_id} was {view['state']} already")
     return ConsentRequest(
         id=view["id"], requester=view["requester"], client=None, subject=view["subject"],
         category=int(view["category"]), purpose=int(view["purpose"]), record=view.get("record"),
