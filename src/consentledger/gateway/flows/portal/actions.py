@@ -24,6 +24,7 @@ from consentledger.errors import (
     ConsentRequestAnsweredError,
     ConsentRequestExpiredError,
     ErasureIncompleteError,
+    GatewayUnavailableError,
     NotFoundError,
 )
 from consentledger.gateway.delegation import Delegation
@@ -105,8 +106,9 @@ def erase(gw: Gateway, subject: str, signed: Sequence[tuple[Consent, bytes]],
           delegation: Delegation) -> tuple[int, dict[str, Any]]:
     """Ask every custodian holding a live record of the subject to erase it; return the HTTP status and the outcome.
 
-    `{custodians: [{org, name, status, answer | error}]}`, `status` being that custodian's HTTP status
-    (200 done, 202 some chain writes still queued, or its refusal's; 503 unreachable). The status is
+    `{custodians: [{org, name, status, http_status, answer | error}]}`: `status` is "erased" (every
+    tombstone and revocation on chain), "queued" (shredded, some chain writes still on their way),
+    "refused" or "unreachable", `http_status` that custodian's answer (503: unreachable). The status is
     200 / 202 when every custodian erased; the refusals' own status when all refused alike (422: a live
     consent not revoked), so nothing happened; else 502 `erasure_incomplete` (some erased, some not).
     With no record held anywhere the revocations are relayed here: `{custodians: [], revocations}`.
@@ -126,17 +128,20 @@ def erase(gw: Gateway, subject: str, signed: Sequence[tuple[Consent, bytes]],
                 answer = call(gw, _peer(gw, custodian), "POST", "/v1/subjects/me/erasure", body, delegation)
             settled = all(r.get("tombstone") == ON_CHAIN for r in answer.get("records", [])) and all(
                 c.get("revocation") == ON_CHAIN for c in answer.get("consents", []))
-            shown.update(status=200 if settled else 202, answer=answer)
+            shown.update(status="erased" if settled else "queued", http_status=200 if settled else 202,
+                         answer=answer)
         except ConsentLedgerError as exc:  # unreachable, refused there, or refused here: said, not raised
-            shown.update(status=exc.http_status, error=str(exc))
+            unreachable = isinstance(exc, GatewayUnavailableError)
+            shown.update(status="unreachable" if unreachable else "refused", http_status=exc.http_status,
+                         error=str(exc))
         answers.append(shown)
-    statuses = {a["status"] for a in answers}
+    statuses = {a["http_status"] for a in answers}
     if statuses <= {200, 202}:
         return max(statuses), {"custodians": answers}
     if len(statuses) == 1:
         return statuses.pop(), {"error": "erasure_refused", "detail": "; ".join(
             f"{a['name']}: {a['error']}" for a in answers), "custodians": answers}
-    failed = [a for a in answers if a["status"] not in (200, 202)]
+    failed = [a for a in answers if a["http_status"] not in (200, 202)]
     return 502, {"error": ErasureIncompleteError.code, "detail": "not erased at " + "; ".join(
         f"{a['name']}: {a['error']}" for a in failed), "custodians": answers}
 
