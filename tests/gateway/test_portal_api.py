@@ -4,6 +4,7 @@ forged delegations between gateways are refused and a peer that is down is liste
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import socket
@@ -143,8 +144,10 @@ def test_a_used_an_expired_or_a_wrongly_signed_challenge_opens_no_session(consor
     assert other.address in refused["detail"]
 
     late = challenge(police, subject.address)
+    stored = hashlib.sha256(late["challenge"].encode()).hexdigest()
     with consortium.store(police).engine.begin() as conn:  # five minutes pass
-        conn.execute(update(portal_challenges).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        conn.execute(update(portal_challenges).where(portal_challenges.c.challenge_hash == stored)
+                     .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
     expect(httpx.post(url, json={"challenge": late["challenge"], "signature": wallet_sign(subject, late["typed_data"])},
                       trust_env=False), 401, "unauthenticated")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from consentledger.errors import AuthenticationError, AuthorizationError
 from consentledger.gateway.membership import MembershipCache
 from consentledger.portal.sign_in import SignIn, sign_in_signer
 from consentledger.types import MemberStatus
+
+log = logging.getLogger(__name__)
 
 HEADER_ON_BEHALF_OF = "X-CL-On-Behalf-Of"
 SUBJECT_PATHS = "/v1/subjects/me/"
@@ -80,4 +83,5 @@ def delegated_subject(
     problem = sign_in_signer(sign_in, delegation.signature, chain_id).refusal(sign_in.subject)
     if problem is not None:
         raise AuthenticationError(f"the sign-in is not the subject's: {problem}")
+    log.info("%s by gateway %s on behalf of data subject %s", path, signer, sign_in.subject)
     return sign_in.subject
