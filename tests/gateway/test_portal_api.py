@@ -195,6 +195,7 @@ def test_a_request_filed_at_another_gateway_is_narrowed_granted_used_and_shown_i
     path = f"/portal/api/requests/{consortium.transport.address}/{filed['id']}"
     narrowing = {"identified": False, "max_uses": "1"}
     expect(browser.post(f"{path}/consent", json={"max_uses": "4"}, headers=PORTAL), 422)  # wider than asked
+    expect(browser.post(f"{path}/consent", json={"max_uses": "0"}, headers=PORTAL), 422, "invalid_request")
     typed = expect(browser.post(f"{path}/consent", json=narrowing, headers=PORTAL), 200)
     assert typed["typed_data"]["message"]["nonce"] == typed["nonce"]
     granted = expect(browser.post(f"{path}/grant", headers=PORTAL, json={

@@ -40,7 +40,7 @@ from consentledger.types import MemberStatus
 
 @dataclass(frozen=True)
 class PortalNarrowing:
-    """What the subject narrows of a request, as the page sends it (numbers as decimal strings)."""
+    """What the subject narrows of a request (each term None: as asked), read from the page's decimal strings."""
 
     valid_until: int | None = None
     max_uses: int | None = None

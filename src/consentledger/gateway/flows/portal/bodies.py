@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from consentledger.gateway.flows.portal.actions import PortalNarrowing
 from consentledger.gateway.schemas import ConsentTerms
@@ -32,9 +32,17 @@ class NarrowingIn(_Body):
     """POST /portal/api/requests/{gateway}/{id}/consent: the narrowing chosen (terms left out: as asked)."""
 
     valid_until: str | None = Field(None, pattern=r"^[0-9]{1,13}$", description="unix seconds, below 2^40")
-    max_uses: str | None = Field(None, pattern=r"^[0-9]{1,10}$", description="below 2^32")
+    max_uses: str | None = Field(None, pattern=r"^[1-9][0-9]{0,9}$", description="1 or more, below 2^32")
     identified: bool | None = None
     record: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{64}$")
+
+    @model_validator(mode="after")
+    def _in_range(self) -> NarrowingIn:
+        if self.valid_until is not None and int(self.valid_until) >= 2**40:
+            raise ValueError("valid_until: a uint40 is below 2^40")
+        if self.max_uses is not None and int(self.max_uses) >= 2**32:
+            raise ValueError("max_uses: a uint32 is below 2^32")
+        return self
 
     def narrowing(self) -> PortalNarrowing:
         """Return the narrowing as numbers."""
@@ -50,6 +58,12 @@ class GrantIn(NarrowingIn):
 
     nonce: str = Field(pattern=r"^[0-9]{1,20}$")
     signature: str = Field(pattern=SIGNATURE)
+
+    @model_validator(mode="after")
+    def _nonce_in_range(self) -> GrantIn:
+        if int(self.nonce) >= 2**64:
+            raise ValueError("nonce: a uint64 is below 2^64")
+        return self
 
 
 class DenyIn(_Body):
