@@ -319,3 +319,17 @@ class ConsentRequestExpiredError(ConsentLedgerError):
     """Raised when a consent request is answered after it expired unanswered."""
 
     http_status, exit_code, code = 410, 12, "request_expired"
+
+
+class PeerRefusedError(GatewayError):
+    """Raised when another member's gateway refuses what this gateway forwarded for a data subject."""
+
+    http_status, exit_code, code = 502, 15, "peer_refused"
+
+    def __init__(self, peer: str, status: int, code: str, detail: str, rule: str | None = None) -> None:
+        super().__init__(status, code, f"the gateway of {peer} refused: {detail}", rule)
+        # Its client error (422 wider than asked, 409 answered, 410 expired ...) is the subject's to read as such.
+        self.http_status = status if 400 <= status < 500 else 502
+
+    def __str__(self) -> str:
+        return self.detail

@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     relay_interval: float = Field(0.5, gt=0, description="Seconds between outbox relay passes.")
     peer_timeout: float = Field(30.0, gt=0, description="Seconds to wait for another gateway.")
     page_session_ttl: int = Field(900, gt=0, le=86400, description="Seconds an audit page session lasts.")
+    portal_session_ttl: int = Field(
+        3600, ge=60, le=86400,
+        description="Seconds a subject portal session lasts (and the gateway may act for the subject at its peers).",
+    )
+    portal_peer_timeout: float = Field(
+        5.0, gt=0, le=60, description="Seconds the subject portal waits for another member's gateway.",
+    )
     sweep_interval: float = Field(30.0, gt=0, description="Seconds between retention and sunset sweeps.")
     sweep_batch: int = Field(100, gt=0, le=10_000, description="Records shredded per database transaction.")
     allow_org_key_requests: bool = Field(

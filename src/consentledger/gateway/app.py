@@ -26,6 +26,7 @@ from consentledger.gateway.routes import (
     consents,
     health,
     lifecycle,
+    portal,
     records,
 )
 from consentledger.gateway.runtime import Gateway
@@ -66,6 +67,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     for routes in (health, records, attestations, consents, consent_requests, access, lifecycle, clients, audit,
                    audit_page):
         app.include_router(routes.router)
+    app.include_router(portal.router)
     install_openapi(app)
     install_docs(app)
 

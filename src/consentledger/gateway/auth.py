@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from consentledger.actors import ClientRole
 from consentledger.errors import AuthorizationError, PayloadTooLargeError, ReplayError
+from consentledger.gateway.delegation import HEADER_ON_BEHALF_OF, delegated_subject
 from consentledger.gateway.runtime import Gateway
 from consentledger.signing import CLOCK_WINDOW_SECONDS, RequestSignature, verify_request
 from consentledger.store.clients import Client
@@ -27,6 +28,8 @@ class Caller:
     body: bytes
     client: Client | None = None
     """The registered client of this agency that signed (None for a member, subject or the org key)."""
+    delegate: str | None = None
+    """The member gateway that signed for the subject `address` (`X-CL-On-Behalf-Of`), or None: the signer itself."""
 
     @property
     def actor(self) -> ActorId:
@@ -67,6 +70,11 @@ async def authenticate(request: Request) -> Caller:
     fresh = await run_in_threadpool(gw.store.remember_nonce, signer, "0x" + signature.nonce.hex(), expires)
     if not fresh:
         raise ReplayError("this request was already received (nonce reused)")
+    on_behalf = request.headers.get(HEADER_ON_BEHALF_OF)
+    if on_behalf is not None:
+        subject = await run_in_threadpool(delegated_subject, on_behalf, path=request.url.path, signer=signer,
+                                          members=gw.members, chain_id=gw.chain_id, now=now)
+        return Caller(subject, body, delegate=signer)
     return Caller(signer, body)
 
 

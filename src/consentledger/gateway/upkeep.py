@@ -11,6 +11,7 @@ from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.flows.follow import TombstoneFollower
 from consentledger.gateway.flows.sweep import sweep_now
 from consentledger.gateway.runtime import Gateway
+from consentledger.store.portal_sessions import PortalSessions
 from consentledger.store.sessions import PageSessions
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def upkeep_once(gw: Gateway, *, sweep: bool, follower: TombstoneFollower | None 
     gw.chain.refresh()  # membership, catalog, tombstone and consent events
     gw.store.purge_nonces(datetime.now(UTC))
     PageSessions(gw.store.engine).purge()
+    PortalSessions(gw.store.engine).purge()
     gw.access_keys.prune(datetime.now(UTC) - timedelta(seconds=gw.settings.idempotency_ttl))
     gw.index_now()
     (follower or TombstoneFollower(gw)).run()

@@ -199,3 +199,28 @@ consent_requests = Table(
     Column("answered_at", UtcDateTime, nullable=True),
 )
 Index("ix_consent_requests_subject", consent_requests.c.subject)
+
+portal_challenges = Table(
+    "portal_challenges",
+    metadata,
+    Column("challenge_hash", String(64), primary_key=True, comment="SHA-256 of the 32-byte sign-in challenge"),
+    Column("subject", String(42), nullable=False, comment="the data subject asked to sign (checksummed)"),
+    Column("sign_in", _Json, nullable=False, comment="the PortalSignIn message to sign (wallet JSON form)"),
+    Column("expires_at", UtcDateTime, nullable=False, comment="the challenge is refused from then on (5 minutes)"),
+    Column("created_at", UtcDateTime, nullable=False),
+    comment="Subject portal sign-in challenges: each answered at most once, then deleted",
+)
+Index("ix_portal_challenges_expires_at", portal_challenges.c.expires_at)
+
+portal_sessions = Table(
+    "portal_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True, comment="SHA-256 of the session cookie's token"),
+    Column("subject", String(42), nullable=False, comment="the signed-in data subject (checksummed)"),
+    Column("sign_in", _Json, nullable=False, comment="the PortalSignIn message the subject signed"),
+    Column("signature", String(132), nullable=False, comment="their signature: the proof forwarded to peers"),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    comment="Subject portal sessions, opened by a signed sign-in challenge",
+)
+Index("ix_portal_sessions_expires_at", portal_sessions.c.expires_at)
