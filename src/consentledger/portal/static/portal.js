@@ -30,7 +30,10 @@
   // ---- talking to the gateway and to the wallet -------------------------------------------------------------
 
   class ApiError extends Error {
-    constructor(status, code, detail) { super(detail || code || ("HTTP " + status)); this.status = status; this.code = code; }
+    constructor(status, code, detail, body) {
+      super(detail || code || ("HTTP " + status));
+      this.status = status; this.code = code; this.body = body;
+    }
   }
   class PageError extends Error {}
 
@@ -53,7 +56,7 @@
     }
     if (!response.ok) {
       const detail = data && typeof data.detail === "string" ? data.detail : text.slice(0, 300);
-      throw new ApiError(response.status, data && data.error, detail);
+      throw new ApiError(response.status, data && data.error, detail, data);
     }
     return data;
   }
@@ -397,7 +400,8 @@
         (answer.revocation && answer.revocation.status ? answer.revocation.status : "sent") + ".");
       $("consents-title").focus();
     }));
-    const record = c.terms && c.terms.record && c.terms.record !== ZERO_RECORD ? c.terms.record : null;
+    const record = c.record !== undefined ? c.record
+      : (c.terms && c.terms.record && c.terms.record !== ZERO_RECORD ? c.terms.record : null);
     card.append(
       el("h3", { id: heading }, c.grantee.name + " may see your " + c.category.name),
       terms([
@@ -413,11 +417,17 @@
   }
 
   const ENDED = {
-    held: () => "Held now.",
-    erased: (r) => "Erased on " + r.ended_at_text + ".",
-    expired: (r) => "Destroyed on " + r.ended_at_text + ", at the end of the time it could be kept.",
-    sunset: (r) => "Destroyed on " + r.ended_at_text + ", when this kind of record stopped being kept.",
+    erased: "Erased on ",
+    expired: "Deleted at the end of the time it may be kept, on ",
+    sunset: "Deleted because the purpose it was kept for has ended, on ",
   };
+
+  function endedText(r) {
+    if (r.state === "held") return "Held now.";
+    const when = r.ended_at_text ? r.ended_at_text : "a date not known yet";
+    const first = (ENDED[r.state] || "Ended on ") + when + ".";
+    return r.ended_text ? first + " It was " + r.ended_text + "." : first;
+  }
 
   function access(a) {
     const details = "Ledger entry " + a.seq + (a.person ? "; by a " + a.person : "") +
@@ -427,12 +437,13 @@
 
   function record(r) {
     const heading = "record-" + r.id;
-    const ended = (ENDED[r.state] || (() => r.state + "."))(r);
+    const ended = endedText(r);
     const accesses = r.accesses.length
       ? el("ol", { class: "accesses" }, r.accesses.map(access))
       : el("p", { class: "empty" }, "Nobody has looked at this record.");
     return el("article", { class: "card record", "aria-labelledby": heading, "data-state": r.state },
-      el("h3", { id: heading }, "Your " + r.category.name + " held by " + r.custodian.name),
+      el("h3", { id: heading }, (r.derived ? "A record made from your " : "Your ") + r.category.name + " held by " +
+        r.custodian.name),
       el("p", {}, "Collected on " + r.collected_at_text + ". " + ended),
       el("h4", {}, "Who looked at it"), accesses);
   }
@@ -469,30 +480,56 @@
       revocations.push({ consent: c.terms, signature: await signTyped(c.revoke_typed_data) });
     }
     say("Asking for the erasure of your records…");
-    state.erasure = await api("POST", "/erasure", { revocations });
+    try {
+      state.erasure = await api("POST", "/erasure", { revocations });
+    } catch (exc) {
+      if (exc instanceof ApiError && exc.body && Array.isArray(exc.body.custodians)) {
+        state.erasure = exc.body;
+        await refresh();
+      }
+      throw exc;
+    }
     await refresh();
     say("Your erasure request was answered; see what happened under “Erase your records”.");
     $("erasure-title").focus();
   }
 
+  const ERASURE_STATUS = {
+    erased: "your records there are erased",
+    queued: "your records there are destroyed; the ledger entries saying so are on their way",
+    refused: "it refused, so nothing was erased there",
+    unreachable: "it could not be reached, so nothing was erased there",
+  };
+
+  function custodianOutcome(c) {
+    const parts = [c.name + ": " + (ERASURE_STATUS[c.status] || c.status) + "."];
+    if (c.error) parts.push(" " + c.error + ".");
+    const a = c.answer;
+    if (a && Array.isArray(a.records)) {
+      const records = a.records.map((rec) => "record " + shortId(rec.record) + " " + (rec.tombstone === "on chain"
+        ? "erased, recorded on the ledger" : "destroyed, its ledger entry " + rec.tombstone));
+      parts.push(" " + (records.length ? records.join("; ") : "No record was held there") + ".");
+    }
+    if (a && Array.isArray(a.consents) && a.consents.length) {
+      parts.push(" " + revokedText(a.consents.map((k) => k.revocation)));
+    }
+    return el("li", {}, parts.join(""));
+  }
+
+  function revokedText(statuses) {
+    return (statuses.length === 1 ? "1 consent" : statuses.length + " consents") + " revoked (" + statuses.join(", ") + ").";
+  }
+
   function erasureOutcome(answer) {
-    const items = (answer.custodians || []).map((c) => {
-      const parts = [c.name + ": " + c.status + "."];
-      if (c.error) parts.push(" " + c.error);
-      const a = c.answer;
-      if (a && Array.isArray(a.records)) {
-        const recs = a.records.map((rec) => "record " + shortId(rec.record) + " " +
-          (rec.reason === "erasure" || !rec.reason ? "erased" : rec.reason) + ", its tombstone " + rec.tombstone);
-        parts.push(" " + (recs.length ? recs.join("; ") : "no record was held there") + ".");
-        if (Array.isArray(a.consents) && a.consents.length) {
-          parts.push(" " + a.consents.length + (a.consents.length === 1 ? " consent" : " consents") + " revoked (" +
-            a.consents.map((k) => k.revocation).join(", ") + ").");
-        }
-      }
-      return el("li", {}, parts.join(""));
-    });
-    return el("div", { class: "outcome" }, el("h3", {}, "What your erasure request did"),
-      items.length ? el("ul", {}, items) : el("p", {}, "No organisation held a record about you."));
+    const custodians = answer.custodians || [];
+    const box = el("div", { class: "outcome" }, el("h3", {}, "What your erasure request did"));
+    if (custodians.length) {
+      box.append(el("ul", {}, custodians.map(custodianOutcome)));
+    } else {
+      const revoked = (answer.revocations || []).map((r) => (r.revocation && r.revocation.status) || "sent");
+      box.append(el("p", {}, "No organisation held a record about you." + (revoked.length ? " " + revokedText(revoked) : "")));
+    }
+    return box;
   }
 
   const ANSWERED = {
