@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +21,9 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from playwright.sync_api import expect as see
 
+from consentledger import governance
 from consentledger.consent import Consent, consent_id
-from consentledger.types import ConsentStatus
+from consentledger.types import ConsentStatus, Role
 
 from .world import CHAIN_ID, CONTACT_TRACE, EPIDEMIC_CONTROL, Consortium, expect, signed
 
@@ -325,8 +327,8 @@ def test_a_person_with_only_a_wallet_narrows_and_grants_sees_the_access_revokes_
         see(page.get_by_role("status")).to_contain_text("Your erasure request was answered")
         outcome = page.get_by_role("region", name="Erase your records").get_by_role("listitem")
         see(outcome).to_have_count(1)
-        see(outcome).to_contain_text(re.compile(r"^health: .*record 0x"))
-        reload_until(page, held.get_by_text(re.compile(r"Erased on \d{1,2} [A-Z][a-z]+ \d{4}")))
+        see(outcome).to_contain_text(re.compile(r"^health: your records there are (erased|destroyed)\b.* Record 0x"))
+        reload_until(page, held.get_by_text(re.compile(r"Erased at your request on \d{1,2} [A-Z][a-z]+ \d{4} at ")))
 
         page.get_by_role("button", name="Sign out").click()
         see(page.get_by_role("heading", name="Sign in with your wallet")).to_be_visible()
@@ -337,9 +339,32 @@ def test_a_person_with_only_a_wallet_narrows_and_grants_sees_the_access_revokes_
     assert [m["primaryType"] for m in wallet.signed] == ["PortalSignIn", "Consent", "Revocation"]
 
 
-def test_a_declined_signature_and_a_refusal_from_the_gateway_are_said_in_words(consortium: Consortium) -> None:
-    """Declining in the wallet signs nothing in and says so; a request denied meanwhile elsewhere (through
-    transport's API) and then approved on the page answers the gateway's refusal in the alert region."""
+def closed_port() -> int:
+    """Return a local TCP port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def unreachable_requester(consortium: Consortium) -> Iterator[str]:
+    """A requester member ("ferry office") whose registered gateway URL answers nothing; suspended afterwards."""
+    ferry = Account.create()
+    url = f"http://127.0.0.1:{closed_port()}"
+    consortium.govern(governance.admit_member(ferry.address, Role.REQUESTER, "ferry office", gateway_url=url))
+    try:
+        yield "ferry office"
+    finally:
+        consortium.govern(governance.suspend_member(ferry.address))
+
+
+def test_a_declined_signature_an_unreachable_peer_and_a_refusal_are_said_in_words(
+    consortium: Consortium, unreachable_requester: str
+) -> None:
+    """Declining in the wallet signs nothing in and says so; a requester gateway that does not answer is listed
+    as such; a request denied meanwhile elsewhere (through transport's API) and then approved on the page answers
+    the gateway's refusal in the alert region."""
     bob = Account.create()
     filed = file_request(consortium, bob.address, identified=False)
     serving, transport = consortium.health, consortium.transport
@@ -356,6 +381,8 @@ def test_a_declined_signature_and_a_refusal_from_the_gateway_are_said_in_words(c
         asked = page.get_by_role("article", name=re.compile(r"^transport asks to see your "))
         see(asked).to_contain_text("No: name, phone would be hidden from them")
         see(page.get_by_role("alert")).to_be_empty()
+        unreachable = page.get_by_role("region", name="Organisations that could not be reached")
+        reload_until(page, unreachable.get_by_text(re.compile(f"^{unreachable_requester} did not answer: .+")))
         expect(signed(transport, bob.key, "POST", f"/v1/subjects/me/consent-requests/{filed['id']}/deny", {}), 200)
 
         asked.get_by_role("button", name="Approve", exact=True).click()

@@ -417,16 +417,15 @@
   }
 
   const ENDED = {
-    erased: "Erased on ",
-    expired: "Deleted at the end of the time it may be kept, on ",
-    sunset: "Deleted because the purpose it was kept for has ended, on ",
+    erased: "erased",
+    expired: "deleted at the end of the time it may be kept",
+    sunset: "deleted because the purpose it was kept for has ended",
   };
 
   function endedText(r) {
     if (r.state === "held") return "Held now.";
-    const when = r.ended_at_text ? r.ended_at_text : "a date not known yet";
-    const first = (ENDED[r.state] || "Ended on ") + when + ".";
-    return r.ended_text ? first + " It was " + r.ended_text + "." : first;
+    const how = r.ended_text || ENDED[r.state] || r.state;
+    return how.slice(0, 1).toUpperCase() + how.slice(1) + (r.ended_at_text ? " on " + r.ended_at_text : "") + ".";
   }
 
   function access(a) {
@@ -506,7 +505,7 @@
     if (c.error) parts.push(" " + c.error + ".");
     const a = c.answer;
     if (a && Array.isArray(a.records)) {
-      const records = a.records.map((rec) => "record " + shortId(rec.record) + " " + (rec.tombstone === "on chain"
+      const records = a.records.map((rec) => "Record " + shortId(rec.record) + " " + (rec.tombstone === "on chain"
         ? "erased, recorded on the ledger" : "destroyed, its ledger entry " + rec.tombstone));
       parts.push(" " + (records.length ? records.join("; ") : "No record was held there") + ".");
     }
