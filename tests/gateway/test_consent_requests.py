@@ -239,8 +239,8 @@ def test_filing_refuses_terms_off_the_catalog_and_callers_that_are_not_requester
     hal = Account.create()
     others = consortium.ingest({"test": "pcr", "result": "negative"}, category=LAB_RESULT)
     transport, health = consortium.transport, consortium.health
-    for terms, problem in (({"category": 99}, "category 99 is not on the positive list"),
-                           ({"purpose": 77}, "purpose 77 is not on the positive list"),
+    for terms, problem in (({"category": 99}, "category 99 is not in the catalog"),
+                           ({"purpose": 77}, "purpose 77 is not in the catalog"),
                            ({"category": LAB_RESULT, "record": others}, "is not the subject's record"),
                            ({"valid_until": int(time.time()) - 1}, "valid_until is in the past")):
         body = {"subject": hal.address, "category": CONTACT_TRACE, "purpose": EPIDEMIC_CONTROL,

@@ -19,7 +19,7 @@ from .world import CONTACT_TRACE, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
 
-UNSIGNED = {"/v1/health", "/v1/ready", "/v1/chain/domain", "/audit"}
+UNSIGNED = {"/v1/health", "/v1/ready", "/v1/chain/domain", "/audit", "/v1/catalog"}
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from eth_utils import to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +32,7 @@ from consentledger.errors import (
     NotFoundError,
     PayloadValidationError,
 )
+from consentledger.gateway.flows.catalog import check_use
 from consentledger.gateway.flows.consents import relay_grant
 from consentledger.gateway.flows.request_callbacks import call_back
 from consentledger.gateway.runtime import Gateway
@@ -46,7 +46,6 @@ DEFAULT_EXPIRY = 7 * 86400
 MAX_EXPIRY = 90 * 86400
 MAX_REASON = 1000
 REQUEST_ID = re.compile(r"^0x[0-9a-f]{32}$")
-T = TypeVar("T")
 
 
 class _Body(BaseModel):
@@ -112,12 +111,12 @@ def file_request(gw: Gateway, client: str | None, body: ConsentRequestIn) -> dic
     """Store a request from this agency to `body.subject` after checking its terms against the catalog; return it.
 
     PayloadValidationError for a category or purpose not on the positive list, a purpose the category
-    does not allow or past its sunset, a validity already past, or a record that is not the subject's
-    record of that category.
+    does not allow or past its sunset at the latest block (`flows.catalog.check_use`), a validity
+    already past, or a record that is not the subject's record of that category.
     """
     now = int(time.time())
     subject = to_checksum_address(body.subject)
-    _in_catalog(gw, body.category, body.purpose, now)
+    check_use(gw, body.category, body.purpose)
     if body.valid_until <= now:
         raise PayloadValidationError("valid_until is in the past: ask for a consent valid from now on")
     record = body.record.lower() if body.record else None
@@ -254,26 +253,6 @@ def _terms_json(consent: Consent) -> dict[str, Any]:
     terms = consent.to_json()
     terms["nonce"] = str(consent.nonce)  # a uint64: JavaScript rounds a JSON number above 2^53
     return terms
-
-
-def _in_catalog(gw: Gateway, category_id: int, purpose_id: int, now: int) -> None:
-    category = _catalog_entry(gw.chain.category, category_id)
-    if category is None or category.id != category_id:
-        raise PayloadValidationError(f"category {category_id} is not on the positive list")
-    purpose = _catalog_entry(gw.chain.purpose, purpose_id)
-    if purpose is None or purpose.id != purpose_id:
-        raise PayloadValidationError(f"purpose {purpose_id} is not on the positive list")
-    if purpose_id not in category.allowed_purposes:
-        raise PayloadValidationError(f"category {category.name!r} may not be used for purpose {purpose.name!r}")
-    if purpose.sunset and purpose.sunset <= now:
-        raise PayloadValidationError(f"purpose {purpose.name!r} is past its sunset")
-
-
-def _catalog_entry(read: Callable[[int], T], key: int) -> T | None:
-    try:
-        return read(key)
-    except ContractRevertError:  # the contract reverts for an id it does not know; a chain down stays a 503
-        return None
 
 
 def _subjects_record(gw: Gateway, record: str, subject: str, category: int) -> None:

@@ -1,4 +1,4 @@
-"""Unsigned endpoints: liveness and the ledger's EIP-712 domain."""
+"""Unsigned endpoints: liveness, readiness, the ledger's EIP-712 domain and the positive list."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends
 
 from consentledger.errors import ChainUnavailableError
 from consentledger.gateway.auth import gateway_of
+from consentledger.gateway.flows.catalog import current_catalog
+from consentledger.gateway.responses import CatalogOut
 from consentledger.gateway.runtime import Gateway
 
 router = APIRouter(prefix="/v1")
@@ -40,3 +42,14 @@ def ready(gw: GatewayDep) -> dict[str, Any]:
 def domain(gw: GatewayDep) -> dict[str, Any]:
     """Return the EIP-712 domain read from `eip712Domain()`."""
     return gw.ledger.domain().as_dict()
+
+
+@router.get("/catalog", summary="The positive list: categories and purposes, as of the latest block (unsigned)",
+            response_model=CatalogOut)
+def catalog(gw: GatewayDep) -> dict[str, Any]:
+    """Return every category (fields, identifying fields, sensitivity, retention, allowed purposes) and purpose
+    (sunset, whether still in use) as the chain has them at the latest block.
+
+    Public, like the chain it is read from: a data subject checks a consent's terms here before signing.
+    """
+    return current_catalog(gw).to_json()
