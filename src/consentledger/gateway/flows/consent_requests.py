@@ -1,16 +1,16 @@
 """Consent requests: a requester asks a data subject for a consent, the subject narrows it and grants, or denies.
 
 A request lives at the requester's own gateway, which is also the gateway that relays consents
-naming its organisation (`flows.consents`): the requester's client files it there, the subject
-(told where by the requester) lists and answers it there, signing requests with their own key as
-for `/v1/subjects/me/...`, and the requester polls it there or is called back once it is answered
-(`flows.request_callbacks`). A grant carries the subject's EIP-712 signature over the consent the
-request describes, narrowed as the subject chose (a shorter validity, fewer uses, unidentified, one
-record): the gateway rebuilds that consent from the request and the narrowing, refuses any term
-wider than asked (422), checks the signature as the contract would, and relays it on chain. State
-follows the consent vocabulary: `requested`, `granted`, `denied`, and as read at the time shown,
-`expired` (unanswered past its expiry, or a grant past its validity) and `revoked` (the granted
-consent revoked on chain).
+naming its organisation (`flows.consents`): the requester's client files it there, the subject (told
+where by the requester) lists and answers it there, signing requests with their own key as for
+`/v1/subjects/me/...`, and the requester polls it there or is called back once it is answered or
+expires (`flows.request_callbacks`, retried until delivered). A grant carries the subject's EIP-712
+signature over the consent the request describes, narrowed as the subject chose (a shorter validity,
+fewer uses, unidentified, one record): the gateway rebuilds that consent from the request and the
+narrowing, refuses any term wider than asked (422), checks the signature as the contract would, and
+relays it on chain. State follows the consent vocabulary: `requested`, `granted`, `denied`, and as
+read at the time shown, `expired` (unanswered past its expiry, or a grant past its validity) and
+`revoked` (the granted consent revoked on chain).
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from consentledger.errors import (
 )
 from consentledger.gateway.flows.catalog import check_use
 from consentledger.gateway.flows.consents import relay_grant
-from consentledger.gateway.flows.request_callbacks import call_back
 from consentledger.gateway.runtime import Gateway
 from consentledger.narrowing import GrantTerms, narrowing_refusal, wider_terms
 from consentledger.store.consent_requests import ConsentRequest, ConsentRequests, RequestState
+from consentledger.store.request_callbacks import Callback, RequestCallbacks
 from consentledger.types import ConsentStatus
 
 STATES = ("requested", "granted", "denied", "expired", "revoked")
@@ -65,7 +65,8 @@ class ConsentRequestIn(_Body):
     reason: str = Field(min_length=1, max_length=MAX_REASON, description="shown to the subject as written")
     expires_in: int = Field(DEFAULT_EXPIRY, ge=1, le=MAX_EXPIRY, description="seconds the request stays open")
     callback_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s]+$",
-                                     description="POSTed the request, signed by this agency, once it is answered")
+                                     description="POSTed the request, signed by this agency, once it is answered "
+                                                 "or expires (retried until it answers 2xx)")
 
 
 class GrantRequestIn(_Body):
@@ -148,7 +149,9 @@ def listed(gw: Gateway, *, subject: str | None = None, state: str | None = None)
         raise PayloadValidationError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
     stored = {"requested": RequestState.REQUESTED, "expired": RequestState.REQUESTED, "denied": RequestState.DENIED,
               "granted": RequestState.GRANTED, "revoked": RequestState.GRANTED}.get(state or "")
-    shown = [view(gw, r) for r in requests_of(gw).listed(subject=subject, state=stored)]
+    found = requests_of(gw).listed(subject=subject, state=stored)
+    callbacks = RequestCallbacks(gw.store.engine).of_requests(r.id for r in found if r.callback_url)
+    shown = [view(gw, r, callbacks.get(r.id)) for r in found]
     return {"requests": [r for r in shown if state is None or r["state"] == state]}
 
 
@@ -175,17 +178,12 @@ def grant(gw: Gateway, subject: str, request_id: str, narrowing: Narrowing, sign
     except ConsentLedgerError:
         store.reopen(request.id, name)
         raise
-    shown = view(gw, answered)
-    call_back(gw, answered.callback_url, shown)
-    return shown
+    return view(gw, answered)
 
 
 def deny(gw: Gateway, subject: str, request_id: str) -> dict[str, Any]:
     """Record the subject's refusal and return the request; refuses as `grant` for answered or expired ones."""
-    answered = requests_of(gw).answer(find(gw, request_id, subject=subject), RequestState.DENIED)
-    shown = view(gw, answered)
-    call_back(gw, answered.callback_url, shown)
-    return shown
+    return view(gw, requests_of(gw).answer(find(gw, request_id, subject=subject), RequestState.DENIED))
 
 
 def narrowed(gw: Gateway, request: ConsentRequest, narrowing: Narrowing) -> Consent:
@@ -212,9 +210,15 @@ def narrowed(gw: Gateway, request: ConsentRequest, narrowing: Narrowing) -> Cons
     )
 
 
-def view(gw: Gateway, request: ConsentRequest) -> dict[str, Any]:
-    """Return the request as JSON, in its state as of now (64-bit values as decimal strings)."""
+def view(gw: Gateway, request: ConsentRequest, callback: Callback | None = None) -> dict[str, Any]:
+    """Return the request as JSON, in its state as of now (64-bit values as decimal strings).
+
+    `callback` is how the latest callback owed to the requester has gone (`{state, attempts, last_error,
+    delivered_at}`), None without a callback URL or before one is owed; read here unless given.
+    """
     state, uses = _state_now(gw, request)
+    if callback is None and request.callback_url:
+        callback = RequestCallbacks(gw.store.engine).of_requests([request.id]).get(request.id)
     return {
         "id": request.id,
         "state": state,
@@ -233,6 +237,7 @@ def view(gw: Gateway, request: ConsentRequest) -> dict[str, Any]:
         "consent": request.consent,
         "consent_id": request.consent_id,
         "uses": uses,
+        "callback": callback.as_json() if callback is not None else None,
     }
 
 
