@@ -9,14 +9,16 @@ from fastapi import APIRouter, Depends
 from consentledger.errors import ChainUnavailableError
 from consentledger.gateway.auth import gateway_of
 from consentledger.gateway.flows.catalog import current_catalog
-from consentledger.gateway.responses import CatalogOut
+from consentledger.gateway.openapi import response_schema
+from consentledger.gateway.responses import CatalogOut, HealthOut, ReadyOut
 from consentledger.gateway.runtime import Gateway
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 
-@router.get("/health", summary="Liveness, this gateway's organisation and chain, its signer's funding (unsigned)")
+@router.get("/health", summary="Liveness, this gateway's organisation and chain, its signer's funding (unsigned)",
+            response_model=None, responses={200: response_schema(HealthOut, "Alive; the signer's funding")})
 def health(gw: GatewayDep) -> dict[str, Any]:
     """Return status, org address and name, chain id, the latest block and whether the signer can pay for a write.
 
@@ -31,7 +33,8 @@ def health(gw: GatewayDep) -> dict[str, Any]:
             "funding": gw.sender.funds.funding().as_json()}
 
 
-@router.get("/ready", summary="Whether this gateway can take chain writes now (unsigned)")
+@router.get("/ready", summary="Whether this gateway can take chain writes now (unsigned)",
+            response_model=None, responses={200: response_schema(ReadyOut, "Ready for chain writes")})
 def ready(gw: GatewayDep) -> dict[str, Any]:
     """Return the signer's funding when it can pay for a write; 503 `insufficient_funds` naming the command to fund
     it otherwise, 503 `chain_unavailable` without a chain."""
