@@ -76,6 +76,8 @@ class CallbackCourier:
     def _attempt(self, callback: Callback) -> None:
         gw, settings = self._gw, self._gw.settings
         request = requests_of(gw).get(callback.request_id)
+        if callback.state != "expired" and request.state.value != callback.state:
+            return  # the answer was undone (a grant whose consent did not reach the chain), and its row with it
         if callback.state == "granted" and request.consent_id is not None and not _on_chain(gw, request.consent_id):
             self._store.postpone(callback, datetime.now(UTC) + timedelta(seconds=settings.callback_backoff))
             return
