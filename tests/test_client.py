@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -22,14 +23,28 @@ from fastapi.responses import JSONResponse
 
 from consentledger.client import GatewayClient
 from consentledger.consent import REVOCATION_FIELDS, Consent, Eip712Domain, consent_id, consent_typed_data
-from consentledger.errors import AuthenticationError, ConfigurationError, GatewayError, GatewayUnavailableError
+from consentledger.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    GatewayError,
+    GatewayUnavailableError,
+    PayloadValidationError,
+)
 from consentledger.signing import HEADER_SIGNATURE, HEADER_SIGNER, RequestSignature, verify_request
 
 CHAIN_ID = 1337
 NOW = 1_800_000_000
 RECORD = "0x" + "ab" * 32
 DOMAIN = Eip712Domain("ConsentLedger", "1", CHAIN_ID, "0x" + "11" * 20)
-PUBLIC_PATHS = {"/v1/health", "/v1/chain/domain"}
+PUBLIC_PATHS = {"/v1/health", "/v1/chain/domain", "/v1/catalog"}
+CATALOG = {"block": 7, "block_time": NOW, "purposes": [
+    {"id": 2, "name": "research", "sunset": None, "sunset_at": None, "active": True},
+    {"id": 4, "name": "census", "sunset": NOW - 1, "sunset_at": "2027-01-15T07:59:59+00:00", "active": False},
+], "categories": [
+    {"id": 3, "name": "survey", "sensitivity": "open", "retention": 86400, "min_aggregate_subjects": 0,
+     "fields": ["answer"], "identifying_fields": [], "allowed_purposes": [2, 4]},
+]}
+"""What the fake gateway's catalog holds: `_consent`'s category 3 for purpose 2, and purpose 4 past its sunset."""
 
 
 def _account(label: str) -> LocalAccount:
@@ -58,6 +73,7 @@ class FakeGateway:
             (200, {"status": "ok", "org": self.org.address, "name": "Agency", "chain_id": CHAIN_ID, "block": 7}),
         )
         self.answers.setdefault(("GET", "/v1/chain/domain"), (200, DOMAIN.as_dict()))
+        self.answers.setdefault(("GET", "/v1/catalog"), (200, CATALOG))
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
@@ -353,6 +369,29 @@ def test_sign_and_grant_signs_consent_in_the_gateways_domain(gateway: FakeGatewa
     signable = encode_typed_data(full_message=consent_typed_data(consent, DOMAIN))
     assert Account.recover_message(signable, signature=bytes.fromhex(body["signature"][2:])) == subject.address
     assert gateway.signers == [subject.address]
+
+
+@pytest.mark.parametrize(("terms", "problem"), [
+    ({"category": 9}, "category 9 is not in the catalog: no consent can be given for it; the catalog's categories: "
+                      "3 survey"),
+    ({"purpose": 5}, "purpose 5 is not in the catalog: no consent can be given for it; purposes category 3 (survey) "
+                     "allows now: 2 research"),
+    ({"purpose": 4}, "purpose 4 (census) ended at 2027-01-15T07:59:59+00:00: no consent for it; purposes category 3 "
+                     "(survey) allows now: 2 research"),
+])
+def test_sign_and_grant_refuses_terms_off_the_catalog_before_signing(
+    gateway: FakeGateway, org: LocalAccount, terms: dict[str, int], problem: str
+) -> None:
+    """Judged at the catalog's block time: PayloadValidationError naming what is allowed; only the catalog was read."""
+    subject = _account("subject")
+    consent = dataclasses.replace(_consent(subject, org), **terms)
+    with GatewayClient("http://gateway.test", subject, clock=lambda: NOW,
+                       transport=httpx.MockTransport(gateway.handle)) as client:
+        with pytest.raises(PayloadValidationError) as refused:
+            client.sign_and_grant(consent)
+
+    assert str(refused.value) == problem
+    assert [r.url.path for r in gateway.requests] == ["/v1/catalog"]
 
 
 def test_sign_and_revoke_signs_the_revocation_of_the_consent_id(gateway: FakeGateway, org: LocalAccount) -> None:

@@ -1,6 +1,6 @@
 """GatewayClient: signed calls to an agency gateway's HTTP API, answers as dicts, failures as our errors.
 
-Every request except the two public reads (`/v1/health`, `/v1/chain/domain`) carries an EIP-712
+Every request except the public reads (`/v1/health`, `/v1/chain/domain`, `/v1/catalog`) carries an EIP-712
 `GatewayRequest` signature (see `consentledger.signing`) by the client's account, naming the gateway's
 organisation as audience. The signed path is the request target exactly as sent on the wire: path and
 query string, including any path prefix in `base_url` (point `base_url` at the gateway's root).
@@ -21,6 +21,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import is_address, to_checksum_address
 
 from consentledger.attestation import RecordAttestation, sign_attestation
+from consentledger.catalog import Catalog
 from consentledger.consent import Consent, Eip712Domain, consent_id, sign_consent, sign_revocation
 from consentledger.errors import ConfigurationError, GatewayError, GatewayUnavailableError
 from consentledger.signing import sign_request
@@ -28,6 +29,7 @@ from consentledger.types import Address, RecordId
 
 HEALTH_PATH = "/v1/health"
 DOMAIN_PATH = "/v1/chain/domain"
+CATALOG_PATH = "/v1/catalog"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 BATCH_LIMIT = 256
 """Most accesses one `POST /v1/access/batch` call carries (the gateway's `max_batch_items` at most)."""
@@ -116,6 +118,14 @@ class GatewayClient:
                     response.status_code, "malformed_response", f"{DOMAIN_PATH} is not an EIP-712 domain"
                 ) from None
         return self._domain
+
+    def catalog(self) -> Catalog:
+        """Return the positive list as the gateway's chain view has it at the latest block (fetched now)."""
+        response = self._send(self._http.build_request("GET", CATALOG_PATH))
+        try:
+            return Catalog.from_json(self._json(response))
+        except (KeyError, TypeError, ValueError):
+            raise GatewayError(response.status_code, "malformed_response", f"{CATALOG_PATH} is not a catalog") from None
 
     # -- records --------------------------------------------------------------------------------
 
@@ -207,10 +217,24 @@ class GatewayClient:
         body = {"consent": consent.to_json(), "signature": _hex(signature)}
         return self._json(self.send_signed("POST", "/v1/consents/revoke", body))
 
-    def sign_and_grant(self, consent: Consent) -> dict[str, Any]:
-        """Return `grant_consent`'s answer for `consent`, signed by this client's account as its subject."""
+    def sign_and_grant(self, consent: Consent, *, check_catalog: bool = True) -> dict[str, Any]:
+        """Return `grant_consent`'s answer for `consent`, signed by this client's account as its subject.
+
+        First (unless `check_catalog` is False: the caller did it) `check_terms`: a consent no access
+        could use is neither signed nor sent.
+        """
         self._check_subject(consent)
+        if check_catalog:
+            self.check_terms(consent)
         return self.grant_consent(consent, sign_consent(consent, self.account.key, self.domain()))
+
+    def check_terms(self, consent: Consent) -> None:
+        """Return if the gateway's catalog lets `consent` be used; PayloadValidationError naming why not otherwise.
+
+        Refused: a category or purpose not in the catalog, a purpose the category does not allow, one past
+        its sunset at the latest block (the gateway refuses these too, but only after the subject signed).
+        """
+        self.catalog().check_use(consent.category, consent.purpose)
 
     def sign_and_revoke(self, consent: Consent) -> dict[str, Any]:
         """Return `revoke_consent`'s answer for `consent`, the revocation signed by this client's account."""

@@ -89,7 +89,8 @@ def grant_request(
 ) -> dict[str, Any]:
     """Return the request, granted: sign the (narrowed) consent with this client's account and send it.
 
-    ConfigurationError if this account is not the request's subject.
+    ConfigurationError if this account is not the request's subject; PayloadValidationError, before
+    anything is signed, if the catalog no longer lets the consent be used (`GatewayClient.check_terms`).
     """
     request = get_request(client, request_id)
     if to_checksum_address(request["subject"]) != client.account.address:
@@ -97,6 +98,7 @@ def grant_request(
                                  f"{client.account.address}")
     consent = narrowed_consent(request, valid_until=valid_until, max_uses=max_uses, identified=identified,
                                record=record)
+    client.check_terms(consent)  # a purpose sunset since the request was filed: refused before signing
     signature = sign_consent(consent, client.account.key, client.domain())
     body: dict[str, Any] = {"nonce": str(consent.nonce), "signature": "0x" + signature.hex()}
     for name, value in (("valid_until", valid_until), ("max_uses", max_uses), ("identified", identified)):

@@ -109,6 +109,16 @@ class Settings(BaseSettings):
         LOGS_BLOCK_RANGE, gt=0,
         description="Most blocks one eth_getLogs may span on the chain's nodes (Besu --rpc-max-logs-range).",
     )
+    callback_attempts: int = Field(
+        8, ge=1, le=100, description="Most deliveries tried of one consent-request callback before giving up.",
+    )
+    callback_backoff: float = Field(
+        2.0, gt=0, le=3600, description="Seconds before a failed callback is tried again (doubling each time).",
+    )
+    callback_backoff_max: float = Field(
+        600.0, gt=0, le=86400, description="Longest wait between two tries of a callback, in seconds.",
+    )
+    callback_timeout: float = Field(10.0, gt=0, le=300, description="Seconds a callback receiver has to answer.")
 
     @classmethod
     def settings_customise_sources(

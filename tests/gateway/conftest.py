@@ -34,6 +34,8 @@ from .world import (
 
 SWEEP_OFTEN = {"sweep_interval": 1.0}
 """The gateways sweep every second (not every 30 s), so lifecycle tests see a due record go within seconds."""
+CALLBACKS_SOON = {"callback_backoff": 0.2, "callback_attempts": 5}
+"""A failed consent-request callback is tried again after 0.2, 0.4, 0.8, 1.6 s (not 2 s doubling, 8 times)."""
 
 
 @pytest.fixture(scope="package")
@@ -44,7 +46,8 @@ def consortium(ganache: LocalNode, tmp_path_factory: pytest.TempPathFactory) -> 
         "transport": (TRANSPORT, Role.REQUESTER),
         "police": (POLICE, Role.REQUESTER),
     }
-    started = start_consortium(ganache.rpc_url, tmp_path_factory.mktemp("consortium"), members, settings=SWEEP_OFTEN)
+    started = start_consortium(ganache.rpc_url, tmp_path_factory.mktemp("consortium"), members,
+                               settings={**SWEEP_OFTEN, **CALLBACKS_SOON})
     try:
         yield started
     finally:

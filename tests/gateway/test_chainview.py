@@ -28,7 +28,7 @@ from consentledger.consent import Consent, consent_id, sign_consent, sign_revoca
 from consentledger.errors import ContractRevertError
 from consentledger.gateway.chainview import ChainView
 from consentledger.gateway.membership import MembershipCache
-from consentledger.types import ConsentStatus, MemberStatus, RecordKind, Role, TombstoneReason
+from consentledger.types import ConsentStatus, MemberStatus, RecordKind, Role, Sensitivity, TombstoneReason
 
 from .world import CONTACT_TRACE, DISTRICT_STATS, EPIDEMIC_CONTROL, catalog
 
@@ -37,6 +37,8 @@ pytestmark = pytest.mark.process
 ADMIN, CUSTODIAN, REQUESTER = 0, 1, 2
 """Dev accounts on this module's own anvil."""
 RESEARCH = 2
+VISITS = 9
+"""A category added by one test."""
 PAGE = 7
 """Blocks per eth_getLogs in the paging test."""
 LONG = 3600.0
@@ -152,6 +154,27 @@ def test_a_purpose_sunset_by_governance_is_seen_after_refresh(chain: Chain) -> N
         assert view.purpose(EPIDEMIC_CONTROL).name == "epidemic-control"
     finally:
         chain.govern(governance.set_purpose_sunset(EPIDEMIC_CONTROL, 0))
+
+
+def test_the_whole_catalog_is_read_once_and_a_category_added_by_governance_appears_after_refresh(
+    chain: Chain,
+) -> None:
+    """`catalog()` twice: the second reads nothing; a CategoryAdded event (not the TTL) makes the next listing
+    read the id list again and show the new category, judged at the refreshed block's time."""
+    view = chain.view()
+    listed = view.catalog()
+    assert [c.id for c in listed.categories] == list(chain.ledger.category_ids())
+    assert chain.calls.during(view.catalog) == []
+    chain.govern(governance.add_category(VISITS, "visits", Sensitivity.OPEN, 86400, ("ward",), (),
+                                         [EPIDEMIC_CONTROL]))
+
+    assert VISITS not in [c.id for c in view.catalog().categories]
+    view.refresh()
+    refreshed = view.catalog()
+    added = refreshed.category(VISITS)
+    assert added is not None and added.name == "visits"
+    assert (refreshed.block, refreshed.block_time) == (view.latest_block, view.latest_time)
+    assert refreshed.refusal(VISITS, EPIDEMIC_CONTROL) is None
 
 
 def test_record_metadata_is_read_once_and_its_tombstone_followed(chain: Chain) -> None:

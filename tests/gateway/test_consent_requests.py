@@ -19,12 +19,13 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from consentledger import governance
 from consentledger.client import GatewayClient
 from consentledger.client_requests import get_request, grant_request, my_requests, narrowed_consent
 from consentledger.consent import Consent, consent_id, sign_consent
 from consentledger.errors import GatewayError, PayloadValidationError
 from consentledger.signing import RequestSignature, verify_request
-from consentledger.types import ConsentStatus
+from consentledger.types import ConsentStatus, Sensitivity
 
 from .world import CHAIN_ID, CONTACT_TRACE, DISTRICT_STATS, EPIDEMIC_CONTROL, LAB_RESULT, Consortium, expect, signed
 
@@ -239,8 +240,8 @@ def test_filing_refuses_terms_off_the_catalog_and_callers_that_are_not_requester
     hal = Account.create()
     others = consortium.ingest({"test": "pcr", "result": "negative"}, category=LAB_RESULT)
     transport, health = consortium.transport, consortium.health
-    for terms, problem in (({"category": 99}, "category 99 is not on the positive list"),
-                           ({"purpose": 77}, "purpose 77 is not on the positive list"),
+    for terms, problem in (({"category": 99}, "category 99 is not in the catalog"),
+                           ({"purpose": 77}, "purpose 77 is not in the catalog"),
                            ({"category": LAB_RESULT, "record": others}, "is not the subject's record"),
                            ({"valid_until": int(time.time()) - 1}, "valid_until is in the past")):
         body = {"subject": hal.address, "category": CONTACT_TRACE, "purpose": EPIDEMIC_CONTROL,
@@ -251,6 +252,29 @@ def test_filing_refuses_terms_off_the_catalog_and_callers_that_are_not_requester
             "valid_until": int(time.time()) + HOUR, "reason": "a check"}
     expect(signed(transport, hal.key, "POST", "/v1/consent-requests", body), 403, "forbidden")
     expect(signed(health, consortium.key(health), "POST", "/v1/consent-requests", body), 403, "forbidden")
+
+
+SHORT_LIVED, SHORT_LIVED_LIST = 48, 49
+"""A purpose ended while a request for it is pending, and a category allowing only it (ids no other test uses)."""
+
+
+def test_a_request_whose_purpose_ended_since_filing_is_not_signed_by_the_subjects_client(
+    consortium: Consortium,
+) -> None:
+    """Filed while the purpose runs; its sunset set to the past before the answer: the client refuses before
+    signing (PayloadValidationError naming the sunset) and the request stays pending."""
+    consortium.govern(governance.add_purpose(SHORT_LIVED, "short-lived-drill"))
+    consortium.govern(governance.add_category(SHORT_LIVED_LIST, "drill-roll", Sensitivity.ONE_TIME, HOUR,
+                                              ("district",), (), [SHORT_LIVED]))
+    ivy = Account.create()
+    filed = _file(consortium, ivy.address, category=SHORT_LIVED_LIST, purpose=SHORT_LIVED, identified=False)
+    consortium.govern(governance.set_purpose_sunset(SHORT_LIVED, 1))
+
+    with GatewayClient(consortium.transport.url, ivy) as client:
+        with pytest.raises(PayloadValidationError, match=r"purpose 48 \(short-lived-drill\) ended at 1970"):
+            grant_request(client, filed["id"])
+
+    assert _poll(consortium, filed["id"])["state"] == "requested"
 
 
 def test_the_cli_files_lists_grants_and_polls_a_request(consortium: Consortium, tmp_path: Path) -> None:

@@ -15,11 +15,12 @@ from openapi_spec_validator import validate
 from consentledger.gateway.schemas import RecordIn
 from consentledger.signing import SIGNED_HEADERS
 
-from .world import CONTACT_TRACE, Consortium, expect, signed
+from .conftest import Audited
+from .world import CONTACT_TRACE, DISTRICT_STATS, EPIDEMIC_CONTROL, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
 
-UNSIGNED = {"/v1/health", "/v1/ready", "/v1/chain/domain", "/audit"}
+UNSIGNED = {"/v1/health", "/v1/ready", "/v1/chain/domain", "/audit", "/v1/catalog"}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +145,57 @@ def test_a_collected_record_answers_its_declared_schema(spec: dict[str, Any], co
     assert _problems(spec, created.json(), _declared(spec, "post", "/v1/records", created.status_code)) == []
     assert _problems(spec, looked_up, _declared(spec, "get", "/v1/records/{record_id}", 200)) == []
     assert _resolve(spec, _declared(spec, "get", "/v1/records/{record_id}", 200))["title"] == "RecordOut"
+
+
+DESCRIBED_ANSWERS = {
+    ("get", "/v1/health"): "HealthOut", ("get", "/v1/ready"): "ReadyOut", ("get", "/v1/catalog"): "CatalogOut",
+    ("post", "/v1/access"): "AccessOut", ("post", "/v1/access/batch"): "AccessBatchOut",
+    ("get", "/v1/audit/accesses"): "AccessPageOut", ("get", "/v1/audit/refusals"): "RefusalPageOut",
+    ("get", "/v1/subjects/me/history"): "HistoryOut",
+}
+"""Operations whose 200 answer is described field by field (not `{}` or a bare object)."""
+
+
+def test_health_access_and_audit_listings_declare_their_200_answer_field_by_field(spec: dict[str, Any]) -> None:
+    """Each names its model, whose schema lists properties, requires them and allows no others."""
+    for (method, path), model in DESCRIBED_ANSWERS.items():
+        declared = _declared(spec, method, path, 200)
+        assert declared == {"$ref": f"#/components/schemas/{model}"}, (path, declared)
+        schema = _resolve(spec, declared)
+        assert schema["properties"] and schema["required"] and schema["additionalProperties"] is False, path
+
+
+def test_health_access_and_audit_answers_match_their_declared_schemas(
+    spec: dict[str, Any], consortium: Consortium, audited: Audited
+) -> None:
+    """Served answers validate against the declared models: an access and a batch of one by police of a fresh
+    subject's open record, that subject's history, the auditor's listings, health, readiness and the catalog."""
+    health, police = consortium.health, consortium.police
+    subject = Account.create()
+    first = consortium.ingest({"district": "West", "cases": 2}, category=DISTRICT_STATS, subject=subject.address)
+    second = consortium.ingest({"district": "West", "cases": 3}, category=DISTRICT_STATS, subject=subject.address)
+    item = {"record": second, "purpose": EPIDEMIC_CONTROL, "consents": []}
+    auditor = audited.auditor.key
+    answers = [
+        ("post", "/v1/access", expect(consortium.access(police, first), 200)),
+        ("post", "/v1/access/batch", expect(signed(police, consortium.key(police), "POST", "/v1/access/batch",
+                                                   {"items": [item]}), 200)),
+        ("get", "/v1/subjects/me/history", expect(signed(health, subject.key, "GET", "/v1/subjects/me/history"), 200)),
+        ("get", "/v1/audit/accesses", expect(signed(health, auditor, "GET",
+                                                    f"/v1/audit/accesses?subject={subject.address}"), 200)),
+        ("get", "/v1/audit/refusals", expect(signed(health, auditor, "GET", "/v1/audit/refusals?limit=1000"), 200)),
+        ("get", "/v1/health", expect(httpx.get(health.url + "/v1/health", trust_env=False, timeout=30), 200)),
+        ("get", "/v1/ready", expect(httpx.get(health.url + "/v1/ready", trust_env=False, timeout=30), 200)),
+        ("get", "/v1/catalog", expect(httpx.get(health.url + "/v1/catalog", trust_env=False, timeout=30), 200)),
+    ]
+
+    for method, path, answer in answers:
+        assert _problems(spec, answer, _declared(spec, method, path, 200)) == [], (path, answer)
+    history, page = answers[2][2], answers[3][2]
+    assert sorted(line["record"] for line in history["items"]) == sorted([first, second])
+    releases = {line["record"]: line["releases"] for line in page["items"]}
+    assert set(releases) == {first, second} and all(releases.values())
+    assert answers[4][2]["items"], "the audited fixture's refused attempts are listed"
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -223,7 +223,11 @@ class Ledger:
 
     def categories(self) -> list[Category]:
         """Return every category, in the order added."""
-        return [self.category(c) for c in self._read(self.consortium.functions.categoryIds().call)]
+        return [self.category(c) for c in self.category_ids()]
+
+    def category_ids(self) -> tuple[int, ...]:
+        """Return the id of every category, in the order added."""
+        return tuple(int(c) for c in self._read(self.consortium.functions.categoryIds().call))
 
     def purpose(self, purpose_id: int) -> Purpose:
         """Return purpose `purpose_id`."""
@@ -232,7 +236,11 @@ class Ledger:
 
     def purposes(self) -> list[Purpose]:
         """Return every purpose, in the order added."""
-        return [self.purpose(p) for p in self._read(self.consortium.functions.purposeIds().call)]
+        return [self.purpose(p) for p in self.purpose_ids()]
+
+    def purpose_ids(self) -> tuple[int, ...]:
+        """Return the id of every purpose, in the order added."""
+        return tuple(int(p) for p in self._read(self.consortium.functions.purposeIds().call))
 
     # ------------------------------------------------------------------ ledger reads
 

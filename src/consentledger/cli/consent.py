@@ -98,7 +98,10 @@ def grant(
     subject_password_env: SubjectPasswordEnvOption = SUBJECT_PASSWORD_ENV,
     subject_dev_account: SubjectDevAccountOption = None,
 ) -> None:
-    """Sign a consent with the subject's key and have the gateway register it on chain."""
+    """Sign a consent with the subject's key and have the gateway register it on chain.
+
+    Terms the gateway's catalog refuses (an unknown category or purpose, a purpose the category does
+    not allow or past its sunset) exit 13 naming what is allowed, before anything is signed."""
     account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
     consent = Consent.new(
         subject=account.address,
@@ -110,12 +113,13 @@ def grant(
         record=bytes(parse_record_id(record)) if record else NO_RECORD,
         identified=identified,
     )
-    if out is not None:
-        # Written before relaying: a granted consent whose terms (random nonce) were lost could be
-        # neither used nor revoked.
-        write_output(out, consent.to_json(), "consent file")
     with GatewayClient(gateway, account) as client:
-        print_json(client.sign_and_grant(consent))
+        client.check_terms(consent)  # off the catalog: refused before anything is written, signed or sent
+        if out is not None:
+            # Written before relaying: a granted consent whose terms (random nonce) were lost could be
+            # neither used nor revoked.
+            write_output(out, consent.to_json(), "consent file")
+        print_json(client.sign_and_grant(consent, check_catalog=False))
 
 
 @app.command("revoke")

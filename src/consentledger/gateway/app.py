@@ -36,9 +36,9 @@ from consentledger.signing import SIGNED_HEADERS
 log = logging.getLogger(__name__)
 
 DESCRIPTION = (
-    "An agency's gateway to the consentledger. Every endpoint except `/v1/health`, `/v1/ready` and "
-    "`/v1/chain/domain` needs an EIP-712 `GatewayRequest` signature over (audience, method, path with "
-    "query, SHA-256 of the body, timestamp, nonce) carried in the headers "
+    "An agency's gateway to the consentledger. Every endpoint except `/v1/health`, `/v1/ready`, "
+    "`/v1/chain/domain` and `/v1/catalog` needs an EIP-712 `GatewayRequest` signature over (audience, method, "
+    "path with query, SHA-256 of the body, timestamp, nonce) carried in the headers "
     + ", ".join(f"`{h}`" for h in SIGNED_HEADERS)
     + ". Refusals are JSON `{\"error\": code, \"detail\": text}`: 401 unsigned or bad signature, "
     "403 wrong role / suspended / a contract rule (named), 409 replayed nonce, 410 record destroyed "

@@ -5,8 +5,9 @@ accepted on chain before its release is asked for, so whatever could make a rele
 tombstone, a revoked consent, a membership change, a catalog change such as a sunset) is a chain
 event, and `refresh()`, which the custodian runs before a release decides, has applied it by then:
 
-- categories and purposes: read when first asked for, dropped when a catalog event names them, and
-  kept `catalog_ttl` seconds at most whatever happens (a safety net);
+- categories and purposes: read when first asked for, dropped when a catalog event names them (the
+  list of their ids at any event of their kind), and kept `catalog_ttl` seconds at most whatever
+  happens (a safety net);
 - records: their immutable metadata read once (the `max_records` most recently used are kept),
   their tombstone followed by RecordTombstoned;
 - consents: their status read once, then followed by ConsentGranted and ConsentRevoked;
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
+from consentledger.catalog import Catalog
 from consentledger.chain.ledger import Ledger
 from consentledger.gateway.membership import MEMBERSHIP_EVENTS, MembershipCache
 from consentledger.types import Category, ConsentStatus, Member, Purpose, RecordInfo, TombstoneReason
@@ -44,6 +46,8 @@ CATEGORY_EVENTS = ("CategoryAdded", "CategoryPurposesChanged")
 PURPOSE_EVENTS = ("PurposeAdded", "PurposeSunsetChanged")
 LEDGER_EVENTS = ("RecordTombstoned", "ConsentGranted", "ConsentRevoked")
 _CONSORTIUM_EVENTS = MEMBERSHIP_EVENTS + CATEGORY_EVENTS + PURPOSE_EVENTS
+_CATEGORY_IDS, _PURPOSE_IDS = 0, 1
+"""Keys of the two id lists among the cached catalog entries."""
 _CONSENT_STATUS = {"ConsentGranted": ConsentStatus.GRANTED, "ConsentRevoked": ConsentStatus.REVOKED}
 
 
@@ -70,6 +74,7 @@ class ChainView:
         self._refresh_lock = threading.Lock()  # one refresh at a time
         self._categories: dict[int, tuple[float, Category]] = {}
         self._purposes: dict[int, tuple[float, Purpose]] = {}
+        self._id_lists: dict[int, tuple[float, tuple[int, ...]]] = {}  # _CATEGORY_IDS, _PURPOSE_IDS
         self._records: OrderedDict[bytes, RecordInfo] = OrderedDict()
         self._consents: OrderedDict[bytes, ConsentStatus] = OrderedDict()
         # Bumped whenever events of that kind are applied: a read begun before is not kept.
@@ -127,9 +132,11 @@ class ChainView:
                 elif name in CATEGORY_EVENTS:
                     self._catalog_epoch += 1
                     self._categories.pop(int(args["category"]), None)
+                    self._id_lists.pop(_CATEGORY_IDS, None)
                 elif name in PURPOSE_EVENTS:
                     self._catalog_epoch += 1
                     self._purposes.pop(int(args["purpose"]), None)
+                    self._id_lists.pop(_PURPOSE_IDS, None)
                 elif name == "RecordTombstoned":
                     self._record_epoch += 1
                     record = bytes(args["record"])
@@ -151,6 +158,7 @@ class ChainView:
             self._consent_epoch += 1
             self._categories.clear()
             self._purposes.clear()
+            self._id_lists.clear()
             self._records.clear()
             self._consents.clear()
             self.members.invalidate()
@@ -164,6 +172,14 @@ class ChainView:
     def purpose(self, purpose_id: int) -> Purpose:
         """Return purpose `purpose_id` (its sunset included) as of the latest refresh."""
         return self._catalog_entry(self._purposes, purpose_id, self._ledger.purpose)
+
+    def catalog(self) -> Catalog:
+        """Return the whole positive list as of the latest refresh, judged at that refresh's block time."""
+        block, timestamp = self._latest
+        categories = self._catalog_entry(self._id_lists, _CATEGORY_IDS, lambda _: self._ledger.category_ids())
+        purposes = self._catalog_entry(self._id_lists, _PURPOSE_IDS, lambda _: self._ledger.purpose_ids())
+        return Catalog(tuple(self.category(c) for c in categories), tuple(self.purpose(p) for p in purposes),
+                       block, timestamp)
 
     def record(self, record_id: bytes) -> RecordInfo:
         """Return record `record_id` as the chain registered it, its tombstone as of the latest refresh.

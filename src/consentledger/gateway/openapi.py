@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from consentledger.signing import SIGNED_HEADERS
 
 REF = "#/components/schemas/{model}"
-UNSIGNED = frozenset({"/v1/health", "/v1/ready", "/v1/chain/domain", "/audit"})
+UNSIGNED = frozenset({"/v1/health", "/v1/ready", "/v1/chain/domain", "/audit", "/v1/catalog"})
 """Operations that take no `X-CL-*` signature (the audit page uses its session cookie)."""
 
 ERROR_SCHEMA: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 A request's stored state is `requested`, `granted` or `denied`; whether an unanswered request has
 expired, or a granted consent has since been revoked or lapsed, is read when the request is shown
-(`flows.consent_requests`), so nothing has to sweep this table. An answer is one conditional UPDATE
+(`flows.consent_requests`), so nothing has to sweep this table for its own sake (the courier looks
+for lapsed requests only to owe their `expired` callbacks). An answer is one conditional UPDATE
 (`state = 'requested' AND expires_at > now`), so of two answers racing only one wins.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from consentledger.errors import ConsentRequestAnsweredError, ConsentRequestExpiredError, NotFoundError
+from consentledger.store.request_callbacks import forget_callback, queue_callback
 from consentledger.store.tables import consent_requests
 
 MAX_LISTED = 500
@@ -120,7 +122,11 @@ class ConsentRequests:
 
     def answer(self, request: ConsentRequest, state: RequestState, *, consent: dict[str, Any] | None = None,
                consent_id: str | None = None) -> ConsentRequest:
-        """Record the subject's answer once and return the request as answered; refuses as `open_or_refuse`."""
+        """Record the subject's answer once and return the request as answered; refuses as `open_or_refuse`.
+
+        With a callback URL, the callback announcing the answer is owed in the same transaction
+        (`store.request_callbacks`).
+        """
         self.open_or_refuse(request)
         now = self._clock()
         with self.engine.begin() as conn:
@@ -130,18 +136,22 @@ class ConsentRequests:
                        consent_requests.c.expires_at > now)
                 .values(state=state.value, consent=consent, consent_id=consent_id, answered_at=now)
             ).rowcount
+            if won == 1 and request.callback_url:
+                queue_callback(conn, request.id, state.value, request.callback_url, now)
         if won != 1:
             self.open_or_refuse(self.get(request.id))  # the answer that won, or the expiry, names the refusal
         return self.get(request.id)
 
     def reopen(self, request_id: str, consent_id: str) -> None:
-        """Undo a grant whose consent did not reach the chain, so the subject may answer again."""
+        """Undo a grant whose consent did not reach the chain, so the subject may answer again (and its callback)."""
         with self.engine.begin() as conn:
-            conn.execute(
+            undone = conn.execute(
                 update(consent_requests)
                 .where(consent_requests.c.id == request_id, consent_requests.c.consent_id == consent_id)
                 .values(state=RequestState.REQUESTED.value, consent=None, consent_id=None, answered_at=None)
-            )
+            ).rowcount
+            if undone == 1:
+                forget_callback(conn, request_id, RequestState.GRANTED.value)
 
 
 def _request(row: Any) -> ConsentRequest:

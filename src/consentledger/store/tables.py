@@ -224,3 +224,17 @@ portal_sessions = Table(
     comment="Subject portal sessions, opened by a signed sign-in challenge",
 )
 Index("ix_portal_sessions_expires_at", portal_sessions.c.expires_at)
+
+request_callbacks = Table(
+    "request_callbacks",
+    metadata,
+    Column("request_id", String(34), primary_key=True, comment="the consent request it tells of"),
+    Column("state", String(16), primary_key=True, comment="granted | denied | expired: one callback each, at most"),
+    Column("url", Text, nullable=False, comment="the request's callback_url when the row was written"),
+    Column("attempts", Integer, nullable=False, comment="deliveries tried so far"),
+    Column("next_at", UtcDateTime, nullable=True, comment="when it is next due (NULL: delivered, or given up)"),
+    Column("last_error", Text, nullable=True, comment="why the latest attempt failed (NULL after a success)"),
+    Column("delivered_at", UtcDateTime, nullable=True, comment="set once, by the one successful delivery"),
+    Column("created_at", UtcDateTime, nullable=False, comment="written in the transaction of the state change"),
+)
+Index("ix_request_callbacks_next_at", request_callbacks.c.next_at)

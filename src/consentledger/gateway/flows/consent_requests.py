@@ -1,26 +1,25 @@
 """Consent requests: a requester asks a data subject for a consent, the subject narrows it and grants, or denies.
 
 A request lives at the requester's own gateway, which is also the gateway that relays consents
-naming its organisation (`flows.consents`): the requester's client files it there, the subject
-(told where by the requester) lists and answers it there, signing requests with their own key as
-for `/v1/subjects/me/...`, and the requester polls it there or is called back once it is answered
-(`flows.request_callbacks`). A grant carries the subject's EIP-712 signature over the consent the
-request describes, narrowed as the subject chose (a shorter validity, fewer uses, unidentified, one
-record): the gateway rebuilds that consent from the request and the narrowing, refuses any term
-wider than asked (422), checks the signature as the contract would, and relays it on chain. State
-follows the consent vocabulary: `requested`, `granted`, `denied`, and as read at the time shown,
-`expired` (unanswered past its expiry, or a grant past its validity) and `revoked` (the granted
-consent revoked on chain).
+naming its organisation (`flows.consents`): the requester's client files it there, the subject (told
+where by the requester) lists and answers it there, signing requests with their own key as for
+`/v1/subjects/me/...`, and the requester polls it there or is called back once it is answered or
+expires (`flows.request_callbacks`, retried until delivered). A grant carries the subject's EIP-712
+signature over the consent the request describes, narrowed as the subject chose (a shorter validity,
+fewer uses, unidentified, one record): the gateway rebuilds that consent from the request and the
+narrowing, refuses any term wider than asked (422), checks the signature as the contract would, and
+relays it on chain. State follows the consent vocabulary: `requested`, `granted`, `denied`, and as
+read at the time shown, `expired` (unanswered past its expiry, or a grant past its validity) and
+`revoked` (the granted consent revoked on chain).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from eth_utils import to_checksum_address
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,11 +32,12 @@ from consentledger.errors import (
     NotFoundError,
     PayloadValidationError,
 )
+from consentledger.gateway.flows.catalog import check_use
 from consentledger.gateway.flows.consents import relay_grant
-from consentledger.gateway.flows.request_callbacks import call_back
 from consentledger.gateway.runtime import Gateway
 from consentledger.narrowing import GrantTerms, narrowing_refusal, wider_terms
 from consentledger.store.consent_requests import ConsentRequest, ConsentRequests, RequestState
+from consentledger.store.request_callbacks import Callback, RequestCallbacks
 from consentledger.types import ConsentStatus
 
 STATES = ("requested", "granted", "denied", "expired", "revoked")
@@ -46,7 +46,6 @@ DEFAULT_EXPIRY = 7 * 86400
 MAX_EXPIRY = 90 * 86400
 MAX_REASON = 1000
 REQUEST_ID = re.compile(r"^0x[0-9a-f]{32}$")
-T = TypeVar("T")
 
 
 class _Body(BaseModel):
@@ -66,7 +65,8 @@ class ConsentRequestIn(_Body):
     reason: str = Field(min_length=1, max_length=MAX_REASON, description="shown to the subject as written")
     expires_in: int = Field(DEFAULT_EXPIRY, ge=1, le=MAX_EXPIRY, description="seconds the request stays open")
     callback_url: str | None = Field(None, max_length=2000, pattern=r"^https?://[^\s]+$",
-                                     description="POSTed the request, signed by this agency, once it is answered")
+                                     description="POSTed the request, signed by this agency, once it is answered "
+                                                 "or expires (retried until it answers 2xx)")
 
 
 class GrantRequestIn(_Body):
@@ -112,12 +112,12 @@ def file_request(gw: Gateway, client: str | None, body: ConsentRequestIn) -> dic
     """Store a request from this agency to `body.subject` after checking its terms against the catalog; return it.
 
     PayloadValidationError for a category or purpose not on the positive list, a purpose the category
-    does not allow or past its sunset, a validity already past, or a record that is not the subject's
-    record of that category.
+    does not allow or past its sunset at the latest block (`flows.catalog.check_use`), a validity
+    already past, or a record that is not the subject's record of that category.
     """
     now = int(time.time())
     subject = to_checksum_address(body.subject)
-    _in_catalog(gw, body.category, body.purpose, now)
+    check_use(gw, body.category, body.purpose)
     if body.valid_until <= now:
         raise PayloadValidationError("valid_until is in the past: ask for a consent valid from now on")
     record = body.record.lower() if body.record else None
@@ -149,7 +149,9 @@ def listed(gw: Gateway, *, subject: str | None = None, state: str | None = None)
         raise PayloadValidationError(f"unknown state {state!r}: use one of {', '.join(STATES)}")
     stored = {"requested": RequestState.REQUESTED, "expired": RequestState.REQUESTED, "denied": RequestState.DENIED,
               "granted": RequestState.GRANTED, "revoked": RequestState.GRANTED}.get(state or "")
-    shown = [view(gw, r) for r in requests_of(gw).listed(subject=subject, state=stored)]
+    found = requests_of(gw).listed(subject=subject, state=stored)
+    callbacks = RequestCallbacks(gw.store.engine).of_requests(r.id for r in found if r.callback_url)
+    shown = [view(gw, r, callbacks.get(r.id)) for r in found]
     return {"requests": [r for r in shown if state is None or r["state"] == state]}
 
 
@@ -176,17 +178,12 @@ def grant(gw: Gateway, subject: str, request_id: str, narrowing: Narrowing, sign
     except ConsentLedgerError:
         store.reopen(request.id, name)
         raise
-    shown = view(gw, answered)
-    call_back(gw, answered.callback_url, shown)
-    return shown
+    return view(gw, answered)
 
 
 def deny(gw: Gateway, subject: str, request_id: str) -> dict[str, Any]:
     """Record the subject's refusal and return the request; refuses as `grant` for answered or expired ones."""
-    answered = requests_of(gw).answer(find(gw, request_id, subject=subject), RequestState.DENIED)
-    shown = view(gw, answered)
-    call_back(gw, answered.callback_url, shown)
-    return shown
+    return view(gw, requests_of(gw).answer(find(gw, request_id, subject=subject), RequestState.DENIED))
 
 
 def narrowed(gw: Gateway, request: ConsentRequest, narrowing: Narrowing) -> Consent:
@@ -213,9 +210,15 @@ def narrowed(gw: Gateway, request: ConsentRequest, narrowing: Narrowing) -> Cons
     )
 
 
-def view(gw: Gateway, request: ConsentRequest) -> dict[str, Any]:
-    """Return the request as JSON, in its state as of now (64-bit values as decimal strings)."""
+def view(gw: Gateway, request: ConsentRequest, callback: Callback | None = None) -> dict[str, Any]:
+    """Return the request as JSON, in its state as of now (64-bit values as decimal strings).
+
+    `callback` is how the latest callback owed to the requester has gone (`{state, attempts, last_error,
+    delivered_at}`), None without a callback URL or before one is owed; read here unless given.
+    """
     state, uses = _state_now(gw, request)
+    if callback is None and request.callback_url:
+        callback = RequestCallbacks(gw.store.engine).of_requests([request.id]).get(request.id)
     return {
         "id": request.id,
         "state": state,
@@ -234,6 +237,7 @@ def view(gw: Gateway, request: ConsentRequest) -> dict[str, Any]:
         "consent": request.consent,
         "consent_id": request.consent_id,
         "uses": uses,
+        "callback": callback.as_json() if callback is not None else None,
     }
 
 
@@ -254,26 +258,6 @@ def _terms_json(consent: Consent) -> dict[str, Any]:
     terms = consent.to_json()
     terms["nonce"] = str(consent.nonce)  # a uint64: JavaScript rounds a JSON number above 2^53
     return terms
-
-
-def _in_catalog(gw: Gateway, category_id: int, purpose_id: int, now: int) -> None:
-    category = _catalog_entry(gw.chain.category, category_id)
-    if category is None or category.id != category_id:
-        raise PayloadValidationError(f"category {category_id} is not on the positive list")
-    purpose = _catalog_entry(gw.chain.purpose, purpose_id)
-    if purpose is None or purpose.id != purpose_id:
-        raise PayloadValidationError(f"purpose {purpose_id} is not on the positive list")
-    if purpose_id not in category.allowed_purposes:
-        raise PayloadValidationError(f"category {category.name!r} may not be used for purpose {purpose.name!r}")
-    if purpose.sunset and purpose.sunset <= now:
-        raise PayloadValidationError(f"purpose {purpose.name!r} is past its sunset")
-
-
-def _catalog_entry(read: Callable[[int], T], key: int) -> T | None:
-    try:
-        return read(key)
-    except ContractRevertError:  # the contract reverts for an id it does not know; a chain down stays a 503
-        return None
 
 
 def _subjects_record(gw: Gateway, record: str, subject: str, category: int) -> None:

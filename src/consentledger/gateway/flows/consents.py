@@ -11,7 +11,6 @@ is always relayed: withdrawing consent never depends on the grantee's standing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from consentledger.consent import Consent, consent_id, consent_signer, revocation_signer
@@ -19,9 +18,8 @@ from consentledger.errors import (
     AuthorizationError,
     ContractRevertError,
     InvalidSignatureError,
-    NotFoundError,
-    PayloadValidationError,
 )
+from consentledger.gateway.flows.catalog import check_use
 from consentledger.gateway.runtime import Gateway
 from consentledger.types import ConsentStatus, MemberStatus, Role
 
@@ -42,7 +40,9 @@ def relay_grant(gw: Gateway, caller: str, consent: Consent, signature: bytes) ->
 
     Raises AuthorizationError unless `caller` is the subject or an active member, or unless the
     grantee is an ACTIVE REQUESTER; InvalidSignatureError for a signature the contract would refuse;
-    as `catalog_allows` for a category or purpose no access could use.
+    PayloadValidationError (as `flows.catalog.check_use`) for a category or purpose no access could use: the
+    contract takes any category and purpose in a consent (it checks them at each access), so without this a
+    consent no access could ever use would land on chain.
     """
     domain = gw.ledger.domain()
     name = "0x" + consent_id(consent, domain).hex()
@@ -53,43 +53,13 @@ def relay_grant(gw: Gateway, caller: str, consent: Consent, signature: bytes) ->
     known = _on_chain(gw, name)
     if known is not None:
         return known
-    catalog_allows(gw, consent)
+    check_use(gw, consent.category, consent.purpose)
     grantee_may_receive(gw, consent.grantee)
     try:
         gw.ledger.grant_consent(gw.sender, consent, signature)
     except ContractRevertError as exc:
         return _raced(gw, name, exc)
     return Relayed(201, {"consent": name, "status": "granted"})
-
-
-def catalog_allows(gw: Gateway, consent: Consent) -> None:
-    """Return if the catalog lets `consent` be used: its category exists and allows its purpose, not yet sunset.
-
-    The contract takes any category and purpose in a consent (it checks them at each access), so without
-    this a consent no access could ever use would land on chain. Raises NotFoundError for an unknown
-    category or purpose, PayloadValidationError for a purpose the category does not allow or one ended.
-    """
-    try:
-        category = gw.chain.category(consent.category)
-    except ContractRevertError as exc:
-        if exc.rule != "DataCatalogUnknownCategory":
-            raise
-        raise NotFoundError(f"category {consent.category} is not in the catalog: no consent can be given for it") \
-            from None
-    try:
-        purpose = gw.chain.purpose(consent.purpose)
-    except ContractRevertError as exc:
-        if exc.rule != "DataCatalogUnknownPurpose":
-            raise
-        raise NotFoundError(f"purpose {consent.purpose} is not in the catalog: no consent can be given for it") \
-            from None
-    if purpose.id not in category.allowed_purposes:
-        raise PayloadValidationError(
-            f"category {category.id} ({category.name}) may not be used for purpose {purpose.id} ({purpose.name})"
-        )
-    if purpose.sunset and gw.chain.latest_time >= purpose.sunset:
-        ended = datetime.fromtimestamp(purpose.sunset, UTC).isoformat(timespec="seconds")
-        raise PayloadValidationError(f"purpose {purpose.id} ({purpose.name}) ended at {ended}: no consent for it")
 
 
 def relay_revocation(gw: Gateway, caller: str, consent: Consent, signature: bytes) -> Relayed:

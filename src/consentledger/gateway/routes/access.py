@@ -13,8 +13,9 @@ from consentledger.gateway.auth import Caller, agency_client, gateway_of, member
 from consentledger.gateway.flows import access, access_batch, release
 from consentledger.gateway.flows.access_batch import AccessAsk
 from consentledger.gateway.flows.key_request import KeyRequest
-from consentledger.gateway.openapi import signed_body
+from consentledger.gateway.openapi import response_schema, signed_body
 from consentledger.gateway.refusals import item_refusal
+from consentledger.gateway.responses import AccessBatchOut, AccessOut
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
 from consentledger.gateway.schemas import AccessBatchIn, AccessIn, KeyBatchIn, KeyRequestIn, parse
@@ -26,7 +27,8 @@ GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 
 @router.post("/access", summary="Access a record for a purpose (requester's own org)",
-             openapi_extra=signed_body(AccessIn))
+             openapi_extra=signed_body(AccessIn),
+             responses={200: response_schema(AccessOut, "The record as released for this access")})
 def request_access(
     gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
@@ -43,8 +45,10 @@ def request_access(
                                    actor=caller.actor, idempotency=keyed)
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
+
 @router.post("/access/batch", summary="Access many records at once (requester's own org)",
-             openapi_extra=signed_body(AccessBatchIn))
+             openapi_extra=signed_body(AccessBatchIn),
+             responses={200: response_schema(AccessBatchOut, "One answer per item, in order: released or refused")})
 def request_access_batch(
     gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from consentledger.gateway.auth import Caller, authenticate, gateway_of, member_with
 from consentledger.gateway.flows import auditing
+from consentledger.gateway.openapi import response_schema
+from consentledger.gateway.responses import AccessPageOut, HistoryOut, RefusalPageOut
 from consentledger.gateway.runtime import Gateway
 from consentledger.types import Role
 
@@ -25,7 +27,8 @@ PURPOSE_PATTERN = r"^([0-9]{1,3}|[A-Za-z][A-Za-z0-9_.-]{0,63})$"
 UNIX_QUERY = Query(ge=0, lt=2**40, description="Unix seconds")
 
 
-@router.get("/audit/accesses", summary="Accesses recorded on chain, filtered and paged (auditors)")
+@router.get("/audit/accesses", summary="Accesses recorded on chain, filtered and paged (auditors)",
+            response_model=None, responses={200: response_schema(AccessPageOut, "One page of accesses")})
 def audit_accesses(
     gw: GatewayDep,
     caller: Auditor,
@@ -43,7 +46,8 @@ def audit_accesses(
     return auditing.accesses_page(gw, filters, limit=limit, offset=offset)
 
 
-@router.get("/audit/refusals", summary="Refused attempts recorded on chain, filtered and paged (auditors)")
+@router.get("/audit/refusals", summary="Refused attempts recorded on chain, filtered and paged (auditors)",
+            response_model=None, responses={200: response_schema(RefusalPageOut, "One page of refused attempts")})
 def audit_refusals(
     gw: GatewayDep,
     caller: Auditor,
@@ -68,7 +72,8 @@ def audit_verify(gw: GatewayDep, caller: Auditor) -> dict[str, Any]:
     return auditing.verify_report(gw)
 
 
-@router.get("/subjects/me/history", summary="Every access to the signing data subject's records")
+@router.get("/subjects/me/history", summary="Every access to the signing data subject's records",
+            response_model=None, responses={200: response_schema(HistoryOut, "The signer's history")})
 def my_history(gw: GatewayDep, caller: Annotated[Caller, Depends(authenticate)]) -> dict[str, Any]:
     """Return the signer's history: each access (tx hash, block) and each record's on-chain head.
 

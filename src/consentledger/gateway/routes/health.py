@@ -1,4 +1,4 @@
-"""Unsigned endpoints: liveness and the ledger's EIP-712 domain."""
+"""Unsigned endpoints: liveness, readiness, the ledger's EIP-712 domain and the positive list."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from fastapi import APIRouter, Depends
 
 from consentledger.errors import ChainUnavailableError
 from consentledger.gateway.auth import gateway_of
+from consentledger.gateway.flows.catalog import current_catalog
+from consentledger.gateway.openapi import response_schema
+from consentledger.gateway.responses import CatalogOut, HealthOut, ReadyOut
 from consentledger.gateway.runtime import Gateway
 
 router = APIRouter(prefix="/v1")
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 
 
-@router.get("/health", summary="Liveness, this gateway's organisation and chain, its signer's funding (unsigned)")
+@router.get("/health", summary="Liveness, this gateway's organisation and chain, its signer's funding (unsigned)",
+            response_model=None, responses={200: response_schema(HealthOut, "Alive; the signer's funding")})
 def health(gw: GatewayDep) -> dict[str, Any]:
     """Return status, org address and name, chain id, the latest block and whether the signer can pay for a write.
 
@@ -29,7 +33,8 @@ def health(gw: GatewayDep) -> dict[str, Any]:
             "funding": gw.sender.funds.funding().as_json()}
 
 
-@router.get("/ready", summary="Whether this gateway can take chain writes now (unsigned)")
+@router.get("/ready", summary="Whether this gateway can take chain writes now (unsigned)",
+            response_model=None, responses={200: response_schema(ReadyOut, "Ready for chain writes")})
 def ready(gw: GatewayDep) -> dict[str, Any]:
     """Return the signer's funding when it can pay for a write; 503 `insufficient_funds` naming the command to fund
     it otherwise, 503 `chain_unavailable` without a chain."""
@@ -40,3 +45,14 @@ def ready(gw: GatewayDep) -> dict[str, Any]:
 def domain(gw: GatewayDep) -> dict[str, Any]:
     """Return the EIP-712 domain read from `eip712Domain()`."""
     return gw.ledger.domain().as_dict()
+
+
+@router.get("/catalog", summary="The positive list: categories and purposes, as of the latest block (unsigned)",
+            response_model=CatalogOut)
+def catalog(gw: GatewayDep) -> dict[str, Any]:
+    """Return every category (fields, identifying fields, sensitivity, retention, allowed purposes) and purpose
+    (sunset, whether still in use) as the chain has them at the latest block.
+
+    Public, like the chain it is read from: a data subject checks a consent's terms here before signing.
+    """
+    return current_catalog(gw).to_json()
