@@ -7,6 +7,7 @@ gateway, so the others are asked for theirs (`gateway.peers`) and any that does 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +20,11 @@ from consentledger.audit import tables as t
 from consentledger.audit.lifecycle import consent_standings, live_consents, tombstones
 from consentledger.audit.trace import TraceLine, trace
 from consentledger.consent import consent_id, revocation_typed_data
+from consentledger.errors import GatewayError
 from consentledger.gateway.delegation import Delegation
 from consentledger.gateway.flows import consent_requests
 from consentledger.gateway.flows.portal.words import RECORD_STATES, access_sentence, date_text, iso, label, moment_text
-from consentledger.gateway.peers import ask_all, call, peers
+from consentledger.gateway.peers import Peer, ask_all, call, peers
 from consentledger.gateway.runtime import Gateway
 from consentledger.types import Role, TombstoneReason
 
@@ -70,7 +72,7 @@ def overview(gw: Gateway, subject: str, delegation: Delegation) -> dict[str, Any
     subject = to_checksum_address(subject)
     with gw.index_held():
         cursor = gw.indexer.cursor()
-        now = cursor.timestamp or 0
+        now = cursor.timestamp or int(time.time())
         known = names(gw.store.engine)
         lines = trace(gw.store.engine, subject=subject)
         live = live_consents(gw.store.engine, subject, now)
@@ -108,12 +110,20 @@ def subject_requests(
     gw: Gateway, subject: str, delegation: Delegation, known: Names
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Return the subject's consent requests here and at every requester peer (newest first), and the peers that
-    did not answer."""
-    here = [(gw.org, r) for r in consent_requests.listed(gw, subject=subject)["requests"]]
+    did not answer (or answered something that is not a list of requests)."""
+    here = [request_item(known, gw.org, r) for r in consent_requests.listed(gw, subject=subject)["requests"]]
     asked = [p for p in peers(gw) if p.url and Role.REQUESTER in gw.members.get(p.org).roles]
-    answered, failed = ask_all(gw, asked, lambda to: call(gw, to, "GET", MINE, None, delegation))
-    there = [(to.org, r) for to, answer in answered for r in answer.get("requests", []) if isinstance(r, dict)]
-    shown = [request_item(known, org, r) for org, r in here + there]
+
+    def theirs(to: Peer) -> list[dict[str, Any]]:
+        answer = call(gw, to, "GET", MINE, None, delegation)
+        try:
+            return [request_item(known, to.org, r) for r in answer["requests"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GatewayError(200, "malformed_answer", f"{to.name} listed requests this gateway cannot read "
+                               f"({type(exc).__name__}: {exc})") from None
+
+    answered, failed = ask_all(gw, asked, theirs)
+    shown = here + [r for _, listed in answered for r in listed]
     shown.sort(key=lambda r: r["asked_at"], reverse=True)
     return shown, [f.to_json() for f in failed]
 
