@@ -264,7 +264,7 @@ def test_the_page_loads_filters_and_links_in_headless_chromium(
 
             assert page.url == consortium.health.url + "/audit"  # the token left the address bar
             assert page.title().startswith("Audit: who accessed what")
-            # Tombstone rows (records other modules of the shared consortium erased) are not accesses: no filter hides them.
+            # Tombstone rows (records erased by other modules of the shared consortium) are not accesses.
             rows = page.locator("#accesses tbody tr:not(.ended)")
             visible = page.locator("#accesses tbody tr:not(.ended):visible")
             total = rows.count()
