@@ -82,7 +82,8 @@ def body_hash(body: bytes) -> bytes:
     return hashlib.sha256(body).digest()
 
 
-def _domain(chain_id: int) -> dict[str, Any]:
+def gateway_domain(chain_id: int) -> dict[str, Any]:
+    """Return the EIP-712 domain of what gateways verify: signed requests and portal sign-ins (no contract)."""
     return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id}
 
 
@@ -104,7 +105,7 @@ def sign_request(
     nonce = secrets.token_bytes(32)
     account = Account.from_key(private_key)
     signed = Account.sign_typed_data(
-        private_key, _domain(chain_id), {"GatewayRequest": REQUEST_FIELDS},
+        private_key, gateway_domain(chain_id), {"GatewayRequest": REQUEST_FIELDS},
         _message(audience, method, path, body, now, nonce),
     )
     return RequestSignature(account.address, to_checksum_address(audience), now, nonce, bytes(signed.signature))
@@ -122,7 +123,7 @@ def verify_request(
     if abs(now - signature.timestamp) > CLOCK_WINDOW_SECONDS:
         raise AuthenticationError(f"request timestamp is outside the ±{CLOCK_WINDOW_SECONDS} s window")
     signable = encode_typed_data(
-        _domain(chain_id), {"GatewayRequest": REQUEST_FIELDS},
+        gateway_domain(chain_id), {"GatewayRequest": REQUEST_FIELDS},
         _message(audience, method, path, body, signature.timestamp, signature.nonce),
     )
     try:

@@ -8,7 +8,6 @@ is reported as unreachable with the reason, never silently left out.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,7 +18,6 @@ import httpx
 from consentledger.errors import GatewayError, GatewayUnavailableError, NotFoundError, PeerRefusedError
 from consentledger.gateway.delegation import Delegation
 from consentledger.gateway.runtime import Gateway
-from consentledger.signing import sign_request
 from consentledger.types import MemberStatus
 
 T = TypeVar("T")
@@ -74,9 +72,7 @@ def call(gw: Gateway, to: Peer, method: str, path: str, body: dict[str, Any] | N
     if not to.url:
         raise GatewayUnavailableError("(none)", f"{to.name} registered no gateway URL")
     raw = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
-    signature = sign_request(gw.sender.account.key, chain_id=gw.chain_id, audience=to.org, method=method, path=path,
-                             body=raw, now=int(time.time()))
-    headers = {**signature.headers(), **delegation.header(), "Content-Type": "application/json"}
+    headers = {**gw.signed_headers(audience=to.org, method=method, path=path, body=raw), **delegation.header()}
     url = to.url.rstrip("/") + path
     try:
         response = gw.peers.request(method, url, content=raw, headers=headers, timeout=gw.settings.portal_peer_timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from consentledger.gateway.faults import crash_at
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
+from consentledger.signing import sign_request
 from consentledger.store import Store, create_schema, make_engine
 from consentledger.store.access_keys import AccessKeys
 from consentledger.store.clients import Clients
@@ -85,6 +87,12 @@ class Gateway:
     def org(self) -> str:
         """Return this gateway's organisation address (its signer)."""
         return self.sender.address
+
+    def signed_headers(self, *, audience: str, method: str, path: str, body: bytes) -> dict[str, str]:
+        """Return the headers of a request signed by this organisation for the gateway of org `audience`."""
+        signature = sign_request(self.sender.account.key, chain_id=self.chain_id, audience=audience, method=method,
+                                 path=path, body=body, now=int(time.time()))
+        return {**signature.headers(), "Content-Type": "application/json"}
 
     @property
     def chain_id(self) -> int:

@@ -17,7 +17,7 @@ from eth_utils import is_address, keccak, to_checksum_address
 
 from consentledger.consent import SignatureCheck, recover_as_contract
 from consentledger.errors import AuthenticationError
-from consentledger.signing import DOMAIN_NAME, DOMAIN_VERSION
+from consentledger.signing import gateway_domain
 
 SIGN_IN_FIELDS: list[dict[str, str]] = [
     {"name": "subject", "type": "address"},
@@ -75,17 +75,12 @@ class SignIn:
                    bytes.fromhex(challenge[2:]))
 
 
-def sign_in_domain(chain_id: int) -> dict[str, Any]:
-    """Return the EIP-712 domain of the sign-in: the gateway request domain (no verifying contract)."""
-    return {"name": DOMAIN_NAME, "version": DOMAIN_VERSION, "chainId": chain_id}
-
-
 def sign_in_typed_data(sign_in: SignIn, chain_id: int) -> dict[str, Any]:
     """Return the full typed data a wallet signs to sign in (valid JSON, 64-bit values as strings)."""
     return {
         "types": {"EIP712Domain": DOMAIN_FIELDS, "PortalSignIn": SIGN_IN_FIELDS},
         "primaryType": "PortalSignIn",
-        "domain": sign_in_domain(chain_id),
+        "domain": gateway_domain(chain_id),
         "message": sign_in.message(),
     }
 

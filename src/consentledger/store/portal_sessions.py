@@ -9,7 +9,6 @@ proof that this gateway may act for them at the other member gateways until the 
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,11 +18,11 @@ from typing import Any
 from sqlalchemy import Engine, delete, select
 
 from consentledger.errors import AuthenticationError
+from consentledger.store.sessions import TOKEN_BYTES, token_digest
 from consentledger.store.tables import portal_challenges, portal_sessions
 
 CHALLENGE_SECONDS = 300
 """How long a sign-in challenge may be answered."""
-TOKEN_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -48,10 +47,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode("ascii", "replace")).hexdigest()
-
-
 class PortalSessions:
     """Issue and take challenges, open, look up and end portal sessions in the gateway's database."""
 
@@ -70,8 +65,8 @@ class PortalSessions:
         with self.engine.begin() as conn:
             conn.execute(delete(portal_challenges).where(portal_challenges.c.expires_at <= now))
             conn.execute(portal_challenges.insert().values(
-                challenge_hash=_digest("0x" + challenge.hex()), subject=subject, sign_in=sign_in, expires_at=expires,
-                created_at=now,
+                challenge_hash=token_digest("0x" + challenge.hex()), subject=subject, sign_in=sign_in,
+                expires_at=expires, created_at=now,
             ))
         return expires
 
@@ -80,7 +75,7 @@ class PortalSessions:
 
         Two answers racing for one challenge: the DELETE of one of them removes the row, the other's none.
         """
-        key, now = _digest(challenge.lower()), self._clock()
+        key, now = token_digest(challenge.lower()), self._clock()
         c = portal_challenges.c
         with self.engine.begin() as conn:
             row = conn.execute(select(portal_challenges).where(c.challenge_hash == key, c.expires_at > now)).first()
@@ -97,7 +92,7 @@ class PortalSessions:
         session = PortalSession(subject, expires_at, sign_in, signature)
         with self.engine.begin() as conn:
             conn.execute(portal_sessions.insert().values(
-                token_hash=_digest(token), subject=subject, sign_in=sign_in, signature=signature,
+                token_hash=token_digest(token), subject=subject, sign_in=sign_in, signature=signature,
                 expires_at=expires_at, created_at=self._clock(),
             ))
         return token, session
@@ -106,7 +101,7 @@ class PortalSessions:
         """Return the live session of a cookie token; AuthenticationError if there is none."""
         s = portal_sessions.c
         with self.engine.connect() as conn:
-            row = conn.execute(select(portal_sessions).where(s.token_hash == _digest(token),
+            row = conn.execute(select(portal_sessions).where(s.token_hash == token_digest(token),
                                                              s.expires_at > self._clock())).first()
         if row is None:
             raise AuthenticationError("not signed in to the portal (or the session ended): sign in with your wallet")
@@ -115,7 +110,7 @@ class PortalSessions:
     def end(self, token: str) -> bool:
         """Delete the session of a cookie token; return whether there was one."""
         with self.engine.begin() as conn:
-            return bool(conn.execute(delete(portal_sessions).where(portal_sessions.c.token_hash == _digest(token)))
+            return bool(conn.execute(delete(portal_sessions).where(portal_sessions.c.token_hash == token_digest(token)))
                         .rowcount)
 
     def purge(self, now: datetime | None = None) -> int:

@@ -50,7 +50,8 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """Return the hex SHA-256 a token is stored as (never the token itself)."""
     return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
@@ -68,7 +69,7 @@ class PageSessions:
         session = PageSession(viewer, view, now + timedelta(seconds=ttl_seconds))
         with self.engine.begin() as conn:
             conn.execute(page_sessions.insert().values(
-                link_hash=_digest(token), cookie_hash=None, viewer=viewer, view=view.value,
+                link_hash=token_digest(token), cookie_hash=None, viewer=viewer, view=view.value,
                 expires_at=session.expires_at, created_at=now,
             ))
         return IssuedLink(token, session)
@@ -79,13 +80,13 @@ class PageSessions:
         The exchange is one conditional UPDATE, so of two browsers opening the same link only one wins.
         """
         cookie = secrets.token_urlsafe(TOKEN_BYTES)
-        link_hash, now = _digest(link_token), self._clock()
+        link_hash, now = token_digest(link_token), self._clock()
         with self.engine.begin() as conn:
             claimed = conn.execute(
                 update(page_sessions)
                 .where(page_sessions.c.link_hash == link_hash, page_sessions.c.cookie_hash.is_(None),
                        page_sessions.c.expires_at > now)
-                .values(cookie_hash=_digest(cookie))
+                .values(cookie_hash=token_digest(cookie))
             ).rowcount
             row = conn.execute(select(page_sessions).where(page_sessions.c.link_hash == link_hash)).first()
         if claimed != 1 or row is None:
@@ -96,7 +97,7 @@ class PageSessions:
         """Return the live session a cookie token belongs to; AuthenticationError if none."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(page_sessions).where(page_sessions.c.cookie_hash == _digest(cookie_token),
+                select(page_sessions).where(page_sessions.c.cookie_hash == token_digest(cookie_token),
                                             page_sessions.c.expires_at > self._clock())
             ).first()
         if row is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -35,7 +34,6 @@ from consentledger.gateway.flows.key_request import KeyRequest
 from consentledger.gateway.flows.recording import record_access
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
-from consentledger.signing import sign_request
 from consentledger.store.access_keys import Idempotency
 from consentledger.types import NO_ACTOR, AccessEntry, ActorId, Member, MemberStatus, RecordInfo, Sensitivity
 
@@ -218,11 +216,7 @@ def _custodian_now(gw: Gateway, registered: str) -> Member:
 def _signed_post(gw: Gateway, url: str, custodian: str, path: str, request: dict[str, Any]) -> httpx.Response:
     """Send `request` to the custodian's gateway at `path`, signed by this org for that custodian."""
     body = json.dumps(request, separators=(",", ":")).encode()
-    signature = sign_request(
-        gw.sender.account.key, chain_id=gw.chain_id, audience=custodian, method="POST", path=path, body=body,
-        now=int(time.time()),
-    )
-    headers = {**signature.headers(), "Content-Type": "application/json"}
+    headers = gw.signed_headers(audience=custodian, method="POST", path=path, body=body)
     try:
         return gw.peers.post(url.rstrip("/") + path, content=body, headers=headers)
     except httpx.HTTPError as exc:

@@ -10,7 +10,6 @@ read. The clock is the latest block's timestamp (see `consentledger.catalog`).
 from __future__ import annotations
 
 from consentledger.catalog import Catalog
-from consentledger.errors import PayloadValidationError
 from consentledger.gateway.runtime import Gateway
 
 
@@ -26,8 +25,5 @@ def check_use(gw: Gateway, category_id: int, purpose_id: int) -> None:
     Raises PayloadValidationError (422) for a category or purpose not in the catalog, a purpose the
     category does not allow, or one past its sunset at the latest block, naming what is allowed.
     """
-    if gw.chain.catalog().refusal(category_id, purpose_id) is None:
-        return
-    problem = current_catalog(gw).refusal(category_id, purpose_id)
-    if problem is not None:
-        raise PayloadValidationError(problem)
+    if gw.chain.catalog().refusal(category_id, purpose_id) is not None:
+        current_catalog(gw).check_use(category_id, purpose_id)

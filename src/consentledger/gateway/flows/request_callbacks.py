@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -30,7 +29,6 @@ import httpx
 from consentledger.errors import ConsentLedgerError
 from consentledger.gateway.flows.consent_requests import requests_of, view
 from consentledger.gateway.runtime import Gateway
-from consentledger.signing import sign_request
 from consentledger.store.request_callbacks import Callback, RequestCallbacks
 from consentledger.types import ConsentStatus
 
@@ -104,10 +102,9 @@ def _on_chain(gw: Gateway, consent_id: str) -> bool:
 def _post(gw: Gateway, url: str, body: bytes) -> str | None:
     """POST `body` to `url` signed by this organisation; return why it failed, or None for a 2xx answer."""
     path = httpx.URL(url).raw_path.decode("ascii")
-    signature = sign_request(gw.sender.account.key, chain_id=gw.chain_id, audience=gw.org, method="POST", path=path,
-                             body=body, now=int(time.time()))
+    headers = gw.signed_headers(audience=gw.org, method="POST", path=path, body=body)
     try:
-        response = gw.peers.post(url, content=body, headers={**signature.headers(), "Content-Type": "application/json"},
+        response = gw.peers.post(url, content=body, headers=headers,
                                  timeout=gw.settings.callback_timeout)
     except httpx.TimeoutException:
         return f"no answer within {gw.settings.callback_timeout:g} s"
