@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from consentledger.errors import ConfigurationError
+from consentledger.gateway.faults import CrashPoint
 
 ENV_PREFIX = "CONSENTLEDGER_GATEWAY_"
 RELEASE_WINDOW = 300
@@ -77,8 +78,8 @@ class Settings(BaseSettings):
     idempotency_ttl: int = Field(
         86400, gt=0, le=30 * 86400, description="Seconds an access's Idempotency-Key is remembered for retries."
     )
-    fault_injection: Literal["", "access-signed", "access-broadcast", "access-mined"] = Field(
-        "", description="Crash tests only: the gateway kills itself (SIGKILL) at this step of recording an access.",
+    fault_injection: Literal[""] | CrashPoint = Field(
+        "", description="Crash tests only: the gateway kills itself (SIGKILL) at this step (`gateway.faults`).",
     )
     release_window: int = Field(
         RELEASE_WINDOW, gt=0, le=86400,

@@ -353,9 +353,19 @@ class Ledger:
         """Mark a record destroyed; only its custodian may."""
         return sender.transact(self.access.functions.tombstone(record_id, int(reason)))
 
-    def grant_consent(self, sender: TransactionSender, consent: Consent, signature: bytes) -> bytes:
-        """Relay a subject-signed consent; return its id."""
-        receipt = sender.transact(self.access.functions.grantConsent(consent.as_tuple(), signature))
+    def grant_consent(
+        self, sender: TransactionSender, consent: Consent, signature: bytes,
+        *, step: Callable[[str], None] = lambda _: None,
+    ) -> bytes:
+        """Relay a subject-signed consent; return its id.
+
+        `step` (the gateway's crash hook, `gateway.faults`) is called with "consent-signed" before the
+        transaction is broadcast and with "consent-broadcast" before its receipt is awaited.
+        """
+        call = self.access.functions.grantConsent(consent.as_tuple(), signature)
+        pending = sender.submit(call, before_broadcast=lambda _: step("consent-signed"))
+        step("consent-broadcast")
+        receipt = pending.result()
         (granted,) = self.access.events.ConsentGranted().process_receipt(receipt, errors=DISCARD)
         return bytes(granted["args"]["consent"])
 

@@ -99,6 +99,7 @@ class OutboxRelay:
         kinds: Mapping[str, OutboxKind] | None = None,
         batch: int = 100,
         pipeline: int = 1,
+        fault: Callable[[str], None] = lambda point: None,
     ) -> None:
         self.store = store
         self.ledger = ledger
@@ -107,6 +108,7 @@ class OutboxRelay:
         self.kinds: Mapping[str, OutboxKind] = KINDS if kinds is None else kinds
         self.batch = batch
         self.pipeline = max(1, pipeline)
+        self.fault = fault  # crash tests only (`gateway.faults`): called at each step a row takes
 
     def run_once(self) -> int:
         """Relay up to `batch` unfinished rows of the sender; return how many finished (done or failed).
@@ -232,6 +234,7 @@ class OutboxRelay:
         if not persisted:
             self.sender.nonces.resync(self.sender.address)
             return None
+        self.fault("outbox-signed")
         return self.store.get_outbox(item.id)
 
     def _relay(self, item: OutboxItem) -> bool:
@@ -283,6 +286,7 @@ class OutboxRelay:
                 self._sign_again(item, f"nonce {item.tx_nonce} was taken by another transaction: {exc}")
             self._fail(item, f"node refused the transaction: {exc}")
             return False
+        self.fault("outbox-broadcast")
         return True
 
     def _sign_again(self, item: OutboxItem, why: str) -> None:
@@ -315,6 +319,7 @@ class OutboxRelay:
         except TransactionFailedError as exc:  # mined, reverted, no decodable reason
             self._fail(item, str(exc))
         else:
+            self.fault("outbox-mined")
             self._finish_done(item, kind)
         return True
 
@@ -356,6 +361,7 @@ class OutboxRelay:
     def _finish_done(self, item: OutboxItem, kind: OutboxKind) -> None:
         kind.on_done(self.store, item)  # first: a crash before mark_done just runs it again
         self.store.mark_done(item.id)
+        self.fault("outbox-done")
 
     def _fail(self, item: OutboxItem, error: str) -> None:
         log.warning("outbox row %s (%s) failed: %s", item.id, item.kind, error)

@@ -27,7 +27,7 @@ from consentledger.crypto.keys import load_account, password_from_env
 from consentledger.gateway.batcher import AccessBatcher
 from consentledger.gateway.chainview import ChainView
 from consentledger.gateway.disclosures import DisclosureBatcher
-from consentledger.gateway.faults import crash_at
+from consentledger.gateway.faults import Fault, crash_at, no_fault
 from consentledger.gateway.keyring import open_agency_keys
 from consentledger.gateway.membership import MembershipCache
 from consentledger.settings import Settings
@@ -72,6 +72,7 @@ class Gateway:
     access_keys: AccessKeys = field(init=False)  # accesses asked with an Idempotency-Key, for retries
     batcher: AccessBatcher = field(init=False)  # group commit of this gateway's accesses (started in __post_init__)
     disclosures: DisclosureBatcher | None = None  # group fetch of disclosures (flows.access starts it)
+    fault: Fault = no_fault  # crash tests only: called at each crash point (`gateway.faults`)
 
     def __post_init__(self) -> None:
         self.access_keys = AccessKeys(self.store.engine)
@@ -80,7 +81,7 @@ class Gateway:
             max_items=min(self.settings.max_batch_items, MAX_BATCH),
             max_in_flight=self.settings.max_pending_per_signer,
             sources_of=lambda record: len(self.chain.record(record).derived_from), keys=self.access_keys,
-            fault=crash_at(self.settings.fault_injection),
+            fault=self.fault,
         )
 
     @property
@@ -122,12 +123,13 @@ class Gateway:
             nonces=replica_nonces(engine, ledger.w3),  # replicas on PostgreSQL share one signer's nonces
         )
         members = MembershipCache(ledger, settings.membership_ttl)
+        fault = crash_at(settings.fault_injection)
         return cls(
             settings=settings,
             ledger=ledger,
             store=store,
             sender=sender,
-            relay=OutboxRelay(store, ledger, sender, pipeline=settings.max_pending_per_signer),
+            relay=OutboxRelay(store, ledger, sender, pipeline=settings.max_pending_per_signer, fault=fault),
             members=members,
             kek_id=keys.kek_id,
             kek=keys.kek,
@@ -140,6 +142,7 @@ class Gateway:
             indexer=Indexer(engine, ledger, batch_blocks=min(BATCH_BLOCKS, settings.logs_block_range)),
             clients=Clients(engine),
             chain=ChainView(ledger, members, catalog_ttl=settings.catalog_ttl, log_range=settings.logs_block_range),
+            fault=fault,
         )
 
     def relay_now(self) -> None:

@@ -112,6 +112,8 @@ def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[d
             for (at, info), answer in zip(batch, released, strict=True):
                 answers[at] = answer if isinstance(answer, ConsentLedgerError) else _opened_or_error(
                     gw, accesses[at].entry, info, answer)
+            if None in answers:
+                gw.fault("access-part-disclosed")  # mid-batch: this part's keys fetched and opened, others not
     return [a if a is not None else PeerError("no answer") for a in answers]
 
 

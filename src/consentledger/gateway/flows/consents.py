@@ -56,7 +56,7 @@ def relay_grant(gw: Gateway, caller: str, consent: Consent, signature: bytes) ->
     check_use(gw, consent.category, consent.purpose)
     grantee_may_receive(gw, consent.grantee)
     try:
-        gw.ledger.grant_consent(gw.sender, consent, signature)
+        gw.ledger.grant_consent(gw.sender, consent, signature, step=gw.fault)
     except ContractRevertError as exc:
         return _raced(gw, name, exc)
     return Relayed(201, {"consent": name, "status": "granted"})

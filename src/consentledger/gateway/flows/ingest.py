@@ -110,5 +110,6 @@ def ingest(
     stored = gw.store.add_record(
         record, outbox_kind=kind, outbox_payload=register_record_payload(record), signer=gw.org
     )
+    gw.fault("record-stored")
     gw.relay_now()
     return gw.store.get_record(stored.record_id) or stored

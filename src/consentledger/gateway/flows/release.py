@@ -156,7 +156,9 @@ def _release(
         except ConsentLedgerError as exc:
             sealed.append(exc)
     ready = [s for s in sealed if isinstance(s, _Sealed)]
+    gw.fault("release-sealed")
     logged = ReleaseLog(gw.store.engine).record_many([(s.release, s.limit) for s in ready])
+    gw.fault("release-logged")
     answers = {id(s): s.answer if release is not None else _spent(s) for s, release in zip(ready, logged, strict=True)}
     return [answers[id(s)] if isinstance(s, _Sealed) else s for s in sealed]
 
