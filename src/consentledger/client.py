@@ -246,35 +246,53 @@ class GatewayClient:
     # -- access ---------------------------------------------------------------------------------
 
     def request_access(
-        self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = (), *, pseudonymise: bool = False
+        self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = (), *, pseudonymise: bool = False,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Return the released record: `{record, seq, tx, block, payload, category, custodian, identified, actor, use}`.
 
         The gateway records the access on chain first; `seq`, `tx` and `block` locate that entry.
         Unless the access is `identified`, the category's identifying fields are removed, or with
         `pseudonymise` replaced by pseudonyms stable for this requester. `use` "immediate" (PROTECTED
-        records) means the payload is for this use only: do not keep it.
+        records) means the payload is for this use only: do not keep it. A retry with the same
+        `idempotency_key` (and the same arguments) answers the access the first call recorded.
+        """
+        body = AccessAsk(record_id, purpose, tuple(consents), pseudonymise).to_json()
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
+        return self._json(self.send_signed("POST", "/v1/access", body, headers))
+
+    def resume_access(
+        self, record_id: str | bytes, seq: int, consents: Iterable[Consent] = (), *, pseudonymise: bool = False,
+    ) -> dict[str, Any]:
+        """Return access (record, seq), already on chain, as `request_access` answers it; nothing is recorded anew.
+
+        For an access whose record did not arrive (the custodian was unreachable); `consents` are
+        the ones it presented, in order. Only the client that made the access may resume it.
         """
         body = {
             "record": record_hex(parse_record_id(record_id)),
-            "purpose": purpose,
+            "seq": seq,
             "consents": [consent.to_json() for consent in consents],
             "withhold": "pseudonymise" if pseudonymise else "remove",
         }
-        return self._json(self.send_signed("POST", "/v1/access", body))
+        return self._json(self.send_signed("POST", "/v1/access/resume", body))
 
-    def request_access_batch(self, asks: Iterable[AccessAsk]) -> list[dict[str, Any]]:
+    def request_access_batch(
+        self, asks: Iterable[AccessAsk], *, idempotency_key: str | None = None
+    ) -> list[dict[str, Any]]:
         """Return one answer per ask, in order: the released record (as `request_access`) or its refusal.
 
         Each answer carries `status`, the HTTP status the single call would have answered; a
         refusal has `error` and `detail` (and `rule` when a contract rule fired). The asks go in
-        calls of at most BATCH_LIMIT; each call's accesses are recorded on chain together.
+        calls of at most BATCH_LIMIT; each call's accesses are recorded on chain together, and with
+        `idempotency_key` (the n-th call's key is "KEY/n") a retry records none of them again.
         """
         bodies = [ask.to_json() for ask in asks]
         answers: list[dict[str, Any]] = []
         for start in range(0, len(bodies), BATCH_LIMIT):
             chunk = bodies[start:start + BATCH_LIMIT]
-            items = self._json(self.send_signed("POST", "/v1/access/batch", {"items": chunk})).get("items")
+            headers = {IDEMPOTENCY_HEADER: f"{idempotency_key}/{start // BATCH_LIMIT}"} if idempotency_key else None
+            items = self._json(self.send_signed("POST", "/v1/access/batch", {"items": chunk}, headers)).get("items")
             if not isinstance(items, list) or len(items) != len(chunk):
                 raise GatewayError(502, "gateway_error", "the batch answer does not hold one item per access asked")
             answers.extend(items)

@@ -208,6 +208,23 @@ class PeerError(ConsentLedgerError):
     http_status, exit_code, code = 502, 17, "custodian_unavailable"
 
 
+class DisclosurePendingError(PeerError):
+    """Raised when an access is on chain but its custodian did not give its disclosure (resumable, not re-recorded)."""
+
+    http_status, exit_code, code = 502, 17, "custodian_unavailable"
+
+    def __init__(self, detail: str, *, record: str, seq: int, block: int, tx: str) -> None:
+        self.record = record
+        self.seq = seq
+        self.block = block
+        self.tx = tx
+        super().__init__(detail)
+
+    def fields(self) -> dict[str, Any]:
+        """Return the access on chain (record, seq, block, tx) that a retry or `POST /v1/access/resume` answers."""
+        return {"on_chain": True, "record": self.record, "seq": self.seq, "block": self.block, "tx": self.tx}
+
+
 class IndexMismatchError(ConsentLedgerError):
     """Raised when an audit index is empty, or holds another deployment's events than the one named."""
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from eth_account.signers.local import LocalAccount
@@ -15,29 +18,41 @@ from consentledger.cli.common import DevAccountOption, KeystoreOption, PasswordE
 from consentledger.cli.consent import GatewayOption, print_json, read_consent, write_output
 from consentledger.client import AccessAsk, GatewayClient
 from consentledger.consent import Consent
-from consentledger.errors import ConfigurationError, GatewayError
+from consentledger.errors import ConfigurationError, GatewayError, GatewayUnavailableError
 
 app = typer.Typer(help="Access records for a purpose, under the subjects' consents.", no_args_is_help=True)
+
+
+RecordOption = Annotated[str | None, typer.Option(help="Record id (0x + 64 hex).")]
+PurposeOption = Annotated[int | None, typer.Option(min=0, max=255, help="Purpose id.")]
+BatchOption = Annotated[
+    Path | None,
+    typer.Option(help="A JSON list of accesses ({record, purpose, consents, pseudonymise}) to ask for at once, "
+                 "instead of --record/--purpose; writes one answer per access."),
+]
+ConsentFileOption = Annotated[
+    list[Path] | None, typer.Option(help="A consent written by `consent grant --out`; repeat for derived records.")
+]
+OutOption = Annotated[Path | None, typer.Option(help="Write the payload JSON here instead of stdout.")]
+PseudonymiseOption = Annotated[
+    bool, typer.Option(help="Replace identifying fields by pseudonyms (stable for this org), not remove them.")
+]
 
 
 @app.command("request")
 def request(
     gateway: GatewayOption,
-    record: Annotated[str | None, typer.Option(help="Record id (0x + 64 hex).")] = None,
-    purpose: Annotated[int | None, typer.Option(min=0, max=255, help="Purpose id.")] = None,
-    batch: Annotated[
-        Path | None,
-        typer.Option(help="A JSON list of accesses ({record, purpose, consents, pseudonymise}) to ask for at once, "
-                     "instead of --record/--purpose; writes one answer per access."),
+    record: RecordOption = None,
+    purpose: PurposeOption = None,
+    batch: BatchOption = None,
+    consent_file: ConsentFileOption = None,
+    out: OutOption = None,
+    pseudonymise: PseudonymiseOption = False,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Ask with this Idempotency-Key (default: a new one, named in the error if the access "
+                     "fails, to resume it with `access resume`)."),
     ] = None,
-    consent_file: Annotated[
-        list[Path] | None,
-        typer.Option(help="A consent written by `consent grant --out`; repeat for derived records."),
-    ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write the payload JSON here instead of stdout.")] = None,
-    pseudonymise: Annotated[
-        bool, typer.Option(help="Replace identifying fields by pseudonyms (stable for this org), not remove them.")
-    ] = False,
     keystore: KeystoreOption = None,
     password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
     dev_account: DevAccountOption = None,
@@ -47,18 +62,80 @@ def request(
     Where the access was recorded (sequence number, transaction, block) goes to stderr. With
     --batch, every access in the file is recorded (together) and the answers are written as a JSON
     list, one per access in order: the released record, or its refusal ({status, error, detail});
-    the exit code is then 0 only if every access was answered with its record.
+    the exit code is then 0 only if every access was answered with its record. Every access is asked
+    with an Idempotency-Key, so `access resume --idempotency-key` never records it twice.
     """
-    if batch is not None:
-        if record is not None or purpose is not None or consent_file:
-            raise ConfigurationError("give either --batch or --record/--purpose/--consent-file, not both")
-        _request_batch(gateway, batch, out, signer(keystore, password_env, dev_account))
+    key = idempotency_key or str(uuid.uuid4())
+    account = signer(keystore, password_env, dev_account)
+    with resumable(key):
+        if batch is not None:
+            if record is not None or purpose is not None or consent_file:
+                raise ConfigurationError("give either --batch or --record/--purpose/--consent-file, not both")
+            _request_batch(gateway, batch, out, account, key)
+            return
+        if record is None or purpose is None:
+            raise ConfigurationError("give --record and --purpose (or --batch FILE)")
+        consents = [read_consent(path) for path in consent_file or []]
+        with GatewayClient(gateway, account) as client:
+            result = client.request_access(record, purpose, consents, pseudonymise=pseudonymise, idempotency_key=key)
+    _write_answer(result, out)
+
+
+@app.command("resume")
+def resume(
+    gateway: GatewayOption,
+    record: RecordOption = None,
+    seq: Annotated[int | None, typer.Option(min=1, help="The access's seq on chain, as the failed access named it.")]
+    = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="The key the failed `access request` used (give its other options again).")
+    ] = None,
+    purpose: PurposeOption = None,
+    batch: BatchOption = None,
+    consent_file: ConsentFileOption = None,
+    out: OutOption = None,
+    pseudonymise: PseudonymiseOption = False,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Receive the record of an access already asked for, whose record did not arrive; nothing is recorded twice.
+
+    With --idempotency-key and the failed request's other options (--record, --purpose,
+    --consent-file, --pseudonymise, or --batch), the request is retried: the gateway answers the
+    access it recorded. With --record and --seq (and the consents the access presented), the access
+    on chain is answered by its place in the record's chain; only the client that made it may.
+    """
+    if (idempotency_key is None) == (seq is None):
+        raise ConfigurationError("give --idempotency-key (with the request's options) or --record and --seq")
+    if idempotency_key is not None:
+        request(gateway, record, purpose, batch, consent_file, out, pseudonymise, idempotency_key, keystore,
+                password_env, dev_account)
         return
-    if record is None or purpose is None:
-        raise ConfigurationError("give --record and --purpose (or --batch FILE)")
+    if record is None or seq is None or purpose is not None or batch is not None:
+        raise ConfigurationError("--seq names an access by --record and --seq, without --purpose or --batch")
     consents = [read_consent(path) for path in consent_file or []]
     with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
-        result = client.request_access(record, purpose, consents, pseudonymise=pseudonymise)
+        result = client.resume_access(record, seq, consents, pseudonymise=pseudonymise)
+    _write_answer(result, out)
+
+
+@contextmanager
+def resumable(key: str) -> Iterator[None]:
+    """Name `key` in a failure after which the access may be on chain (a 5xx, no answer), to resume it with."""
+    hint = (f" (asked with Idempotency-Key {key}; to resume without recording it twice: consentledger access resume "
+            f"--idempotency-key {key} with the same options)")
+    try:
+        yield
+    except GatewayUnavailableError as exc:
+        raise GatewayUnavailableError(exc.url, exc.reason + hint) from None
+    except GatewayError as exc:
+        if exc.status < 500:
+            raise
+        raise GatewayError(exc.status, exc.code, exc.detail + hint, exc.rule) from None
+
+
+def _write_answer(result: dict[str, Any], out: Path | None) -> None:
     if out is None:
         print_json(result.get("payload"))
     else:
@@ -71,10 +148,10 @@ def request(
     )
 
 
-def _request_batch(gateway: str, batch: Path, out: Path | None, account: LocalAccount) -> None:
+def _request_batch(gateway: str, batch: Path, out: Path | None, account: LocalAccount, key: str) -> None:
     asks = read_batch(batch)
     with GatewayClient(gateway, account) as client:
-        answers = client.request_access_batch(asks)
+        answers = client.request_access_batch(asks, idempotency_key=key)
     if out is None:
         print_json(answers)
     else:
@@ -86,6 +163,9 @@ def _request_batch(gateway: str, batch: Path, out: Path | None, account: LocalAc
         console.print(escape(f"access {index + 1} ({answer.get('record', asks[index].record)}): "
                              f"{answer.get('error')}: {answer.get('detail')}"))
     if refused:
+        if any(a.get("on_chain") for _, a in refused):
+            console.print(escape(f"asked with Idempotency-Key {key}; to ask again for those on chain, recording "
+                                 f"nothing twice: consentledger access resume --idempotency-key {key} --batch {batch}"))
         raise typer.Exit(GatewayError.exit_code)
 
 

@@ -23,7 +23,8 @@ ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
     "type": "object",
     "description": "Every refusal: a stable code and a readable sentence, plus fields some refusals add "
-                   "(`rule` of a contract rule, `record`/`reason`/`tombstone` of a destroyed record, `missing`).",
+                   "(`rule` of a contract rule, `record`/`reason`/`tombstone` of a destroyed record, `missing`, "
+                   "`on_chain`/`record`/`seq`/`block`/`tx` of an access whose custodian did not answer).",
     "properties": {
         "error": {"type": "string", "description": "A stable code, e.g. `unauthenticated`, `invalid_request`"},
         "detail": {"type": "string", "description": "What went wrong, in words"},
@@ -41,7 +42,8 @@ STATUS_TEXT = {
     410: "The record was destroyed: crypto-shredded or tombstoned (`record_destroyed`)",
     413: "The body (or a batch) is too large (`payload_too_large`)",
     422: "A malformed request or body, or a value off the positive list (`invalid_request`, `invalid_payload`)",
-    502: "An integrity, transaction or custodian failure (`integrity_error`, `custodian_unavailable`)",
+    502: "An integrity, transaction or custodian failure (`integrity_error`, `custodian_unavailable`: an access "
+         "on chain names its `record` and `seq`, to retry with the same Idempotency-Key or resume)",
     503: "The chain is unreachable or the signer cannot pay for a write (`chain_unavailable`, "
          "`insufficient_funds`)",
     504: "A chain write was sent but not mined in time (`transaction_not_mined`)",
@@ -55,6 +57,7 @@ EXTRA_REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/records/{record_id}/attestation"): (404, 410, 502, 503, 504),
     ("post", "/v1/access"): (404, 410, 502, 503, 504),
     ("post", "/v1/access/batch"): (502, 503, 504),
+    ("post", "/v1/access/resume"): (404, 410, 502, 503),
     ("post", "/v1/keys/batch"): (502, 503),
     ("post", "/v1/keys/{record_id}/{seq}"): (404, 410, 502, 503),
     ("post", "/v1/consents"): (502, 503, 504),

@@ -89,6 +89,16 @@ class AccessBatchIn(_Body):
     items: list[AccessIn] = Field(min_length=1)  # at most `max_batch_items` (413 above)
 
 
+class AccessResumeIn(_Body):
+    """POST /v1/access/resume: an access on chain (record, seq) to answer again, with the terms of the consents it
+    presented (in order) and what becomes of identifying fields it may not see."""
+
+    record: str = Hex32
+    seq: int = Field(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")
+    consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
+    withhold: Withholding = Withholding.REMOVE
+
+
 class KeyRequestIn(_Body):
     """POST /v1/keys/{record}/{seq}: the block the access was mined in, how to withhold identifying fields, and
     the terms of the consents the access presented (in order), which the custodian checks are still valid."""

@@ -24,6 +24,7 @@ from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
 from consentledger.errors import (
     ConsentLedgerError,
+    DisclosurePendingError,
     IntegrityError,
     PeerError,
     RecordDestroyedError,
@@ -114,7 +115,23 @@ def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[d
                     gw, accesses[at].entry, info, answer)
             if None in answers:
                 gw.fault("access-part-disclosed")  # mid-batch: this part's keys fetched and opened, others not
-    return [a if a is not None else PeerError("no answer") for a in answers]
+    # Each access is on chain whatever its custodian did: a PeerError names it, so the caller can resume it.
+    done: list[dict[str, Any] | ConsentLedgerError] = []
+    for access, outcome in zip(accesses, answers, strict=True):
+        got = PeerError("no answer") if outcome is None else outcome
+        done.append(_pending(access.entry, got) if isinstance(got, PeerError) else got)
+    return done
+
+
+def _pending(entry: AccessEntry, error: PeerError) -> DisclosurePendingError:
+    """Return the error of an access on chain whose custodian did not answer: it names the access and how to resume."""
+    record = "0x" + bytes(entry.record).hex()
+    return DisclosurePendingError(
+        f"access {entry.seq} to record {record} is on chain (block {entry.block_number}) but its disclosure did not "
+        f"arrive: {error}. A retry with the same Idempotency-Key, or POST /v1/access/resume "
+        "{record, seq, consents}, asks the custodian again (within its release window) without recording another "
+        "access",
+        record=record, seq=entry.seq, block=entry.block_number, tx="0x" + entry.tx_hash.hex())
 
 
 def fetch_keys(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from consentledger.actors import ClientRole
 from consentledger.errors import ConsentLedgerError, NotFoundError, PayloadTooLargeError
 from consentledger.gateway.auth import Caller, agency_client, gateway_of, member_with
-from consentledger.gateway.flows import access, access_batch, release
+from consentledger.gateway.flows import access, access_batch, release, resume
 from consentledger.gateway.flows.access_batch import AccessAsk
 from consentledger.gateway.flows.key_request import KeyRequest
 from consentledger.gateway.openapi import response_schema, signed_body
@@ -18,7 +18,7 @@ from consentledger.gateway.refusals import item_refusal
 from consentledger.gateway.responses import AccessBatchOut, AccessOut
 from consentledger.gateway.routes.consents import consent_terms
 from consentledger.gateway.runtime import Gateway
-from consentledger.gateway.schemas import AccessBatchIn, AccessIn, KeyBatchIn, KeyRequestIn, parse
+from consentledger.gateway.schemas import AccessBatchIn, AccessIn, AccessResumeIn, KeyBatchIn, KeyRequestIn, parse
 from consentledger.store.access_keys import Idempotency
 from consentledger.types import Role
 
@@ -70,6 +70,24 @@ def request_access_batch(
     keyed = None if idempotency_key is None else Idempotency(caller.address, idempotency_key, caller.body_sha256)
     answers = access_batch.request_access_batch(gw, asks, actor=caller.actor, idempotency=keyed)
     return JSONResponse({"items": answers}, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/access/resume", summary="Answer again an access on chain whose record did not arrive (requester org)",
+             openapi_extra=signed_body(AccessResumeIn),
+             responses={200: response_schema(AccessOut, "The record as released for this access")})
+def resume_access(
+    gw: GatewayDep, caller: Annotated[Caller, Depends(agency_client(ClientRole.REQUEST))],
+) -> JSONResponse:
+    """Fetch the disclosure of access (record, seq) again, as `POST /v1/access` answers it; nothing is recorded.
+
+    For an access a 502 `custodian_unavailable` named: only the client the entry names (its actor,
+    at this agency) may resume it, with the consents it presented; the custodian's release rules apply.
+    """
+    body = parse(AccessResumeIn, caller.body)
+    consents = [consent_terms(c) for c in body.consents]
+    answer = resume.resume_access(gw, bytes.fromhex(body.record[2:]), body.seq, consents, body.withhold,
+                                  actor=caller.actor)
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 @router.post("/keys/batch", summary="Release the keys of many accesses on chain of one requester (requester org)",
