@@ -246,8 +246,8 @@ def _refusal(status: int, answer: dict[str, Any], record: str | None, seq: int |
         return ReleaseRefusedError(str(answer.get("reason", "")), f"the custodian refused the release: {detail}",
                                    record=record, seq=seq)
     if code == AccessNotConfirmedError.code:  # still too shallow after `confirmation_wait`: say how deep
-        return AccessNotConfirmedError(str(answer.get("record", record)), int(answer.get("seq", seq or 0)),
-                                       depth=int(answer.get("depth", 0)), needed=int(answer.get("needed", 0)))
+        number = {key: int(answer.get(key, 0)) for key in ("block", "depth", "needed")}
+        return AccessNotConfirmedError(str(answer.get("record", record)), int(answer.get("seq", seq or 0)), **number)
     if code == RecordDestroyedError.code:
         # Shredded at the custodian while its tombstone was still on its way to the chain.
         return RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),

@@ -223,7 +223,8 @@ def confirmed(entry: AccessEntry, latest: int, needed: int) -> None:
     """
     depth = max(latest - entry.block_number, 0)
     if depth < needed:
-        raise AccessNotConfirmedError("0x" + entry.record.hex(), entry.seq, depth=depth, needed=needed)
+        raise AccessNotConfirmedError(
+            "0x" + entry.record.hex(), entry.seq, block=entry.block_number, depth=depth, needed=needed)
 
 
 def _spent(sealed: _Sealed) -> ReleaseRefusedError:
