@@ -4,7 +4,8 @@ blocks are mined on top of the access's block, and an access reorganised away be
 Runs on its own anvil (instant mining, so blocks are mined here with `evm_mine`) because the reorg
 (`anvil_reorg`: the latest block replaced by an empty one, the chain as long as before) drops a
 transaction of the requester's signer. `confirmation_wait` is 0, so the requester's gateway passes
-the custodian's 425 `not_confirmed` on at once instead of waiting for blocks no one mines here.
+the custodian's 425 `not_confirmed` on at once instead of waiting for blocks no one mines here,
+except in the test that turns on interval mining and gives the requester a wait.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sqlalchemy import select
 from consentledger.audit import Indexer, verify
 from consentledger.audit import tables as audit_tables
 from consentledger.chain.node import ChainKind, start_node
+from consentledger.settings import ENV_PREFIX
 from consentledger.store import make_engine
 from consentledger.store.tables import releases
 from consentledger.types import Role
@@ -95,6 +97,28 @@ def test_a_key_is_released_only_once_the_access_is_deep_enough(deep: Consortium)
 
     assert (answer["record"], answer["seq"]) == (record, seq)
     assert released(deep, record) == [seq]
+
+
+def test_the_requester_waits_for_the_depth_on_a_chain_with_a_block_interval(deep: Consortium) -> None:
+    """With the chain mining a block every second (anvil interval mining) and transport's `confirmation_wait` 60 s,
+    POST /v1/access answers 200 with the disclosure: transport asked again after each block until the custodian
+    released, and the access it got is at least 2 blocks deep by then."""
+    transport = deep.transport
+    transport.stop()
+    transport.start(env={ENV_PREFIX + "CONFIRMATION_WAIT": "60"})
+    record = deep.ingest({"district": "West", "cases": 5}, category=DISTRICT_STATS)
+    rpc(deep, "evm_setIntervalMining", [1])
+    try:
+        answer = expect(deep.access(transport, record), 200)
+    finally:
+        rpc(deep, "evm_setIntervalMining", [0])
+        rpc(deep, "evm_setAutomine", [True])
+        transport.stop()
+        transport.start()
+
+    assert answer["payload"] == {"district": "West", "cases": 5}
+    assert released(deep, record) == [answer["seq"]]
+    assert int(rpc(deep, "eth_blockNumber", []), 16) >= answer["block"] + CONFIRMATIONS
 
 
 def test_an_access_reorganised_away_is_never_released_and_the_index_follows(deep: Consortium) -> None:
