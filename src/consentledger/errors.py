@@ -350,3 +350,24 @@ class PeerRefusedError(GatewayError):
 
     def __str__(self) -> str:
         return self.detail
+
+
+class AccessNotConfirmedError(ConsentLedgerError):
+    """Raised when a custodian will not yet release an access's key: its block is not `release_confirmations` deep."""
+
+    http_status, exit_code, code = 425, 25, "not_confirmed"
+
+    def __init__(self, record: str, seq: int, *, block: int, depth: int, needed: int) -> None:
+        self.record = record
+        self.seq = seq
+        self.block = block
+        self.depth = depth
+        self.needed = needed
+        super().__init__(
+            f"access {seq} to record {record} (block {block}) has {depth} block(s) on top of it; its key is "
+            f"released once it has {needed} (ask again after {needed - depth} more block(s))"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        """Return the access (record, seq, block), the blocks mined on top of it so far and the number needed."""
+        return {"record": self.record, "seq": self.seq, "block": self.block, "depth": self.depth, "needed": self.needed}

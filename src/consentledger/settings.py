@@ -93,6 +93,25 @@ class Settings(BaseSettings):
     while an access recorded on chain stops being a standing right to the data: a later use needs
     a new access, which the chain records and counts against the consent.
     """
+    release_confirmations: int = Field(
+        0, ge=0, le=10_000,
+        description="Blocks that must be mined on top of an access's block before the custodian releases its key.",
+    )
+    """Blocks mined on top of an access's block before its key is released (default 0: at once).
+
+    0 suits instant-finality networks (Besu QBFT, as in deploy/): a mined block is final, so an
+    access cannot be reorganised away. On a chain that can reorganise (a proof-of-work or
+    proof-of-stake network, or a local chain driven by hand) set it to the depth past which a reorg
+    is not expected (e.g. 2 for anvil or ganache used by several clients, 12+ elsewhere): until the
+    access is that deep the custodian answers 425 `not_confirmed` with the depth so far and the one
+    needed, and releases nothing. The default is 0 because the local chains of the tests and the
+    quick start mine only on a transaction, where an access would never get deeper.
+    """
+    confirmation_wait: float = Field(
+        60.0, ge=0, le=3600,
+        description="Seconds the requester's gateway keeps asking a custodian that answers `not_confirmed` "
+        "(once per new block) before passing the 425 on.",
+    )
     max_releases: int = Field(
         MAX_RELEASES, gt=0, le=100,
         description="How many times one access's key is released (PROTECTED records: once, whatever this says).",

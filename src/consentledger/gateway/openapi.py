@@ -42,6 +42,8 @@ STATUS_TEXT = {
     410: "The record was destroyed: crypto-shredded or tombstoned (`record_destroyed`)",
     413: "The body (or a batch) is too large (`payload_too_large`)",
     422: "A malformed request or body, or a value off the positive list (`invalid_request`, `invalid_payload`)",
+    425: "The access is not yet `release_confirmations` blocks deep; ask again later (`not_confirmed`, with "
+         "`depth` and `needed`)",
     502: "An integrity, transaction or custodian failure (`integrity_error`, `custodian_unavailable`: an access "
          "on chain names its `record` and `seq`, to retry with the same Idempotency-Key or resume)",
     503: "The chain is unreachable or the signer cannot pay for a write (`chain_unavailable`, "
@@ -55,11 +57,11 @@ EXTRA_REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/v1/records/{record_id}"): (404, 410),
     ("get", "/v1/records/{record_id}/attestation"): (404, 410, 503),
     ("post", "/v1/records/{record_id}/attestation"): (404, 410, 502, 503, 504),
-    ("post", "/v1/access"): (404, 410, 502, 503, 504),
+    ("post", "/v1/access"): (404, 410, 425, 502, 503, 504),
     ("post", "/v1/access/batch"): (502, 503, 504),
-    ("post", "/v1/access/resume"): (404, 410, 502, 503),
+    ("post", "/v1/access/resume"): (404, 410, 425, 502, 503),
     ("post", "/v1/keys/batch"): (502, 503),
-    ("post", "/v1/keys/{record_id}/{seq}"): (404, 410, 502, 503),
+    ("post", "/v1/keys/{record_id}/{seq}"): (404, 410, 425, 502, 503),
     ("post", "/v1/consents"): (502, 503, 504),
     ("post", "/v1/consents/revoke"): (404, 502, 503, 504),
     ("post", "/v1/subjects/me/erasure"): (502, 503, 504),

@@ -23,6 +23,7 @@ from consentledger.crypto.disclosure import Disclosure, Withholding
 from consentledger.crypto.keyx import WrappedKey, access_context, unwrap_any
 from consentledger.crypto.vault import open_sealed
 from consentledger.errors import (
+    AccessNotConfirmedError,
     ConsentLedgerError,
     DisclosurePendingError,
     IntegrityError,
@@ -31,6 +32,7 @@ from consentledger.errors import (
     ReleaseRefusedError,
 )
 from consentledger.gateway.disclosures import DisclosureBatcher
+from consentledger.gateway.flows.confirmation_wait import until_confirmed
 from consentledger.gateway.flows.key_request import KeyRequest
 from consentledger.gateway.flows.recording import record_access
 from consentledger.gateway.runtime import Gateway
@@ -107,7 +109,9 @@ def disclose_recorded(gw: Gateway, accesses: Sequence[RecordedAccess]) -> list[d
         for start in range(0, len(members), size):
             batch = members[start:start + size]
             try:
-                released = fetch_keys(gw, url, custodian_address, [accesses[at].key_request() for at, _ in batch])
+                wanted = [accesses[at].key_request() for at, _ in batch]
+                # The custodian may answer not_confirmed until the accesses are release_confirmations deep.
+                released = until_confirmed(gw, partial(fetch_keys, gw, url, custodian_address), wanted)
             except ConsentLedgerError as exc:
                 released = [exc] * len(batch)
             for (at, info), answer in zip(batch, released, strict=True):
@@ -260,6 +264,9 @@ def _refusal(status: int, answer: dict[str, Any], record: str | None, seq: int |
         # The access is on chain, but its disclosure is not released (any more): say why, as the custodian did.
         return ReleaseRefusedError(str(answer.get("reason", "")), f"the custodian refused the release: {detail}",
                                    record=record, seq=seq)
+    if code == AccessNotConfirmedError.code:  # still too shallow after `confirmation_wait`: say how deep
+        number = {key: int(answer.get(key, 0)) for key in ("block", "depth", "needed")}
+        return AccessNotConfirmedError(str(answer.get("record", record)), int(answer.get("seq", seq or 0)), **number)
     if code == RecordDestroyedError.code:
         # Shredded at the custodian while its tombstone was still on its way to the chain.
         return RecordDestroyedError(str(answer.get("record", "")), str(answer.get("reason", "")), str(detail),

@@ -6,7 +6,8 @@ identified), seals the disclosure under a fresh one-time key bound to the access
 key for the requester's X25519 key as registered on chain now.
 
 A release is bound to the trace: only while every consent behind the access is still granted and
-unexpired on chain, only within `release_window` seconds of the access's block, and at most
+unexpired on chain, only once `release_confirmations` blocks are mined on top of the access's
+block (425 not_confirmed before), only within `release_window` seconds of it, and at most
 `max_releases` times per access (once for a PROTECTED record). Each release is committed to the
 custodian's release log before the sealed disclosure leaves.
 
@@ -32,6 +33,7 @@ from consentledger.crypto.disclosure import Withholding, disclose, pseudonym_key
 from consentledger.crypto.keyx import access_context, wrap_for
 from consentledger.crypto.vault import new_dek, open_sealed, record_aad, seal, unwrap_dek
 from consentledger.errors import (
+    AccessNotConfirmedError,
     AuthorizationError,
     ChainUnavailableError,
     ConsentLedgerError,
@@ -176,6 +178,7 @@ def _seal(
     entry = find(request)
     if entry.requester != to_checksum_address(requester):
         raise AuthorizationError("this access was recorded for another organisation")
+    confirmed(entry, gw.chain.latest_block, gw.settings.release_confirmations)
     info = gw.chain.record(record_id)
     if info.tombstone is not TombstoneReason.NONE:
         raise destroyed(gw.store, stored.record_id, info.tombstone)
@@ -212,6 +215,18 @@ def _seal(
         withheld=withheld, withholding=withhold.value if withheld else "none", use=use,
     )
     return _Sealed(answer, release, 1 if protected else gw.settings.max_releases)
+
+
+def confirmed(entry: AccessEntry, latest: int, needed: int) -> None:
+    """Return if `needed` blocks are mined on top of the access's block; AccessNotConfirmedError if not yet.
+
+    The entry was read from the chain just now (`find`), so an access reorganised away is not found
+    at all; one still on chain but shallower waits, and is looked up again when the requester asks again.
+    """
+    depth = max(latest - entry.block_number, 0)
+    if depth < needed:
+        raise AccessNotConfirmedError(
+            "0x" + entry.record.hex(), entry.seq, block=entry.block_number, depth=depth, needed=needed)
 
 
 def _spent(sealed: _Sealed) -> ReleaseRefusedError:

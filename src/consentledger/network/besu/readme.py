@@ -94,6 +94,7 @@ consentledger deploy --rpc http://127.0.0.1:{RPC_PORT} --admins A1,A2,A3 --thres
 ```toml
 rpc_url = "http://127.0.0.1:{RPC_PORT}"   # the rpc service; use its reachable address from other hosts
 logs_block_range = {LOGS_RANGE}             # at most the RPC node's rpc-max-logs-range
+release_confirmations = 0                # QBFT blocks are final: a custodian releases an access's key at once
 ```
 
 The RPC node is published on localhost only: expose it to other machines through a TLS proxy or a
