@@ -12,8 +12,9 @@ from web3 import Web3
 
 from consentledger.chain import node as node_mod
 from consentledger.chain.accounts import DEV_MNEMONIC, dev_accounts
-from consentledger.chain.node import ChainKind, free_port, start_node, wait_for_rpc
+from consentledger.chain.node import ChainKind, start_node, wait_for_rpc
 from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError, PortInUseError
+from consentledger.ports import held_port, hold_port
 
 DEV_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -198,5 +199,5 @@ def test_process_that_never_answers_times_out_and_is_killed(
 
 def test_wait_for_rpc_raises_chain_unavailable_when_nothing_listens() -> None:
     """Polling a port nobody listens on gives up after the timeout with ChainUnavailableError."""
-    with pytest.raises(ChainUnavailableError, match="did not answer eth_chainId"):
-        wait_for_rpc(f"http://127.0.0.1:{free_port()}", timeout=0.3)
+    with hold_port() as closed, pytest.raises(ChainUnavailableError, match="did not answer eth_chainId"):
+        wait_for_rpc(f"http://127.0.0.1:{held_port(closed)}", timeout=0.3)
