@@ -156,6 +156,21 @@ def test_port_grabbed_between_pick_and_start_is_retried(monkeypatch: pytest.Monk
             assert wait_for_rpc(node.rpc_url, timeout=5) == 1337
 
 
+@pytest.mark.process
+def test_a_port_another_chain_took_first_is_retried_though_that_chain_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If another chain (same chain id) serves the picked port, its answer is not taken for ours: another port is
+    tried, and the node returned is the running process that listens on its own port."""
+    with start_node(ChainKind.ANVIL) as stranger:
+        picks = iter([stranger.port])
+        real_free_port = node_mod.free_port
+        monkeypatch.setattr(node_mod, "free_port", lambda: next(picks, None) or real_free_port())
+        with start_node(ChainKind.ANVIL) as node:
+            assert node.port != stranger.port
+            assert node.running() and node_mod._listens_itself(node)
+            assert wait_for_rpc(node.rpc_url, timeout=5) == 1337
+        assert stranger.running()
+
+
 @pytest.mark.parametrize("kind", list(ChainKind))
 def test_missing_binary_raises_node_start_error(
     kind: ChainKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
