@@ -30,6 +30,7 @@ from consentledger.errors import (
     GatewayUnavailableError,
     PayloadValidationError,
 )
+from consentledger.ports import held_port, hold_port
 from consentledger.signing import HEADER_SIGNATURE, HEADER_SIGNER, RequestSignature, verify_request
 
 CHAIN_ID = 1337
@@ -275,14 +276,11 @@ def test_success_answer_that_is_not_an_object_is_a_gateway_error(client: Gateway
 
 def test_connection_refused_raises_gateway_unavailable(caller: LocalAccount) -> None:
     """Nothing listening on the port: GatewayUnavailableError naming the URL (exit 16)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-
-    with GatewayClient(url, caller, timeout=5) as client:
-        with pytest.raises(GatewayUnavailableError, match=f"^cannot reach gateway at {url}: ") as caught:
-            client.get_record(RECORD)
+    with hold_port() as closed:  # held, not listening: refused, and no other process can serve it meanwhile
+        url = f"http://127.0.0.1:{held_port(closed)}"
+        with GatewayClient(url, caller, timeout=5) as client:
+            with pytest.raises(GatewayUnavailableError, match=f"^cannot reach gateway at {url}: ") as caught:
+                client.get_record(RECORD)
 
     assert caught.value.exit_code == 16
 

@@ -12,14 +12,7 @@ import pytest
 from consentledger.chain.connect import connect
 from consentledger.chain.node import LocalNode
 from consentledger.errors import ChainUnavailableError
-
-
-def closed_port() -> int:
-    """Return a loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+from consentledger.ports import held_port, hold_port
 
 
 class NotFound(BaseHTTPRequestHandler):
@@ -47,9 +40,10 @@ def web_server() -> Iterator[str]:
 
 def test_nothing_listening_is_connection_refused() -> None:
     """A closed port gives exactly "chain unreachable at URL: connection refused"."""
-    url = f"http://127.0.0.1:{closed_port()}"
-    with pytest.raises(ChainUnavailableError) as refused:
-        connect(url)
+    with hold_port() as closed:  # held, not listening: refused, and no other process can serve it meanwhile
+        url = f"http://127.0.0.1:{held_port(closed)}"
+        with pytest.raises(ChainUnavailableError) as refused:
+            connect(url)
     assert str(refused.value) == f"chain unreachable at {url}: connection refused"
 
 

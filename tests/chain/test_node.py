@@ -12,8 +12,9 @@ from web3 import Web3
 
 from consentledger.chain import node as node_mod
 from consentledger.chain.accounts import DEV_MNEMONIC, dev_accounts
-from consentledger.chain.node import ChainKind, free_port, start_node, wait_for_rpc
+from consentledger.chain.node import ChainKind, start_node, wait_for_rpc
 from consentledger.errors import ChainUnavailableError, ConfigurationError, NodeStartError, PortInUseError
+from consentledger.ports import held_port, hold_port
 
 DEV_ACCOUNT_0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 DEV_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
@@ -155,6 +156,21 @@ def test_port_grabbed_between_pick_and_start_is_retried(monkeypatch: pytest.Monk
             assert wait_for_rpc(node.rpc_url, timeout=5) == 1337
 
 
+@pytest.mark.process
+def test_a_port_another_chain_took_first_is_retried_though_that_chain_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If another chain (same chain id) serves the picked port, its answer is not taken for ours: another port is
+    tried, and the node returned is the running process that listens on its own port."""
+    with start_node(ChainKind.ANVIL) as stranger:
+        picks = iter([stranger.port])
+        real_free_port = node_mod.free_port
+        monkeypatch.setattr(node_mod, "free_port", lambda: next(picks, None) or real_free_port())
+        with start_node(ChainKind.ANVIL) as node:
+            assert node.port != stranger.port
+            assert node.running() and node_mod._listens_itself(node)
+            assert wait_for_rpc(node.rpc_url, timeout=5) == 1337
+        assert stranger.running()
+
+
 @pytest.mark.parametrize("kind", list(ChainKind))
 def test_missing_binary_raises_node_start_error(
     kind: ChainKind, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -198,5 +214,5 @@ def test_process_that_never_answers_times_out_and_is_killed(
 
 def test_wait_for_rpc_raises_chain_unavailable_when_nothing_listens() -> None:
     """Polling a port nobody listens on gives up after the timeout with ChainUnavailableError."""
-    with pytest.raises(ChainUnavailableError, match="did not answer eth_chainId"):
-        wait_for_rpc(f"http://127.0.0.1:{free_port()}", timeout=0.3)
+    with hold_port() as closed, pytest.raises(ChainUnavailableError, match="did not answer eth_chainId"):
+        wait_for_rpc(f"http://127.0.0.1:{held_port(closed)}", timeout=0.3)

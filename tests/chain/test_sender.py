@@ -28,9 +28,10 @@ from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.manifest import Deployment
-from consentledger.chain.node import ChainKind, LocalNode, free_port, start_node
+from consentledger.chain.node import ChainKind, LocalNode, start_node
 from consentledger.chain.watcher import ReceiptWatcher
 from consentledger.errors import ContractRevertError, SignerBusyError, TransactionNotMinedError
+from consentledger.ports import held_port, hold_port
 
 pytestmark = pytest.mark.process
 
@@ -300,9 +301,16 @@ def test_submit_returns_before_the_receipt_and_each_handle_resolves_to_its_own(c
     assert not sender.watcher.running()
 
 
-def test_watcher_keeps_polling_through_rpc_errors_until_the_chain_answers(chain: Chain) -> None:
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on, held (bound, not listening) so no other process serves it meanwhile."""
+    with hold_port() as held:
+        yield held_port(held)
+
+
+def test_watcher_keeps_polling_through_rpc_errors_until_the_chain_answers(chain: Chain, closed_port: int) -> None:
     """Polls refused (nothing listens on the endpoint) are retried; the receipt arrives once the chain answers."""
-    provider = RecordingProvider(f"http://127.0.0.1:{free_port()}")
+    provider = RecordingProvider(f"http://127.0.0.1:{closed_port}")
     watcher = ReceiptWatcher(Web3(provider))
     ledger = chain.ledger()
     sent = ledger.sender(chain.admin).submit(propose(ledger, 9), gas=400_000)

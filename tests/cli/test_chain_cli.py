@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +22,7 @@ from consentledger.chain.accounts import dev_account
 from consentledger.chain.connect import connect
 from consentledger.chain.node import ChainKind, LocalNode, wait_for_rpc
 from consentledger.crypto.keys import load_account
+from consentledger.ports import held_port, hold_port
 
 CLI = str(Path(sys.executable).parent / "consentledger")
 PASSWORD_ENV = "TEST_ORG_KEY_PASSWORD"
@@ -212,14 +214,16 @@ def test_chain_fund_pays_with_a_unit_and_prints_the_grown_balance(ganache: Local
 
 
 @pytest.mark.process
-def test_chain_fund_refuses_bad_input_with_one_line_and_its_exit_code(ganache: LocalNode, tmp_path: Path) -> None:
+def test_chain_fund_refuses_bad_input_with_one_line_and_its_exit_code(
+    ganache: LocalNode, tmp_path: Path, closed_port: int
+) -> None:
     """A bad amount or address, no payer (2), an unreachable chain (4), a payer that cannot pay (24): one stderr line
     each, no traceback, and nothing sent."""
     to = Account.create().address
     env = {**os.environ, PASSWORD_ENV: "pw"}
     broke = write_keystore(tmp_path / "broke.json", bytes(Account.create().key))
     rpc = ["--rpc", ganache.rpc_url]
-    closed = free_closed_port()
+    closed = closed_port
     cases = [
         ([to, "--amount", "1banana", *rpc, "--dev-account", "0"], 2, "bad amount '1banana': use a number and a unit"),
         ([to, "--amount", "0.5wei", *rpc, "--dev-account", "0"], 2, "it is not a whole number of wei"),
@@ -238,12 +242,11 @@ def test_chain_fund_refuses_bad_input_with_one_line_and_its_exit_code(ganache: L
     assert connect(ganache.rpc_url).eth.get_balance(to) == 0  # type: ignore[arg-type]
 
 
-def free_closed_port() -> int:
-    """Return a loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on, held (bound, not listening) so no other process serves it meanwhile."""
+    with hold_port() as held:
+        yield held_port(held)
 
 
 def write_keystore(path: Path, key: bytes) -> Path:

@@ -20,6 +20,9 @@ from .world import DISTRICT_STATS, EPIDEMIC_CONTROL, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
 
+INDEX_PATIENCE = 60.0
+"""Seconds to wait for the background indexer: it runs each upkeep cycle, which a loaded machine stretches."""
+
 
 def on_chain(consortium: Consortium, *records: str) -> list[tuple[str, int, str, int]]:
     """Return (record, seq, tx hash, block) of the records' AccessRecorded entries, in chain order."""
@@ -182,11 +185,14 @@ def test_subject_history_ignores_a_subject_in_the_query(consortium: Consortium, 
 
 
 def test_gateway_indexes_new_accesses_in_the_background(consortium: Consortium) -> None:
-    """Without any audit request, police's gateway indexes a new access into its own database within seconds."""
+    """Without any audit request, police's gateway indexes a new access into its own database in the background.
+
+    Waited for up to INDEX_PATIENCE: a bound on a hang, not on speed (a loaded machine runs the upkeep slowly).
+    """
     record = consortium.ingest({"district": "West", "cases": 1}, category=DISTRICT_STATS)
     tx = expect(consortium.access(consortium.transport, record), 200)["tx"]
     engine = consortium.store(consortium.police).engine
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + INDEX_PATIENCE
     while True:
         with engine.connect() as conn:
             indexed = conn.execute(select(accesses.c.tx_hash).where(accesses.c.record == record)).scalars().all()

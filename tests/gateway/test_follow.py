@@ -18,10 +18,11 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from sqlalchemy import select
 
-from consentledger.chain.node import LocalNode, free_port
+from consentledger.chain.node import LocalNode
 from consentledger.client import GatewayClient
 from consentledger.gateway.admin.setup import init_agency
 from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency, admit
+from consentledger.ports import held_port, hold_port
 from consentledger.store import OutboxStatus, RecordState, Store, StoredRecord, make_engine
 from consentledger.store.tables import records
 from consentledger.types import RecordKind, Role, TombstoneReason
@@ -81,19 +82,21 @@ def clinic(consortium: Consortium, ganache: LocalNode, tmp_path_factory: pytest.
     _fund(consortium, account.address)
     directory = tmp_path_factory.mktemp("clinic") / "clinic"
     manifest = consortium.health.directory.parent / "deployment.json"
+    hold = hold_port()  # kept until the gateway inherits it: no other process can take the port
     created = init_agency(directory, "clinic", DEV_PASSWORD, rpc_url=ganache.rpc_url, manifest=manifest,
-                          port=free_port(), password_env=PASSWORD_ENV, account=account)
+                          port=held_port(hold), password_env=PASSWORD_ENV, account=account)
     with created.config.open("a") as config:
         # As every test gateway of the package (world.start_consortium): org keys call, and it sweeps every second.
         config.writelines(f"{key} = {json.dumps(value)}\n"
                           for key, value in {"allow_org_key_requests": True, **SWEEP_OFTEN}.items())
-    agency = Agency("clinic", directory, created)
+    agency = Agency("clinic", directory, created, hold=hold)
     admit(consortium.ledger, consortium.admin, [], agency, Role.CUSTODIAN)
     agency.start()
     try:
         yield Clinic(agency, account)
     finally:
         agency.stop()
+        agency.release()
 
 
 def _release(consortium: Consortium, clinic: Clinic, requester_key: bytes, answer: dict[str, Any]) -> httpx.Response:

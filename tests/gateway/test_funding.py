@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from consentledger.chain.node import LocalNode, free_port
+from consentledger.chain.node import LocalNode
 from consentledger.consent import Consent, consent_id, sign_consent
 from consentledger.crypto.keys import load_account
 from consentledger.gateway.admin.setup import init_agency
 from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency, admit
+from consentledger.ports import held_port, hold_port
 from consentledger.types import ConsentStatus, Role
 
 from .conftest import fund
@@ -56,11 +57,12 @@ def shelter(consortium: Consortium, ganache: LocalNode, tmp_path_factory: pytest
     """The shelter office's gateway, running with a signer that holds 0 wei."""
     directory = tmp_path_factory.mktemp("unfunded") / "shelter"
     manifest = consortium.health.directory.parent / "deployment.json"
+    hold = hold_port()  # kept until the gateway inherits it: no other process can take the port
     created = init_agency(directory, "shelter office", DEV_PASSWORD, rpc_url=ganache.rpc_url, manifest=manifest,
-                          port=free_port(), password_env=PASSWORD_ENV)
+                          port=held_port(hold), password_env=PASSWORD_ENV)
     with created.config.open("a") as config:
         config.write("allow_org_key_requests = true\n")
-    agency = Agency("shelter office", directory, created)
+    agency = Agency("shelter office", directory, created, hold=hold)
     admit(consortium.ledger, consortium.admin, [], agency, Role.CUSTODIAN | Role.REQUESTER)
     record = consortium.ingest(STATS, category=DISTRICT_STATS)
     agency.start()
@@ -69,6 +71,7 @@ def shelter(consortium: Consortium, ganache: LocalNode, tmp_path_factory: pytest
         yield Shelter(agency, key, ganache.rpc_url, record)
     finally:
         agency.stop()
+        agency.release()
 
 
 def sent(consortium: Consortium, shelter: Shelter) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from consentledger.consent import Consent, consent_id, consent_typed_data
 from consentledger.gateway.delegation import Delegation
 from consentledger.localnet import Agency
 from consentledger.portal.sign_in import SignIn, sign_in_typed_data
+from consentledger.ports import held_port, hold_port
 from consentledger.store.tables import portal_challenges
 from consentledger.types import ConsentStatus, Role
 
@@ -314,24 +314,19 @@ def test_a_gateway_acts_for_a_subject_only_with_their_valid_sign_in_on_subject_p
     expect(ask(stranger.key, by_stranger), 403, "forbidden")
 
 
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_a_requester_gateway_that_is_down_is_listed_as_unreachable(
     consortium: Consortium, portal: tuple[LocalAccount, httpx.Client]
 ) -> None:
     """A member requester whose gateway does not answer appears in `unreachable` with why; the others still list."""
     _, browser = portal
     down = Account.create()
-    consortium.govern(governance.admit_member(down.address, Role.REQUESTER, "ferry office",
-                                              gateway_url=f"http://127.0.0.1:{_closed_port()}"))
-    try:
-        shown = overview(browser)
-        [unreachable] = [u for u in shown["unreachable"] if u["org"] == down.address]
-        assert unreachable["name"] == "ferry office" and unreachable["error"]
-        assert consortium.transport.address not in [u["org"] for u in shown["unreachable"]]
-    finally:
-        consortium.govern(governance.suspend_member(down.address))
+    with hold_port() as closed:  # held, not listening: refused, and no other process can serve it meanwhile
+        consortium.govern(governance.admit_member(down.address, Role.REQUESTER, "ferry office",
+                                                  gateway_url=f"http://127.0.0.1:{held_port(closed)}"))
+        try:
+            shown = overview(browser)
+            [unreachable] = [u for u in shown["unreachable"] if u["org"] == down.address]
+            assert unreachable["name"] == "ferry office" and unreachable["error"]
+            assert consortium.transport.address not in [u["org"] for u in shown["unreachable"]]
+        finally:
+            consortium.govern(governance.suspend_member(down.address))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ from playwright.sync_api import expect as see
 
 from consentledger import governance
 from consentledger.consent import Consent, consent_id
+from consentledger.ports import held_port, hold_port
 from consentledger.types import ConsentStatus, Role
 
 from .world import CHAIN_ID, CONTACT_TRACE, EPIDEMIC_CONTROL, Consortium, expect, signed
@@ -339,24 +339,17 @@ def test_a_person_with_only_a_wallet_narrows_and_grants_sees_the_access_revokes_
     assert [m["primaryType"] for m in wallet.signed] == ["PortalSignIn", "Consent", "Revocation"]
 
 
-def closed_port() -> int:
-    """Return a local TCP port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def unreachable_requester(consortium: Consortium) -> Iterator[str]:
     """A requester member ("ferry office") whose registered gateway URL answers nothing; suspended afterwards."""
     ferry = Account.create()
-    url = f"http://127.0.0.1:{closed_port()}"
-    consortium.govern(governance.admit_member(ferry.address, Role.REQUESTER, "ferry office", gateway_url=url))
-    try:
-        yield "ferry office"
-    finally:
-        consortium.govern(governance.suspend_member(ferry.address))
+    with hold_port() as closed:  # held, not listening: refused, and no other process can serve it meanwhile
+        url = f"http://127.0.0.1:{held_port(closed)}"
+        consortium.govern(governance.admit_member(ferry.address, Role.REQUESTER, "ferry office", gateway_url=url))
+        try:
+            yield "ferry office"
+        finally:
+            consortium.govern(governance.suspend_member(ferry.address))
 
 
 def test_a_declined_signature_an_unreachable_peer_and_a_refusal_are_said_in_words(

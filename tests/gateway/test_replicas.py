@@ -35,7 +35,7 @@ from sqlalchemy import Engine, func, select, text
 from consentledger.audit import tables as index_tables
 from consentledger.chain.accounts import dev_account
 from consentledger.chain.ledger import entry_from_event
-from consentledger.chain.node import ChainKind, free_port, start_node
+from consentledger.chain.node import ChainKind, start_node
 from consentledger.localnet import Agency, admit, create_agency
 from consentledger.store import OutboxStatus, RecordState
 from consentledger.store.tables import outbox, records
@@ -84,7 +84,7 @@ class RpcTap:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Forward)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
         self._server.daemon_threads = True
         self._upstream = upstream
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

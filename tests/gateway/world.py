@@ -197,9 +197,10 @@ class Consortium:
         return sorted((entry_from_event(log) for log in logs), key=lambda e: e.seq)
 
     def stop(self) -> None:
-        """Stop every gateway process."""
+        """Stop every gateway process and free their ports."""
         for agency in self.agencies.values():
             agency.stop()
+            agency.release()
 
 
 def start_consortium(

@@ -9,6 +9,7 @@ import os
 import platform
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -213,6 +214,10 @@ def _launch(
     except BaseException:
         node.stop()
         raise
+    if not _listens_itself(node):
+        # Another process bound the port first and answered for ours, which is about to fail on it.
+        node.stop()
+        raise _PortTakenError(f"another process listens on {url}: {kind.value} could not bind it")
     if answered != chain_id:
         node.stop()
         raise NodeStartError(
@@ -244,6 +249,28 @@ def _wait_until_ready(node: LocalNode, timeout: float, log: IO[bytes], log_start
         with contextlib.suppress(ChainUnavailableError):
             # Short slices so a process that dies is noticed at once.
             return wait_for_rpc(node.rpc_url, timeout=min(0.25, remaining))
+
+
+def _listens_itself(node: LocalNode) -> bool:
+    """Return whether the chain's own process holds the socket listening on its port (True where /proc cannot tell).
+
+    Answering on the port is not enough: a chain of another test started on the same picked port
+    answers `eth_chainId` alike. Linux lists listening sockets in /proc/net/tcp and each process's
+    open sockets in /proc/PID/fd; anvil and ganache listen in the process we started.
+    """
+    try:
+        table = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return True
+    address = f"{struct.unpack('=I', socket.inet_aton(HOST))[0]:08X}:{node.port:04X}"
+    listening = {fields[9] for fields in (line.split() for line in table) if fields[1] == address and fields[3] == "0A"}
+    if not listening:
+        return True  # closed again meanwhile: the process check in the caller's next steps decides
+    try:
+        held = {os.readlink(entry) for entry in Path(f"/proc/{node.process.pid}/fd").iterdir()}
+    except OSError:
+        return node.process.poll() is None
+    return any(f"socket:[{inode}]" in held for inode in listening)
 
 
 def _chain_id(url: str, *, request_timeout: float) -> int:

@@ -62,15 +62,18 @@ def init(
 def serve(
     config: Annotated[Path, typer.Option("--config", help="The agency's TOML config.")] = Path("agency.toml"),
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "warning",
+    listen_fd: Annotated[int | None, typer.Option(
+        "--listen-fd", help="Serve on this inherited socket, bound to the config's port by the starting process.",
+    )] = None,
 ) -> None:
     """Serve the agency gateway until Ctrl-C."""
     from consentledger.gateway.runtime import Gateway
-    from consentledger.gateway.serve import listen, run
+    from consentledger.gateway.serve import inherited, listen, run
     from consentledger.settings import load_settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(config)
-    sock = listen(settings.host, settings.port)
+    sock = listen(settings.host, settings.port) if listen_fd is None else inherited(listen_fd, settings.port)
     try:
         gateway = Gateway.open(settings)
     except BaseException:

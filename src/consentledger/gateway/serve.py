@@ -36,6 +36,27 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def inherited(fd: int, port: int) -> socket.socket:
+    """Return a listening socket from the bound one inherited as `fd` (see `consentledger.ports`); it must hold `port`.
+
+    The process that started this one picked and held the port, so no other process could take it
+    in between. Raises ConfigurationError if `fd` is no socket or is bound to another port.
+    """
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ConfigurationError(f"--listen-fd {fd} is not an open socket: {exc.strerror or exc}") from None
+    bound = sock.getsockname()
+    if not isinstance(bound, tuple) or bound[1] != port:
+        sock.close()
+        raise ConfigurationError(f"--listen-fd {fd} is bound to {bound!r}, not to port {port} of the config")
+    # As `listen` binds: the connections it accepts inherit the option, so their TIME_WAIT after a
+    # restart does not keep the port from being held and served again.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.listen(2048)
+    return sock
+
+
 def run(gateway: Gateway, sock: socket.socket, *, log_level: str = "warning") -> None:
     """Serve `gateway` on the listening `sock` (from `listen`) until interrupted, then close both."""
     import uvicorn
