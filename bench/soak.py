@@ -16,7 +16,7 @@ and errors in the interval. At the end: the growth of each resource from the fir
 of the run (per minute), a flag on anything still growing at that rate in the last third, the stores'
 bytes per record and per access in each half, and which tables grew by how many rows.
 
-Run: .venv/bin/python bench/soak.py [--minutes 10] [--interval 30] [--workers 4] [--postgres]
+Run: .venv/bin/python bench/soak.py [--minutes 10] [--interval 30] [--workers 4] [--postgres] [--weight OP=N ...]
 Prints figures; asserts nothing (exits 1 if an operation failed or something looks unbounded).
 """
 
@@ -149,8 +149,8 @@ class World:
 class Worker:
     """One client thread: owns a few data subjects and draws operations on them until the deadline."""
 
-    def __init__(self, world: World, recorder: Recorder, seed: int) -> None:
-        self.world, self.rec, self.rng = world, recorder, random.Random(seed)
+    def __init__(self, world: World, recorder: Recorder, seed: int, weights: dict[str, int]) -> None:
+        self.world, self.rec, self.rng, self.weights = world, recorder, random.Random(seed), weights
         self.subjects = [Subject() for _ in range(3)]
         self.clerk = world.client(world.custodian, world.clerk)
         self.analyst = world.client(world.requester, world.analyst)
@@ -164,7 +164,7 @@ class Worker:
 
     def run(self, deadline: float) -> None:
         """Draw and run operations until `deadline` (monotonic seconds)."""
-        names, weights = list(WEIGHTS), list(WEIGHTS.values())
+        names, weights = list(self.weights), list(self.weights.values())
         try:
             while time.monotonic() < deadline:
                 name = self.rng.choices(names, weights)[0]
@@ -463,6 +463,7 @@ class Options:
     interval: float
     workers: int
     postgres: bool
+    weights: dict[str, int]
 
 
 def _postgres_schema(stack: ExitStack) -> tuple[str, PostgresProbe]:
@@ -511,7 +512,7 @@ def run(opts: Options, stack: ExitStack) -> bool:
     recorder, samples = Recorder(), Samples()
     started = time.monotonic()
     deadline = started + opts.minutes * 60
-    workers = [Worker(world, recorder, seed) for seed in range(opts.workers)]
+    workers = [Worker(world, recorder, seed, opts.weights) for seed in range(opts.workers)]
     threads = [threading.Thread(target=w.run, args=(deadline,), daemon=True) for w in workers]
     height = ledger.w3.eth.get_block_number
     sample(watched, samples, recorder, height(), 0.0, 1.0)  # the baseline, before any load
@@ -542,9 +543,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="client threads, each with its own subjects")
     parser.add_argument("--postgres", action="store_true",
                         help="the requester's store in a fresh schema of db test on 127.0.0.1:5432")
+    parser.add_argument("--weight", action="append", default=[], metavar="OP=N",
+                        help=f"change one operation's weight (default {WEIGHTS})")
     args = parser.parse_args()
+    weights = dict(WEIGHTS)
+    for change in args.weight:
+        op, _, n = change.partition("=")
+        if op not in WEIGHTS or not n.isdigit():
+            parser.error(f"--weight {change!r}: use OP=N, OP one of {', '.join(WEIGHTS)}")
+        weights[op] = int(n)
+    if not any(weights.values()):
+        parser.error("every weight is 0")
     interval = args.interval or (30.0 if args.minutes >= 5 else 10.0)
-    opts = Options(max(0.1, args.minutes), max(1.0, interval), max(1, args.workers), args.postgres)
+    opts = Options(max(0.1, args.minutes), max(1.0, interval), max(1, args.workers), args.postgres,
+                   weights)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         with ExitStack() as stack:
