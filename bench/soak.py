@@ -200,7 +200,8 @@ class Worker:
         assert subject is not None  # a worker always keeps subjects
         category = ONE_TIME if self.rng.random() < 0.3 else OPEN
         payload = {"name": f"subject {self.rng.randrange(10**6)}", "note": secrets.token_hex(256)}
-        answer = self.clerk.put_record(subject.account.address, category, payload)
+        key = secrets.token_hex(16) if self.rng.random() < 0.5 else None  # half of them retry-safe
+        answer = self.clerk.put_record(subject.account.address, category, payload, idempotency_key=key)
         if answer.get("state") != "registered":
             raise RuntimeError(f"record {answer.get('record')} is {answer.get('state')}, not registered")
         (subject.one_time if category == ONE_TIME else subject.open_records).append(str(answer["record"]))
@@ -372,17 +373,17 @@ def sample(watched: list[Watched], samples: Samples, recorder: Recorder, block: 
     ops = sum(len(v) for v in latencies.values())
     print(f"\n[{elapsed:6.0f} s] {ops} calls ({ops / seconds:.1f}/s), {sum(errors.values())} errors; "
           f"{counts['records']} records ingested, {counts['accesses']} accesses answered, block {block}")
-    print(f"  {'process':<10} {'rss MiB':>8} {'fds':>5} {'threads':>7} {'store MiB':>10}  store parts")
+    print(f"  {'process':<10} {'rss MiB':>8} {'fds':>5} {'threads':>7} {'store MiB':>10}  on disk, MiB")
     for item in watched:
         proc = sample_process(item.pid) or ProcessSample(0, 0, 0, 0)
         samples.processes.setdefault(item.name, []).append(proc)
         store_text = ""
         if item.store is not None:
-            parts = item.store.size()
-            samples.stores.setdefault(item.name, []).append(sum(parts.values()))
+            size = item.store.size()
+            samples.stores.setdefault(item.name, []).append(size.bytes)
             samples.rows.setdefault(item.name, []).append(item.store.rows())
-            store_text = f"{sum(parts.values()) / MIB:>10.2f}  " + ", ".join(
-                f"{name} {size / MIB:.2f}" for name, size in parts.items())
+            store_text = f"{size.bytes / MIB:>10.2f}  " + ", ".join(
+                f"{name} {part / MIB:.2f}" for name, part in size.parts.items())
         print(f"  {item.name:<10} {proc.rss / MIB:>8.1f} {proc.fds:>5} {proc.threads:>7} {store_text}")
     print_ops(latencies, errors, seconds)
     sys.stdout.flush()

@@ -71,13 +71,21 @@ def sample_process(pid: int) -> ProcessSample | None:
     return ProcessSample(rss, fds, threads, processes)
 
 
+@dataclass(frozen=True)
+class StoreSize:
+    """A store's size now: the bytes its data takes (what trends are judged by) and what it is made of on disk."""
+
+    bytes: int
+    parts: dict[str, int]
+
+
 class StoreProbe(Protocol):
     """A store whose size and table rows can be read while its gateway writes to it."""
 
     label: str
 
-    def size(self) -> dict[str, int]:
-        """Return bytes by part (e.g. main file, WAL), read now."""
+    def size(self) -> StoreSize:
+        """Return the store's size, read now."""
         ...
 
     def rows(self) -> dict[str, int]:
@@ -92,14 +100,27 @@ class SqliteProbe:
     path: Path
     label: str = "sqlite"
 
-    def size(self) -> dict[str, int]:
-        """Return the bytes of the main file, the WAL and the -shm file."""
-        parts = {"main": self.path, "wal": Path(f"{self.path}-wal"), "shm": Path(f"{self.path}-shm")}
-        return {name: (file.stat().st_size if file.exists() else 0) for name, file in parts.items()}
+    def size(self) -> StoreSize:
+        """Return the bytes of the database's pages in use as of its latest commit (the WAL's included), and
+        the sizes of the main file, the WAL (which SQLite reuses after each checkpoint) and the -shm file.
+
+        The files alone move in steps: pages reach the main file only at a checkpoint, and the WAL file
+        keeps its largest size.
+        """
+        files = {"main": self.path, "wal": Path(f"{self.path}-wal"), "shm": Path(f"{self.path}-shm")}
+        parts = {name: (file.stat().st_size if file.exists() else 0) for name, file in files.items()}
+        with self._connect() as conn:
+            pages, free, page = (int(conn.execute(f"PRAGMA {pragma}").fetchone()[0])
+                                 for pragma in ("page_count", "freelist_count", "page_size"))
+        return StoreSize((pages - free) * page, {"free pages": free * page, **parts})
+
+    def _connect(self) -> sqlite3.Connection:
+        """Return a read-only connection (a WAL reader does not block the gateway's writer)."""
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
 
     def rows(self) -> dict[str, int]:
-        """Return each table's row count (a read-only connection: WAL readers do not block the writer)."""
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        """Return each table's row count."""
+        conn = self._connect()
         try:
             names = [row[0] for row in conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
@@ -116,12 +137,14 @@ class PostgresProbe:
     schema: str
     label: str = "postgresql"
 
-    def size(self) -> dict[str, int]:
+    def size(self) -> StoreSize:
         """Return the bytes of the schema's tables with their indexes and TOAST (`pg_total_relation_size`)."""
-        query = text("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
-                     "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relkind = 'r'")
+        query = text("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0), coalesce(sum(pg_indexes_size(c.oid)), 0) "
+                     "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                     "WHERE n.nspname = :schema AND c.relkind = 'r'")
         with self.engine.connect() as conn:
-            return {"relations": int(conn.scalar(query, {"schema": self.schema}) or 0)}
+            total, indexes = conn.execute(query, {"schema": self.schema}).one()
+        return StoreSize(int(total), {"of which indexes": int(indexes)})
 
     def rows(self) -> dict[str, int]:
         """Return each table's row count in the schema."""
