@@ -8,7 +8,8 @@ own data subjects, drawing operations at random by weight:
   ingest (custodian), consent grant (subject, at the requester), access (OPEN; ONE_TIME under a
   consent), batch access, consent request (filed by the requester's client, granted by the subject),
   revoke (then an access under the revoked consent, which must be refused), erasure (subject, at the
-  custodian), audit reads (auditor listing, subject history, full verify).
+  custodian), audit reads (auditor listing, subject history, full verify), and a stranger (a fresh key,
+  no member) asking for the audit listing, which must be refused.
 
 Every --interval seconds it prints, for each gateway and the chain, resident memory, open file
 descriptors (/proc/PID/fd) and threads, each store's size, and per operation the count, p50/p95/p99
@@ -64,7 +65,7 @@ BATCH = 20
 CONSENT_USES = 1  # a ONE_TIME category's consents allow one use each
 WEIGHTS = {
     "ingest": 16, "access": 22, "access.consent": 10, "access.batch": 4, "grant": 10, "request": 5,
-    "revoke": 5, "erasure": 2, "audit.accesses": 6, "audit.history": 5, "audit.verify": 1,
+    "revoke": 5, "erasure": 2, "audit.accesses": 6, "audit.history": 5, "audit.verify": 1, "stranger": 2,
 }
 """How often each operation is drawn (one that cannot run for lack of data falls back to ingest or grant)."""
 # Growth counted as unbounded: more than this much (absolute, relative to the first third), still climbing.
@@ -159,7 +160,7 @@ class Worker:
             "ingest": self.ingest, "access": self.access, "access.consent": self.access_consent,
             "access.batch": self.batch, "grant": self.grant, "request": self.request, "revoke": self.revoke,
             "erasure": self.erasure, "audit.accesses": self.audit, "audit.history": self.history,
-            "audit.verify": self.verify,
+            "audit.verify": self.verify, "stranger": self.stranger,
         }
 
     def run(self, deadline: float) -> None:
@@ -310,6 +311,17 @@ class Worker:
             client.my_history()
         return True
 
+    def stranger(self) -> bool:
+        """A fresh key, no member, asks for the audit listing: refused, and nothing kept of it grows for good."""
+        with self.world.client(self.world.custodian, Account.create()) as client:
+            try:
+                client.audit_accesses(limit=1)
+            except GatewayError as exc:
+                if exc.status != 403:
+                    raise
+                return True
+        raise RuntimeError("a stranger's key was let read the audit listing")
+
     def verify(self) -> bool:
         answer = self.auditor.audit_verify()
         if not answer.get("ok"):
@@ -395,7 +407,7 @@ def _trend_cells(moved: Trend, unit: float, digits: int = 1) -> str:
 
 
 def summarise_processes(watched: list[Watched], samples: Samples) -> bool:
-    """Print each process's resource trends; return True if none looks unbounded (the chain's memory aside)."""
+    """Print each process's resource trends; return True if no gateway's looks unbounded (the chain is not judged)."""
     times, clean = samples.times, True
     print(f"  {'process':<10} {'figure':<8} {'first':>10} {'last':>10} {'per min':>10} {'last third':>11}  verdict")
     for item in watched:
@@ -405,13 +417,15 @@ def summarise_processes(watched: list[Watched], samples: Samples) -> bool:
             absolute, relative = LIMITS[figure]
             grows = moved.unbounded(absolute=absolute, relative=relative)
             verdict = "GROWS WITHOUT BOUND?" if grows else "bounded"
-            if item.name == "chain" and figure == "rss":
+            if item.name != "chain":
+                clean &= not grows
+            elif figure == "rss":
                 blocks = samples.blocks[-1] - samples.blocks[0]
                 per_block = (series[-1].rss - series[0].rss) / max(1, blocks)
                 verdict = (f"{'grows' if grows else 'bounded'}: {per_block / 1024:.1f} KiB per block over {blocks} "
-                           "blocks (anvil holds every block and state in memory)")
+                           "blocks (anvil holds every block and its state in memory; not judged)")
             else:
-                clean &= not grows
+                verdict += " (anvil's own; not judged)"
             print(f"  {item.name:<10} {figure:<8} {_trend_cells(moved, unit)}  {verdict}")
     return clean
 
