@@ -138,8 +138,12 @@ def timed(operation: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def set_up(ledger: Ledger, admin: TransactionSender, root: Path, rpc_url: str) -> tuple[Agency, Agency]:
-    """Add the purpose and categories, create and admit both agencies and the raw requester."""
+def set_up(ledger: Ledger, admin: TransactionSender, root: Path, rpc_url: str, *,
+           requester_store: str | None = None) -> tuple[Agency, Agency]:
+    """Add the purpose and categories, create and admit both agencies and the raw requester.
+
+    `requester_store` is the requester's store URL (default: SQLite in its directory).
+    """
     for proposed in (
         governance.add_purpose(PURPOSE, "benchmark"),
         governance.add_category(OPEN, "bench-open", Sensitivity.OPEN, 86400 * 30, FIELDS, (), [PURPOSE]),
@@ -149,7 +153,8 @@ def set_up(ledger: Ledger, admin: TransactionSender, root: Path, rpc_url: str) -
         ledger.propose(admin, proposed)
     manifest = root / "deployment.json"
     custodian = create_agency(root, "custodian", dev_index=CUSTODIAN_DEV, rpc_url=rpc_url, manifest=manifest)
-    requester = create_agency(root, "requester", dev_index=REQUESTER_DEV, rpc_url=rpc_url, manifest=manifest)
+    requester = create_agency(root, "requester", dev_index=REQUESTER_DEV, rpc_url=rpc_url, manifest=manifest,
+                              store_url=requester_store)
     admit(ledger, admin, [], custodian, Role.CUSTODIAN)
     admit(ledger, admin, [], requester, Role.REQUESTER)
     return custodian, requester

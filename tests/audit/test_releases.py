@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from consentledger import audit
 from consentledger.audit.checks import DiscrepancyKind as Kind
+from consentledger.audit.indexer import read_cursor
 from consentledger.audit.releases import ReleaseRules
 from consentledger.store import create_schema
 from consentledger.store.tables import releases
@@ -93,3 +94,26 @@ def test_an_index_without_a_release_log_checks_no_releases(world: World, engine:
     report = audit.verify(engine, world.ledger(), release_rules=RULES)
 
     assert report.releases == 0 and "releases" not in report.summary()
+
+
+def test_a_release_of_an_access_past_the_cursor_in_its_seconds_waits_for_a_later_run(
+    world: World, engine: Engine
+) -> None:
+    """A chain that mines a block per transaction puts many blocks in one second: a release of an access mined
+    after the index's cursor, in the cursor block's own second, is not judged yet (the soak saw it flagged as an
+    access not on chain); a release a second before the cursor block's time naming a later block still is."""
+    audit.Indexer(engine, world.ledger()).sync()
+    with engine.connect() as conn:
+        cursor = read_cursor(conn)
+    assert cursor.block is not None and cursor.timestamp is not None
+    stats = entry(world, "stats-bob", 1)
+    pending = release(stats, 1, record_id="0x" + "6a" * 32, access_block=cursor.block + 1,
+                      released_at=datetime.fromtimestamp(cursor.timestamp, UTC))
+    impossible = release(stats, 1, record_id="0x" + "6b" * 32, access_block=cursor.block + 1,
+                         released_at=datetime.fromtimestamp(cursor.timestamp - 1, UTC))
+
+    report = verified(world, engine, [pending, impossible])
+
+    found = [(d.kind, d.record) for d in report.discrepancies]
+    assert found == [(Kind.RELEASE_WITHOUT_ACCESS, impossible["record_id"])]
+    assert report.releases == 1

@@ -286,3 +286,18 @@ def test_a_long_range_is_followed_in_pages_of_at_most_log_range_blocks(chain: Ch
     assert len(pages) == 3 and max(spans) <= PAGE and sum(spans) == 2 * PAGE + 1
     assert view.record(record).tombstone is TombstoneReason.RETENTION
 
+
+
+def test_the_member_cache_keeps_a_bounded_number_of_accounts_least_recently_used_first_out(chain: Chain) -> None:
+    """Strangers signing with fresh keys, one after another, do not grow the member cache past its bound: the
+    least recently used account is dropped (and read again when it comes back); one in constant use stays."""
+    cache = MembershipCache(chain.ledger, LONG, max_entries=4)
+    assert cache.get(chain.custodian.address).status is MemberStatus.ACTIVE
+    strangers = [Account.create().address for _ in range(10)]
+    for stranger in strangers:
+        assert cache.get(stranger).status is MemberStatus.NONE
+        assert chain.calls.during(lambda: cache.get(chain.custodian.address)) == []  # kept: used all along
+
+    assert len(cache) == 4
+    assert "eth_call" in chain.calls.during(lambda: cache.get(strangers[0]))  # dropped long ago: read again
+    assert chain.calls.during(lambda: cache.get(strangers[-1])) == []

@@ -36,8 +36,8 @@ def check_releases(
 ) -> tuple[list[Discrepancy], int]:
     """Return the discrepancies of the release log against the index, and how many releases were checked.
 
-    A release naming an access after the index's cursor `block`, made after its timestamp `until`,
-    may be for an access not indexed yet, so it is left for a later run.
+    A release naming an access after the index's cursor `block`, made in or after the second of its
+    timestamp `until`, may be for an access not indexed yet, so it is left for a later run.
     """
     if not inspect(conn).has_table(releases.name):
         return [], 0
@@ -56,7 +56,8 @@ def check_releases(
     checked = 0
     counted: dict[tuple[str, int], int] = {}
     for row in conn.execute(query):
-        if row.access_block > block and int(row.released_at.timestamp()) > until:
+        # `>=`: a chain mining a block per transaction puts many blocks in the cursor block's second.
+        if row.access_block > block and int(row.released_at.timestamp()) >= until:
             continue
         checked += 1
         found.extend(Discrepancy(kind, message, row.record_id, row.seq, row.access_tx, row.access_block)

@@ -8,6 +8,11 @@ from typing import TYPE_CHECKING
 
 from consentledger.errors import ConfigurationError, PortInUseError
 
+KEEP_ALIVE_SECONDS = 30
+"""How long an idle HTTP connection stays open: longer than clients keep theirs (httpx: 5 s, uvicorn's own
+default), so the client closes an idle connection first and never sends a request on one the server has just
+closed (which it sees as a connection reset)."""
+
 if TYPE_CHECKING:
     from consentledger.gateway.runtime import Gateway
 
@@ -64,7 +69,7 @@ def run(gateway: Gateway, sock: socket.socket, *, log_level: str = "warning") ->
     from consentledger.gateway.app import create_app
 
     try:
-        config = uvicorn.Config(create_app(gateway), log_level=log_level)
+        config = uvicorn.Config(create_app(gateway), log_level=log_level, timeout_keep_alive=KEEP_ALIVE_SECONDS)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
