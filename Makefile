@@ -6,10 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.bootstrapped
 NODE_STAMP := node_modules/.bootstrapped
+SLITHER_VENV := .venv-slither
+SLITHER_STAMP := $(SLITHER_VENV)/.bootstrapped
 
-.PHONY: bootstrap chromium demo demo-serve test lint gas clean
+.PHONY: bootstrap chromium demo demo-serve test lint gas slither clean
 
-bootstrap: $(PY_STAMP) $(NODE_STAMP) chromium
+bootstrap: $(PY_STAMP) $(NODE_STAMP) $(SLITHER_STAMP) chromium
 
 # The audit page's browser test drives Debian's chromium (never a downloaded browser).
 chromium:
@@ -18,6 +20,14 @@ chromium:
 $(PY_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+# Slither needs web3<8 and the package pins web3 8, so it has a venv of its own; it compiles with the
+# pinned solcjs through scripts/solc_solcjs.py (no solc download). tests/contracts/test_static_analysis.py
+# runs it under `make test`.
+$(SLITHER_STAMP): requirements-slither.txt
+	test -x $(SLITHER_VENV)/bin/python || $(PYTHON) -m venv $(SLITHER_VENV)
+	$(SLITHER_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-slither.txt
 	touch $@
 
 # `npm ci` installs exactly the lock (each platform's anvil binary is an optional entry in it) and never
@@ -45,6 +55,10 @@ lint: bootstrap
 
 gas: bootstrap
 	$(PY) scripts/gas_report.py
+
+# The static analysis `make test` runs, on its own: new findings against slither.triage.toml.
+slither: bootstrap
+	$(PY) scripts/slither_check.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis .demo

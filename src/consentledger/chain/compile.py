@@ -73,7 +73,7 @@ def compile_contracts(
     """
     source_dir = (source_dir or paths.contracts_dir()).resolve()
     build_dir = build_dir or paths.build_dir()
-    project_units = [p.relative_to(source_dir.parent).as_posix() for p in source_dir.rglob("*.sol")]
+    project_units = _project_units(source_dir)
     sources = _collect_sources(source_dir, project_units, paths.node_modules())
     compiler = _find_compiler()
     key = _cache_key(compiler.description, sources)
@@ -93,9 +93,24 @@ def compile_contracts(
     return artifacts
 
 
+def source_units(source_dir: Path | None = None) -> dict[str, str]:
+    """Return the text of every source `compile_contracts` hands solc, by source unit name.
+
+    The units are `source_dir`'s files (named relative to its parent, e.g. "contracts/X.sol") and
+    everything they import (e.g. "@openzeppelin/contracts/..."), for tools that read the same
+    sources (slither).
+    """
+    source_dir = (source_dir or paths.contracts_dir()).resolve()
+    return _collect_sources(source_dir, _project_units(source_dir), paths.node_modules())
+
+
 def compiler_description() -> str:
     """Return the compiler `compile_contracts` uses, e.g. "solcjs 0.8.28 (node_modules/solc)"."""
     return _find_compiler().description
+
+
+def _project_units(source_dir: Path) -> list[str]:
+    return [p.relative_to(source_dir.parent).as_posix() for p in source_dir.rglob("*.sol")]
 
 
 def _collect_sources(
