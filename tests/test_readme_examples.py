@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,15 +76,18 @@ def test_every_readme_example_runs_as_written_against_the_served_demo(tmp_path: 
         story = _read_until(demo, "▸ serving:", timeout=300)
         assert (tmp_path / ".demo" / "env").is_file(), story
         script = _script([block for block in readme_blocks() if block.not_run is None])
-        with log.open("w") as output:
-            # its own process group, so whatever the examples start in the background goes with it
-            shell = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path,
-                                     env={**os.environ, "NO_COLOR": "1"}, stdout=output, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-            try:
-                code = shell.wait(timeout=900)
-            finally:
-                _stop_group(shell)
+        # a pipe, not a file: the examples' `tee /dev/stderr` would truncate a file; its own process group, so
+        # whatever the examples start in the background goes with it
+        shell = subprocess.Popen(["bash", "-e", "-o", "pipefail", "-c", script], cwd=tmp_path,
+                                 env={**os.environ, "NO_COLOR": "1"}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        pump = threading.Thread(target=_copy, args=(shell, log), daemon=True)
+        pump.start()
+        try:
+            code = shell.wait(timeout=900)
+        finally:
+            _stop_group(shell)
+            pump.join(timeout=60)
     finally:
         demo.send_signal(signal.SIGTERM)
         rest, _ = demo.communicate(timeout=60)
@@ -110,6 +114,15 @@ def test_every_readme_example_runs_as_written_against_the_served_demo(tmp_path: 
         "swept at block",
     ):
         assert shown in out, f"{shown!r} not in the README's output:\n{out[-8000:]}"
+
+
+def _copy(process: subprocess.Popen[bytes], log: Path) -> None:
+    """Copy what `process` prints into `log` as it comes (the log shows how far the examples got)."""
+    assert process.stdout is not None
+    with log.open("wb") as out:
+        for line in process.stdout:
+            out.write(line)
+            out.flush()
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
