@@ -17,6 +17,7 @@ variables the README's copy-paste examples use (`source .demo/env`).
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import signal
@@ -40,7 +41,7 @@ from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
 from consentledger.chain.history import check_record_chain
 from consentledger.chain.ledger import Ledger
-from consentledger.chain.node import ChainKind, start_node
+from consentledger.chain.node import ChainKind, free_port, start_node
 from consentledger.chain.sender import TransactionSender
 from consentledger.client import GatewayClient
 from consentledger.consent import Consent
@@ -57,6 +58,11 @@ EPIDEMIC_CONTROL = 1
 CONTACT_TRACE = 1
 AUDITOR_DEV_ACCOUNT, HEALTH_DEV_ACCOUNT, TRANSPORT_DEV_ACCOUNT = 3, 5, 6
 SUBJECT_PASSWORD = "the data subject's own passphrase"
+SAMPLE_PAYLOADS = {
+    "trace": {"name": "Kim", "phone": "555-0102", "district": "East", "visited_at": "2026-11-22"},
+    "visit": {"district": "North", "visited_at": "2026-11-20"},
+}
+"""Payload files the README's examples can pass to `record put --payload-file` (`$SAMPLES/NAME.json`)."""
 CLIENT_PASSWORD = DEV_PASSWORD
 """The demo's staff keystores open with the demo's password (`.demo/env` exports it), so examples need no other."""
 
@@ -123,7 +129,7 @@ def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
             code = _audit(ledger, workdir, subject.address, transport, auditor)
         _write_env(workdir, rpc_url, manifest, health, transport, record, subject)
         if code == 0 and serve:
-            _serve_until_stopped(workdir)
+            _serve_until_stopped(workdir, agencies)
         return code
     finally:
         for agency in agencies:
@@ -246,6 +252,10 @@ def _write_env(workdir: Path, rpc_url: str, manifest: Path, health: Agency, tran
     """Write the subject's keystore and `workdir/env`, the variables the README's examples use."""
     keystore = workdir / "subject.json"
     new_keystore(keystore, SUBJECT_PASSWORD, account=subject, overwrite=True)
+    samples = workdir / "samples"
+    samples.mkdir(exist_ok=True)
+    for name, payload in SAMPLE_PAYLOADS.items():
+        (samples / f"{name}.json").write_text(json.dumps(payload) + "\n")
     variables = {
         "CONSENTLEDGER_RPC": rpc_url,
         "CONSENTLEDGER_MANIFEST": str(manifest),
@@ -266,14 +276,29 @@ def _write_env(workdir: Path, rpc_url: str, manifest: Path, health: Agency, tran
         "RECORD": record,
         "TRANSPORT_ADDRESS": transport.address,
         "HEALTH_ADDRESS": health.address,
+        "HEALTH_PID": str(_pid(health)),
+        "TRANSPORT_PID": str(_pid(transport)),
+        "AGENCY_PORT": str(free_port()),
+        "SAMPLES": str(samples),
+        "TRACE_PAYLOAD": str(samples / "trace.json"),
     }
     lines = [f"export {name}={shlex.quote(value)}" for name, value in variables.items()]
     (workdir / "env").write_text("# written by scripts/demo.py: `source` it to try the README's examples\n"
                                  + "\n".join(lines) + "\n")
 
 
-def _serve_until_stopped(workdir: Path) -> None:
-    """Keep the chain and the gateways up until SIGINT or SIGTERM, saying how to use them."""
+def _pid(agency: Agency) -> int:
+    """Return the process id of `agency`'s running gateway (the key rotation examples stop and restart it)."""
+    assert agency.process is not None, f"{agency.name}'s gateway is not running"
+    return agency.process.pid
+
+
+def _serve_until_stopped(workdir: Path, agencies: list[Agency]) -> None:
+    """Keep the chain and the gateways up until SIGINT or SIGTERM, saying how to use them.
+
+    A gateway stopped from outside (`kill $HEALTH_PID`, as the key rotation example does) is reaped within half a
+    second, so `kill -0 PID` tells the shell when it is gone.
+    """
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -284,7 +309,10 @@ def _serve_until_stopped(workdir: Path) -> None:
     step(f"serving: chain and both gateways keep running; in another shell `source {workdir / 'env'}` and try "
          "the README's examples (Ctrl-C here stops everything)")
     console.print("    e.g. .venv/bin/consentledger audit trace --subject $SUBJECT")
-    stop.wait()
+    while not stop.wait(0.5):
+        for agency in agencies:
+            if agency.process is not None:
+                agency.process.poll()
 
 
 def main() -> int:
