@@ -148,6 +148,12 @@ class IntegrityError(ConsentLedgerError):
     http_status, exit_code, code = 502, 9, "integrity_error"
 
 
+class ReceiptInvalidError(IntegrityError):
+    """Raised when an access receipt does not prove its access (malformed, or a check fails: the reason says which)."""
+
+    http_status, exit_code, code = 422, 9, "receipt_invalid"
+
+
 class IdempotencyConflictError(ConsentLedgerError):
     """Raised when an Idempotency-Key is reused for a request with a different body."""
 

@@ -295,3 +295,24 @@ def _write_cache(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def storage_layout(contract: str, source_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Return solc's storage layout of `contract` (label, slot, offset, type per state variable), uncached.
+
+    Compiled without optimizer or viaIR: the layout does not depend on them, and this is seconds
+    instead of a minute.
+    """
+    source_dir = (source_dir or paths.contracts_dir()).resolve()
+    sources = _collect_sources(source_dir, _project_units(source_dir), paths.node_modules())
+    standard_input = {
+        "language": "Solidity",
+        "sources": {unit: {"content": text} for unit, text in sorted(sources.items())},
+        "settings": {"evmVersion": EVM_VERSION, "outputSelection": {"*": {contract: ["storageLayout"]}}},
+    }
+    output = _invoke(_find_compiler(), standard_input)
+    for contracts in output.get("contracts", {}).values():
+        if contract in contracts:
+            layout: list[dict[str, Any]] = contracts[contract]["storageLayout"]["storage"]
+            return layout
+    raise CompilationError(f"no contract {contract} in the sources")

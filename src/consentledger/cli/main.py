@@ -58,6 +58,10 @@ class _Commands(LazyGroup):
         "audit": LazyCommand(
             "consentledger.cli.audit:app", "Audit: trace who accessed what, verify the chain of responsibility."
         ),
+        "receipt": LazyCommand(
+            "consentledger.cli.receipt:app",
+            "Offline access receipts: take one from the chain, verify one with no node.",
+        ),
         "network": LazyCommand("consentledger.cli.network:app", "Permissioned networks beyond one machine."),
     }
 

@@ -1,0 +1,57 @@
+"""Build the offline receipt of an access from the node: its entries, block header and trie proofs."""
+
+from __future__ import annotations
+
+from eth_utils import keccak
+
+from consentledger.chain.history import GENESIS
+from consentledger.chain.ledger import Ledger
+from consentledger.chain.proofs import block_fields, storage_proof
+from consentledger.errors import ChainUnavailableError, NotFoundError
+from consentledger.receipts.header import encode_header
+from consentledger.receipts.receipt import Link, Receipt, head_slot
+from consentledger.types import AccessEntry
+
+
+def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
+    """Return the receipt of access `seq` to `record`, taken at the access's own block.
+
+    Raises NotFoundError if there is no such access; ChainUnavailableError if the node's header or
+    proof does not match what it reported (a header not hashing to its block hash, another head).
+    """
+    wanted = [e for e in ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(),
+                                               records=[record]) if e.seq >= seq - 1]
+    entry = next((e for e in wanted if e.seq == seq), None)
+    if entry is None:
+        raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq}")
+    before = next((e for e in wanted if e.seq == seq - 1), None)
+    previous = GENESIS if seq == 1 else (before.head if before is not None else None)
+    if previous is None:
+        raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq - 1} before access {seq}")
+    links = sorted((e for e in wanted if e.seq >= seq and e.block_number == entry.block_number), key=_seq)
+    head = links[-1].head
+
+    fields = block_fields(ledger, entry.block_number)
+    header = encode_header(fields)
+    block_hash = bytes.fromhex(fields["hash"][2:])
+    if keccak(header) != block_hash:
+        raise ChainUnavailableError(f"block {entry.block_number}'s header does not hash to its hash "
+                                    "(a chain whose headers this build cannot encode, e.g. QBFT extraData)")
+    proof = storage_proof(ledger, ledger.access.address, head_slot(record), entry.block_number)
+    if proof.value.to_bytes(32, "big") != head:
+        raise ChainUnavailableError(f"the ledger's stored head of the record at block {entry.block_number} "
+                                    "is not the last entry's head")
+    return Receipt(
+        chain_id=ledger.deployment.chain_id, ledger=ledger.access.address, record=bytes(record), seq=seq,
+        previous=previous, links=tuple(_link(e) for e in links), head=head, block_number=entry.block_number,
+        block_hash=block_hash, header=header, account_proof=proof.account_proof, storage_proof=proof.storage_proof,
+    )
+
+
+def _seq(entry: AccessEntry) -> int:
+    return entry.seq
+
+
+def _link(entry: AccessEntry) -> Link:
+    return Link(seq=entry.seq, requester=entry.requester, actor=bytes(entry.actor), purpose=entry.purpose,
+                consent=bytes(entry.consent), identified=entry.identified, timestamp=entry.timestamp)
