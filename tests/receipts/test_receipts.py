@@ -20,7 +20,7 @@ from consentledger.chain.accounts import dev_accounts
 from consentledger.chain.batch import AccessRequest
 from consentledger.chain.compile import compile_contracts, storage_layout
 from consentledger.chain.deploy import deploy
-from consentledger.chain.ledger import Ledger
+from consentledger.chain.ledger import Ledger, entry_from_event
 from consentledger.chain.node import ChainKind, LocalNode, start_node
 from consentledger.receipts.build import build_receipt
 from consentledger.receipts.receipt import HEADS_SLOT, Receipt
@@ -35,7 +35,8 @@ EPIDEMIC, STATS = 1, 3
 
 @dataclass(frozen=True)
 class Chain:
-    """A deployed ledger on anvil with one OPEN record accessed: once alone, then twice in one block."""
+    """A deployed ledger on anvil with one OPEN record accessed: once alone, twice in a batch, then twice in one
+    block by two transactions (seqs 1; 2, 3; 4, 5)."""
 
     node: LocalNode
     ledger: Ledger
@@ -72,10 +73,19 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         requester = ledger.sender(transport)
         first = ledger.request_access(requester, record, EPIDEMIC, [], actor=ActorId(keccak(text="analyst")))
         pair = ledger.request_access_batch(requester, [AccessRequest(record, EPIDEMIC)] * 2)
+        # Two transactions in one block: mined together once automine is back on.
+        rpc = ledger.w3.provider.make_request
+        rpc("evm_setAutomine", [False])  # type: ignore[arg-type]
+        pending = [requester.submit(ledger.access.functions.requestAccess(record, EPIDEMIC, bytes(32), []),
+                                    gas=400_000) for _ in range(2)]
+        rpc("evm_mine", [])  # type: ignore[arg-type]
+        rpc("evm_setAutomine", [True])  # type: ignore[arg-type]
+        together = [entry_from_event(ledger.access.events.AccessRecorded().process_receipt(p.result())[0])
+                    for p in pending]
         # A later block: receipts are taken at their access's block, not the latest.
         ledger.register_record(ledger.sender(health), keccak(text="later"), health.address, STATS, keccak(text="d"),
                                [])
-        entries = (first, *pair)
+        entries = (first, *pair, *together)
         assert all(isinstance(e, AccessEntry) for e in entries)
         yield Chain(node, ledger, manifest, record, entries)  # type: ignore[arg-type]
 
@@ -124,6 +134,15 @@ def test_two_accesses_in_one_block_each_verify(chain: Chain, seq: int) -> None:
     assert receipt.block_number == chain.entries[1].block_number == chain.entries[2].block_number
     assert [link.seq for link in receipt.links] == list(range(seq, 4))
     assert receipt.previous == chain.entries[seq - 2].head
+    assert verify_receipt(receipt, block_hash=chain.block_hash(receipt.block_number)).valid
+
+
+@pytest.mark.parametrize("seq", [4, 5])
+def test_two_access_transactions_in_one_block_each_verify(chain: Chain, seq: int) -> None:
+    receipt = build_receipt(chain.ledger, chain.record, seq)
+    assert receipt.block_number == chain.entries[3].block_number == chain.entries[4].block_number
+    assert [link.seq for link in receipt.links] == list(range(seq, 6))
+    assert receipt.head == chain.entries[4].head
     assert verify_receipt(receipt, block_hash=chain.block_hash(receipt.block_number)).valid
 
 
