@@ -22,6 +22,7 @@ from consentledger.chain.compile import compile_contracts, storage_layout
 from consentledger.chain.deploy import deploy
 from consentledger.chain.ledger import Ledger, entry_from_event
 from consentledger.chain.node import ChainKind, LocalNode, start_node
+from consentledger.errors import NotFoundError
 from consentledger.receipts.build import build_receipt
 from consentledger.receipts.receipt import HEADS_SLOT, Receipt
 from consentledger.receipts.verify import verify_receipt
@@ -244,3 +245,22 @@ def test_cli_refuses_a_file_that_is_not_a_receipt(tmp_path: Path) -> None:
     bad = _cli("receipt", "verify", str(out))
     assert bad.returncode == 9
     assert "is not a receipt" in bad.stderr
+
+
+def test_a_receipt_of_an_access_that_does_not_exist_is_refused(chain: Chain) -> None:
+    with pytest.raises(NotFoundError, match="has no access 6"):
+        build_receipt(chain.ledger, chain.record, 6)
+
+
+def test_a_receipt_for_another_ledger_address_is_refused(chain: Chain) -> None:
+    receipt = build_receipt(chain.ledger, chain.record, 1)
+    verdict = verify_receipt(receipt, ledger="0x" + "33" * 20)
+    assert not verdict.valid and "not 0x3333" in verdict.reason
+
+
+def test_cli_refuses_a_malformed_trusted_hash(chain: Chain, tmp_path: Path) -> None:
+    out = tmp_path / "receipt.json"
+    out.write_text(build_receipt(chain.ledger, chain.record, 1).dumps())
+    bad = _cli("receipt", "verify", str(out), "--block-hash", "0x1234")
+    assert bad.returncode == 2
+    assert "--block-hash is 32 bytes" in bad.stderr

@@ -19,8 +19,9 @@ def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
     Raises NotFoundError if there is no such access; ChainUnavailableError if the node's header or
     proof does not match what it reported (a header not hashing to its block hash, another head).
     """
-    wanted = [e for e in ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(),
-                                               records=[record]) if e.seq >= seq - 1]
+    # The access and the one before it by their seq topics, then every access of the record in its block.
+    wanted = ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(), records=[record],
+                                   seqs=[s for s in (seq - 1, seq) if s >= 1])
     entry = next((e for e in wanted if e.seq == seq), None)
     if entry is None:
         raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq}")
@@ -28,7 +29,8 @@ def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
     previous = GENESIS if seq == 1 else (before.head if before is not None else None)
     if previous is None:
         raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq - 1} before access {seq}")
-    links = sorted((e for e in wanted if e.seq >= seq and e.block_number == entry.block_number), key=_seq)
+    in_block = ledger.access_entries(entry.block_number, entry.block_number, records=[record])
+    links = sorted((e for e in in_block if e.seq >= seq), key=_seq)
     head = links[-1].head
 
     fields = block_fields(ledger, entry.block_number)
