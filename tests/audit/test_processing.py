@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
+
 import pytest
 from eth_utils import keccak
 from sqlalchemy import Engine
@@ -13,6 +17,7 @@ from consentledger.consent import Consent, sign_consent
 from consentledger.errors import NotFoundError
 from consentledger.types import Role, TombstoneReason
 
+from .test_audit_cli import run_cli
 from .world import CONTACT, DAY, FLEETING, FLEETING_RETENTION, RESEARCH, World, record_id
 
 pytestmark = pytest.mark.process
@@ -140,3 +145,42 @@ def test_an_unknown_org_is_not_found(grown: World, indexed: Engine) -> None:
         processing_record(indexed, "nobody")
     with pytest.raises(NotFoundError, match="no member '0x0000000000000000000000000000000000000001'"):
         processing_record(indexed, "0x0000000000000000000000000000000000000001")
+
+
+@pytest.fixture
+def workdir(grown: World, tmp_path: Path) -> Path:
+    """A directory holding the grown world's deployment manifest."""
+    grown.deployment.save(tmp_path / "deployment.json")
+    return tmp_path
+
+
+def test_cli_writes_the_record_as_csv_and_as_tables(grown: World, workdir: Path) -> None:
+    """`audit processing --org NAME --csv` indexes the chain and prints every row; without --csv, tables."""
+    as_csv = run_cli("audit", "processing", "--org", "police", "--csv", "--rpc", grown.rpc_url, cwd=workdir)
+    assert as_csv.returncode == 0, as_csv.stderr
+    assert as_csv.stdout.splitlines()[0] == ",".join(CSV_FIELDS)
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    police = grown.police.address
+    assert rows == [
+        {k: str(v) for k, v in row.items()} for row in (
+            _requester("police", police, EPIDEMIC_PURPOSE, STATS_TERMS, "health bureau", 1, 1, 1, 0, "open=1"),
+            _requester("police", police, RESEARCH_PURPOSE, CONTACT_TERMS, "health bureau;transport bureau", 2, 1, 2,
+                       1, "consent=2"),
+            _requester("police", police, RESEARCH_PURPOSE, STATS_TERMS, "health bureau", 1, 1, 1, 0, "open=1"),
+        )
+    ]
+
+    table = run_cli("audit", "processing", "--org", grown.health.address, "--no-sync", cwd=workdir)
+    assert table.returncode == 0, table.stderr
+    assert f"Record of processing activities: health bureau ({grown.health.address})" in table.stdout
+    assert "4 categories held, 0 purpose/category pairs received" in table.stdout
+    assert "erasure 1" in table.stdout and "retention 1" in table.stdout
+
+
+def test_cli_refuses_an_unknown_org_in_one_line(grown: World, workdir: Path) -> None:
+    """An org that is no member is one error line and exit code 8 (not found)."""
+    run_cli("index", "--rpc", grown.rpc_url, cwd=workdir)
+    unknown = run_cli("audit", "processing", "--org", "nobody", "--no-sync", cwd=workdir)
+    assert unknown.returncode == NotFoundError.exit_code == 8
+    assert unknown.stderr.strip() == "error: no member 'nobody' in the audit index"
+    assert unknown.stdout == ""
