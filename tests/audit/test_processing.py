@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,76 @@ def test_cli_refuses_an_unknown_org_in_one_line(grown: World, workdir: Path) -> 
     assert unknown.returncode == NotFoundError.exit_code == 8
     assert unknown.stderr.strip() == "error: no member 'nobody' in the audit index"
     assert unknown.stdout == ""
+
+
+class _Cells(HTMLParser):
+    """Collects, under section#processing, each agency heading and the text of each table row's cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.org, self.cell = False, "", None
+        self.rows: dict[str, list[list[str]]] = {}
+        self._row: list[str] | None = None
+        self._heading = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self.inside = dict(attrs).get("id") == "processing"
+        elif self.inside and tag == "h3":
+            self.org, self._heading = dict(attrs)["data-org"] or "", True
+        elif self.inside and tag == "tbody":
+            self.rows.setdefault(self.org, [])
+        elif self.inside and tag == "tr" and self.org in self.rows:
+            self._row = []
+        elif self._row is not None and tag == "td":
+            self._row.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "section":
+            self.inside = False
+        elif tag == "h3":
+            self._heading = False
+        elif tag == "tr" and self._row is not None:
+            if self._row:
+                self.rows[self.org].append(self._row)
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._row:
+            self._row[-1] += data
+
+
+def test_the_audit_report_has_each_agencys_record_of_processing(grown: World, workdir: Path) -> None:
+    """`audit report` ends with a "Records of processing" section: every agency's held and received rows."""
+    made = run_cli("audit", "report", "--out", "page.html", "--rpc", grown.rpc_url, cwd=workdir)
+    assert made.returncode == 0, made.stderr
+    page = (workdir / "page.html").read_text()
+    assert "<h2>Records of processing</h2>" in page
+    cells = _Cells()
+    cells.feed(page)
+    assert cells.rows == {
+        grown.health.address: [
+            ["contact-trace", "name, phone", "one_time", "30 days", "3 (3)", "2", "epidemic-control, research",
+             "police, transport bureau", "3 (0)", "consent=3", "-"],
+            ["lab-result", "test, result", "protected", "90 days", "1 (1)", "1", "epidemic-control",
+             "transport bureau", "3 (0)", "consent=3", "-"],
+            ["district-stats", "district, cases", "open", "365 days", "3 (2)", "2", "epidemic-control, research",
+             "police", "2 (0)", "open=2", "erasure 1"],
+            ["fleeting", "note", "open", "2 s", "1 (0)", "1", "-", "-", "0 (0)", "-", "retention 1"],
+        ],
+        grown.transport.address: [
+            ["contact-trace", "name, phone", "one_time", "30 days", "1 (1)", "1", "research", "police", "1 (1)",
+             "consent=1", "-"],
+            ["epidemic-control", "contact-trace", "health bureau", "2", "2", "2", "0", "2", "consent=2"],
+            ["epidemic-control", "lab-result", "health bureau", "1", "1", "3", "0", "3", "consent=3"],
+        ],
+        grown.police.address: [
+            ["epidemic-control", "district-stats", "health bureau", "1", "1", "1", "0", "1", "open=1"],
+            ["research", "contact-trace", "health bureau, transport bureau", "2", "1", "2", "1", "1", "consent=2"],
+            ["research", "district-stats", "health bureau", "1", "1", "1", "0", "1", "open=1"],
+        ],
+    }
+    mine = run_cli("audit", "report", "--out", "alice.html", "--subject", grown.alice.address, "--rpc",
+                   grown.rpc_url, cwd=workdir)
+    assert mine.returncode == 0, mine.stderr
+    assert 'id="processing"' not in (workdir / "alice.html").read_text()

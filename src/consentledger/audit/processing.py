@@ -160,6 +160,15 @@ def find_member(engine: Engine, org: str) -> Member:
     return Member(row["address"], row["name"], Role(int(row["roles"])))
 
 
+def processing_records(engine: Engine) -> list[ProcessingRecord]:
+    """Return the record of every member that holds or received any record, in the order members were admitted."""
+    m = t.members.c
+    with engine.connect() as conn:
+        addresses = list(conn.execute(select(m.address).order_by(m.admitted_block, m.address)).scalars())
+    records = [processing_record(engine, address) for address in addresses]
+    return [record for record in records if record.held or record.received]
+
+
 def processing_record(engine: Engine, org: str) -> ProcessingRecord:
     """Return the record of processing activities of the member `org` (address or name) from the index."""
     member = find_member(engine, org)

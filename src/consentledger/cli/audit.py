@@ -189,12 +189,13 @@ def report_command(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Write a self-contained HTML audit page: data-flow graph, verification result, filterable access timeline,
-    and the refused attempts (who was refused what, and why).
+    the refused attempts (who was refused what, and why) and, without --subject, each agency's record of processing.
 
     Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
     """
     from consentledger.audit import refusals, trace, verify
     from consentledger.audit.lifecycle import consent_standings, tombstones
+    from consentledger.audit.processing import processing_records
     from consentledger.audit.render import print_pdf, render_audit_page, summary
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
@@ -206,7 +207,8 @@ def report_command(
     consents = consent_standings(engine, {line.consent for line in lines if line.consent}, int(time.time()))
     page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)), refusals=refused,
                              consents=consents, filtered=any(f is not None for f in (subject, start, end)),
-                             tombstones=tombstones(engine, subject=subject))
+                             tombstones=tombstones(engine, subject=subject),
+                             processing=() if subject else processing_records(engine))
     out.write_text(page, encoding="utf-8")
     os.chmod(out, 0o644)
     typer.echo(str(out))
