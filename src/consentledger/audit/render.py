@@ -22,6 +22,8 @@ from importlib import resources
 from pathlib import Path
 
 from consentledger.audit.lifecycle import ConsentStanding, Tombstone
+from consentledger.audit.processing import ProcessingRecord
+from consentledger.audit.processing_html import processing_section
 from consentledger.audit.trace import RefusalLine, TraceLine
 from consentledger.audit.verify import VerifyReport
 from consentledger.errors import ConfigurationError
@@ -93,6 +95,7 @@ def render_audit_page(
     consents: Mapping[str, ConsentStanding] | None = None,
     filtered: bool = False,
     tombstones: Sequence[Tombstone] = (),
+    processing: Sequence[ProcessingRecord] = (),
 ) -> str:
     """Return the audit page for `lines` (accesses, oldest first) and `report` as one HTML document.
 
@@ -104,7 +107,8 @@ def render_audit_page(
     consent terms and state; without one the consent shows as its id. A jump in a record's seq shows as a row
     of its own: "not on this page" when `filtered`, "missing" otherwise. `tombstones` (erasures, sunsets,
     retention ends) appear in the timeline in chain order, and a custodian all of whose records on the page are
-    destroyed is drawn as having held them.
+    destroyed is drawn as having held them. `processing` (agencies' records of processing activities), if any, is
+    shown last under "Records of processing".
     """
     style, script = _asset("audit.css"), _asset("audit.js")
     csp = content_security_policy(served=base_href is not None)
@@ -133,6 +137,7 @@ def render_audit_page(
         _timeline(lines, report, links=links, consents=consents or {}, filtered=filtered,
                   tombstones=tombstones),
         _refusals(refusals, links=links),
+        processing_section(processing) if processing else "",
         f"<script>{script}</script>",
         "</body>",
         "</html>",

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from consentledger.audit import RefusalLine, SyncResult, TraceLine
+    from consentledger.audit.processing import ProcessingRecord
     from consentledger.chain.ledger import Ledger
 
 app = typer.Typer(help="Audit: trace who accessed what, verify the chain of responsibility.", no_args_is_help=True)
@@ -188,12 +189,13 @@ def report_command(
     db: DbOption = DEFAULT_DB,
 ) -> None:
     """Write a self-contained HTML audit page: data-flow graph, verification result, filterable access timeline,
-    and the refused attempts (who was refused what, and why).
+    the refused attempts (who was refused what, and why) and, without --subject, each agency's record of processing.
 
     Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
     """
     from consentledger.audit import refusals, trace, verify
     from consentledger.audit.lifecycle import consent_standings, tombstones
+    from consentledger.audit.processing import processing_records
     from consentledger.audit.render import print_pdf, render_audit_page, summary
 
     start, end = (parse_time(since) if since else None), (parse_time(until) if until else None)
@@ -205,13 +207,75 @@ def report_command(
     consents = consent_standings(engine, {line.consent for line in lines if line.consent}, int(time.time()))
     page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)), refusals=refused,
                              consents=consents, filtered=any(f is not None for f in (subject, start, end)),
-                             tombstones=tombstones(engine, subject=subject))
+                             tombstones=tombstones(engine, subject=subject),
+                             processing=() if subject else processing_records(engine))
     out.write_text(page, encoding="utf-8")
     os.chmod(out, 0o644)
     typer.echo(str(out))
     if pdf:
         typer.echo(str(print_pdf(out, out.with_suffix(".pdf"))))
     typer.echo(summary(lines, report, refused))
+
+
+@app.command("processing")
+def processing_command(
+    org: Annotated[str, typer.Option(help="The agency: its address or its member name.")],
+    csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV instead of tables.")] = False,
+    no_sync: Annotated[bool, typer.Option("--no-sync", help="Query the index as it is, without the chain.")] = False,
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Print an agency's record of processing activities, from the ledger alone (exit 8 for an unknown org).
+
+    As custodian, one row per category it holds: fields, sensitivity, retention, records, subjects,
+    purposes and recipients of the accesses, legal bases, records destroyed by reason. As requester,
+    one row per purpose and category received: custodians, accesses, identified or not, legal bases.
+    """
+    from consentledger.audit import create_index_schema
+    from consentledger.audit.processing import CSV_FIELDS, processing_record
+    from consentledger.store.db import make_engine
+
+    if no_sync:
+        engine = make_engine(db)
+        create_index_schema(engine)
+    else:
+        engine, _, _ = sync(rpc, manifest, db, transient=True)
+    record = processing_record(engine, org)
+    if csv_output:
+        writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(record.csv_rows())
+        return
+    _print_processing(record)
+
+
+def _print_processing(record: ProcessingRecord) -> None:
+    from consentledger.audit.processing import bases_text
+
+    member = record.member
+    console.print(f"Record of processing activities: {member.name} ({member.address})")
+    held = Table("category", "sensitivity", "retention", "records (live)", "subjects", "purposes", "recipients",
+                 "accesses (identified)", "legal bases", "destroyed", title="as custodian")
+    for h in record.held:
+        destroyed = ", ".join(f"{reason.name.lower()} {n}" for reason, n in sorted(h.destroyed.items()))
+        held.add_row(
+            f"{h.category.name} ({', '.join(h.category.fields)})", h.category.sensitivity.name.lower(),
+            f"{h.category.retention // 86_400} days" if h.category.retention >= 86_400 else f"{h.category.retention} s",
+            f"{h.records} ({h.live_records})", str(h.subjects), ", ".join(h.purposes) or "-",
+            ", ".join(h.recipients) or "-", f"{h.accesses} ({h.identified})", bases_text(h.legal_bases) or "-",
+            destroyed or "-",
+        )
+    received = Table("purpose", "category", "custodians", "records", "subjects", "accesses (identified)",
+                     "legal bases", title="as requester")
+    for r in record.received:
+        received.add_row(r.purpose_name, r.category.name, ", ".join(r.custodians), str(r.records), str(r.subjects),
+                         f"{r.accesses} ({r.identified})", bases_text(r.legal_bases))
+    if record.held:
+        console.print(held)
+    if record.received:
+        console.print(received)
+    console.print(f"{len(record.held)} categories held, {len(record.received)} purpose/category pairs received")
 
 
 @app.command("open")
