@@ -94,6 +94,8 @@ def test_every_readme_example_runs_as_written_against_the_served_demo(tmp_path: 
     out = log.read_text()
     assert code == 0, out[-8000:]
     assert demo.returncode == 0, rest
+    _assert_the_story_was_told(story)
+    assert "gateways stopped" in rest and "chain stopped" in rest
     for shown in (
         "proposal 1: executed",  # the Operators section's own deployment
         "balance of ",  # `chain fund` paid the new agency's signer
@@ -112,8 +114,24 @@ def test_every_readme_example_runs_as_written_against_the_served_demo(tmp_path: 
         "RecordRegistryRecordTombstoned",
         '"revocation": "on chain"',
         "swept at block",
+        "audit view",  # `audit open` for the auditor
+        "subject view",  # and for the subject
     ):
         assert shown in out, f"{shown!r} not in the README's output:\n{out[-8000:]}"
+
+
+def _assert_the_story_was_told(story: str) -> None:
+    """The demo's story: governance, ingest, a refused field, consent, one access, one refusal, the trace verified."""
+    assert story.count("approved 2 of 3 and executed") == 3
+    assert "admitted health bureau" in story and "admitted transport bureau" in story
+    assert "HTTP 422 fields not on the positive list of category 'contact-trace': blood_type" in story
+    assert "access seq 1 recorded" in story
+    assert "'district': 'North'" in story  # the requester decrypted the custodian's record
+    assert "commitment: {'district': 'North', 'visited_at': '2026-11-20'}" in story
+    assert "identifying fields withheld (name, phone)" in story
+    assert "refused on chain: HTTP 403 ConsentRegistryConsentExhausted" in story
+    assert "transport bureau" in story and "verified" in story
+    assert "`consentledger audit verify`: verified 1 records" in story and "no discrepancies" in story
 
 
 def _copy(process: subprocess.Popen[bytes], log: Path) -> None:

@@ -226,6 +226,33 @@ def test_a_revocation_is_followed_by_the_consent_status(chain: Chain) -> None:
     assert view.consent_status(cid) is ConsentStatus.REVOKED
 
 
+@pytest.mark.parametrize("replacing_blocks", [1, 2], ids=["same height", "longer chain"])
+def test_a_revocation_in_a_block_that_replaced_one_the_view_had_seen_is_not_missed(
+        chain: Chain, replacing_blocks: int) -> None:
+    """The view sees block N; the chain reorganises and a block carrying a revocation replaces N (alone, or
+    followed by one more block). The next refresh finds block N's hash changed, forgets what it read and so
+    answers REVOKED: a custodian would otherwise release under a revoked consent."""
+    subject = Account.create()
+    domain = chain.ledger.domain()
+    terms = Consent.new(subject=subject.address, grantee=chain.requester.address, category=DISTRICT_STATS,
+                        purpose=EPIDEMIC_CONTROL, valid_until=int(time.time()) + 86400)
+    cid = chain.ledger.grant_consent(chain.admin, terms, sign_consent(terms, subject.key, domain))
+    rpc = chain.ledger.w3.provider.make_request
+    snapshot = rpc("evm_snapshot", [])["result"]
+    view = chain.view()
+    assert view.consent_status(cid) is ConsentStatus.GRANTED
+    rpc("evm_mine", [])
+    view.refresh()
+    seen = view.latest_block
+    assert rpc("evm_revert", [snapshot])["result"] is True
+    chain.ledger.revoke_consent_by_signature(chain.admin, terms, sign_revocation(cid, subject.key, domain))
+    if replacing_blocks > 1:
+        rpc("anvil_mine", [hex(replacing_blocks - 1)])
+    assert chain.ledger.block_number() == seen + replacing_blocks - 1
+    view.refresh()
+    assert view.consent_status(cid) is ConsentStatus.REVOKED
+
+
 def test_a_consent_read_before_its_grant_follows_the_grant(chain: Chain) -> None:
     """A consent unknown on chain (NONE) turns GRANTED with its ConsentGranted event."""
     subject = Account.create()
@@ -261,11 +288,12 @@ def test_member_standing_and_key_follow_membership_events(chain: Chain) -> None:
 
 
 def test_refresh_without_new_blocks_costs_one_read(chain: Chain) -> None:
-    """With nothing mined: one read of the latest block's header; with a new block: that and one eth_getLogs."""
+    """With nothing mined: one read of the latest block's header; with a new block: that, the header of the
+    block last seen (is it still on the chain?) and one eth_getLogs."""
     view = chain.view()
     assert chain.calls.during(view.refresh) == ["eth_getBlockByNumber"]
     chain.register("one more block")
-    assert chain.calls.during(view.refresh) == ["eth_getBlockByNumber", "eth_getLogs"]
+    assert chain.calls.during(view.refresh) == ["eth_getBlockByNumber", "eth_getBlockByNumber", "eth_getLogs"]
     assert view.latest_block == chain.ledger.block_number()
     assert view.latest_time == chain.ledger.latest_block_time()
 

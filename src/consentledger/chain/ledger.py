@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
-from web3.exceptions import Web3Exception
+from web3.exceptions import BlockNotFound, Web3Exception
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
@@ -167,10 +167,21 @@ class Ledger:
                 decoded.append(event.process_log(log))
         return sorted(decoded, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
 
-    def latest_block(self) -> tuple[int, int]:
-        """Return the latest block's number and timestamp, read together (one `eth_getBlockByNumber`)."""
+    def latest_block(self) -> tuple[int, int, bytes]:
+        """Return the latest block's number, timestamp and hash, read together (one `eth_getBlockByNumber`)."""
         block = self._read(lambda: self.w3.eth.get_block("latest"))
-        return int(block["number"]), int(block["timestamp"])
+        return int(block["number"]), int(block["timestamp"]), bytes(block["hash"])
+
+    def block_hash(self, number: int) -> bytes | None:
+        """Return the hash of block `number` on the chain as it is now (None if the chain is shorter)."""
+
+        def fetch() -> bytes | None:
+            try:
+                return bytes(self.w3.eth.get_block(number)["hash"])
+            except BlockNotFound:
+                return None
+
+        return self._read(fetch)
 
     # ------------------------------------------------------------------ consortium reads
 

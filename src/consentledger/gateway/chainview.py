@@ -13,9 +13,11 @@ event, and `refresh()`, which the custodian runs before a release decides, has a
 - consents: their status read once, then followed by ConsentGranted and ConsentRevoked;
 - members: the `MembershipCache`, invalidated by membership events.
 
-The chain is followed from the block the view opened at (nothing is cached before). A chain whose
-head goes back (a development chain reverted to a snapshot) empties the view; a permissioned chain
-(QBFT) has immediate finality, so no deeper reorganisation is looked for.
+The chain is followed from the block the view opened at (nothing is cached before). A chain that
+reorganised empties the view and follows it again from its new head: the head went back (a
+development chain reverted to a snapshot), or the block last seen was replaced, at the same height
+or by a longer chain (what was read from it may be gone, and the events of the blocks replacing it
+lie below the cursor). A permissioned chain (QBFT) has immediate finality and never reorganises.
 """
 
 from __future__ import annotations
@@ -98,20 +100,22 @@ class ChainView:
     def refresh(self) -> int:
         """Apply the events of the blocks mined since the last refresh; return how many were applied.
 
-        One read of the latest block's header (number and timestamp) when no block is new; otherwise
-        also one `eth_getLogs` per `log_range` (default `MAX_LOG_RANGE`) blocks: catalog, membership,
-        tombstone and consent events together. Concurrent callers share the work: a call that waited for
-        another refresh returns at once if one that began after it was called has finished (it saw
-        every block this one would).
+        One read of the latest block's header (number, timestamp, hash) when no block is new;
+        otherwise also one header read (is the block last seen still there?) and one `eth_getLogs` per
+        `log_range` (default `MAX_LOG_RANGE`) blocks: catalog, membership, tombstone and consent
+        events together. A reorganisation empties the view (see the module docstring). Concurrent
+        callers share the work: a call that waited for another refresh returns at once if one that
+        began after it was called has finished (it saw every block this one would).
         """
         asked = time.monotonic_ns()
         with self._refresh_lock:
             if self._refreshed > asked:
                 return 0
             began = time.monotonic_ns()
-            latest, timestamp = self._ledger.latest_block()
-            if latest < self._latest[0]:
-                self._forget_all()  # the chain went back: what was read may be gone
+            head = self._ledger.latest_block()
+            latest, timestamp, _ = head
+            if self._reorganised(head):
+                self._forget_all()  # what was read may be gone; the replacing blocks lie below the cursor
                 self._next_block = latest + 1
             applied = 0
             while self._next_block <= latest:
@@ -119,9 +123,19 @@ class ChainView:
                 events = self._ledger.followed_events(_CONSORTIUM_EVENTS, LEDGER_EVENTS, self._next_block, end)
                 applied += self._apply(events)
                 self._next_block = end + 1
-            self._latest = (latest, timestamp)
+            self._latest = head
             self._refreshed = began
             return applied
+
+    def _reorganised(self, head: tuple[int, int, bytes]) -> bool:
+        """Tell whether the block last seen is no longer on the chain whose head is `head`."""
+        seen, _, seen_hash = self._latest
+        latest, _, latest_hash = head
+        if latest < seen:
+            return True
+        if latest == seen:
+            return latest_hash != seen_hash
+        return self._ledger.block_hash(seen) != seen_hash
 
     def _apply(self, events: list[Any]) -> int:
         with self._lock:
@@ -175,7 +189,7 @@ class ChainView:
 
     def catalog(self) -> Catalog:
         """Return the whole positive list as of the latest refresh, judged at that refresh's block time."""
-        block, timestamp = self._latest
+        block, timestamp, _ = self._latest
         categories = self._catalog_entry(self._id_lists, _CATEGORY_IDS, lambda _: self._ledger.category_ids())
         purposes = self._catalog_entry(self._id_lists, _PURPOSE_IDS, lambda _: self._ledger.purpose_ids())
         return Catalog(tuple(self.category(c) for c in categories), tuple(self.purpose(p) for p in purposes),
