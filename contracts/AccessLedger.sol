@@ -7,12 +7,19 @@ import {RecordRegistry} from "./RecordRegistry.sol";
 import {IAccessLedger} from "./interfaces/IAccessLedger.sol";
 import {IConsortium} from "./interfaces/IConsortium.sol";
 import {IDataCatalog} from "./interfaces/IDataCatalog.sol";
+import {Roles} from "./interfaces/Roles.sol";
 
 /// @title AccessLedger — records, consents and the per-record hash chain of accesses.
 /// @notice One deployment holds the record registry, the consent registry and the access ledger,
 /// so an access reads records and consents from its own storage and calls the Consortium once.
+/// An access is granted under the subject's consent, a statutory mandate or an emergency override.
 contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
+    /// @dev Storage slot 7 (offline receipts prove a head by this slot: keep it first here).
     mapping(bytes32 recordId => bytes32) private _heads;
+    mapping(bytes32 recordId => mapping(uint24 seq => OverrideState)) private _overrides;
+
+    /// @notice Longest reason an override review may give, in bytes.
+    uint256 public constant MAX_REVIEW_REASON = 1024;
 
     /// @notice Binds the ledger to `consortium_`, whose members and catalog it enforces.
     constructor(IConsortium consortium_) ConsortiumMember(consortium_) {}
@@ -117,14 +124,27 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         Consent[] calldata consents,
         uint256 policy
     ) private returns (uint24 seq, uint256 usedPolicy) {
-        RecordCore memory core = _loadCore(recordId);
-        if (core.retainUntil == 0) revert RecordRegistryUnknownRecord(recordId);
-        if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(recordId, core.tombstone);
-        if (block.timestamp > core.retainUntil) revert AccessLedgerRetentionExpired(recordId, core.retainUntil);
-        IDataCatalog.Sensitivity sensitivity;
-        (sensitivity, usedPolicy) = _accessPolicy(requester, core.category, purposeId, policy);
-
         bytes32 consentRef;
+        {
+            RecordCore memory core = _liveRecord(recordId);
+            IDataCatalog.Sensitivity sensitivity;
+            (sensitivity, usedPolicy) = _accessPolicy(requester, core.category, purposeId, policy);
+            consentRef = _consumeConsents(requester, recordId, core, sensitivity, purposeId, consents);
+            seq = _nextSeq(recordId, core);
+        }
+        _append(recordId, seq, requester, actor, purposeId, LegalBasis.Consent, consentRef, _allIdentified(consents));
+    }
+
+    /// @dev The consent rules of requestAccess for record `recordId` (see there): consumes the
+    /// presented consents and returns the entry's consent reference.
+    function _consumeConsents(
+        address requester,
+        bytes32 recordId,
+        RecordCore memory core,
+        IDataCatalog.Sensitivity sensitivity,
+        uint8 purposeId,
+        Consent[] calldata consents
+    ) private returns (bytes32 consentRef) {
         if (core.kind == RecordKind.Aggregate) {
             if (consents.length != 0) revert AccessLedgerConsentCountMismatch(recordId, 0, consents.length);
             _requireLiveSources(recordId);
@@ -136,10 +156,104 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
             consentRef = _consume(requester, consents[0], recordId, core.category, sensitivity, purposeId);
             if (consents[0].subject != core.subject) revert ConsentRegistryWrongSubject(consentRef, consents[0].subject);
         }
+    }
 
+    /// @notice Records an access by the caller to `recordId` for `purposeId` on behalf of `actor` under
+    /// statutory mandate `mandateId`: no consent is needed. The entry's `consent` is the mandate id.
+    /// @dev Requirements: the record exists, is not tombstoned and is within retention (and, for a
+    /// derived record or an aggregate, every source is live); the Consortium's mandatePolicy holds:
+    /// the caller is an ACTIVE REQUESTER holding the mandate, which is not revoked nor past its end,
+    /// names this purpose and covers the record's category, and the purpose is allowed for the
+    /// category and not past sunset. The entry is `identified` iff the mandate allows identifying
+    /// fields (never for an aggregate). Emits AccessRecorded.
+    /// @return seq The access's position in the record's chain.
+    function requestAccessUnderMandate(bytes32 recordId, uint8 purposeId, bytes32 actor, uint256 mandateId)
+        external
+        returns (uint24 seq)
+    {
+        RecordCore memory core = _liveRecord(recordId);
+        bool identified = _consortium.mandatePolicy(msg.sender, mandateId, core.category, purposeId);
+        if (core.kind != RecordKind.Plain) _requireLiveSources(recordId);
+        seq = _nextSeq(recordId, core);
+        _append(
+            recordId, seq, msg.sender, actor, purposeId, LegalBasis.Mandate, bytes32(mandateId),
+            identified && core.kind != RecordKind.Aggregate
+        );
+    }
+
+    /// @notice Records an emergency override ("break the glass"): an access by the caller to
+    /// `recordId` for a vital-interest `purposeId` without consent, justified by the text whose
+    /// keccak256 is `justification` (the caller's agency keeps the text). It is flagged on chain and
+    /// awaits an auditor's review (reviewOverride) until the review period ends.
+    /// @dev Requirements: a non-zero justification; the record live as for requestAccess; the
+    /// Consortium's overrideCheck holds: the caller is ACTIVE with REQUESTER and EMERGENCY, the
+    /// purpose is one the override policy lists, allowed for the category and not past sunset.
+    /// The entry is `identified` (the point is to reach the person), except for an aggregate.
+    /// Emits AccessRecorded and OverrideRecorded.
+    /// @return seq The access's position in the record's chain.
+    function requestAccessOverride(bytes32 recordId, uint8 purposeId, bytes32 actor, bytes32 justification)
+        external
+        returns (uint24 seq)
+    {
+        if (justification == bytes32(0)) revert AccessLedgerNoJustification();
+        RecordCore memory core = _liveRecord(recordId);
+        uint40 reviewPeriod = _consortium.overrideCheck(msg.sender, core.category, purposeId);
+        if (core.kind != RecordKind.Plain) _requireLiveSources(recordId);
+        seq = _nextSeq(recordId, core);
+        uint40 reviewDue = uint40(block.timestamp) + reviewPeriod;
+        _overrides[recordId][seq] = OverrideState({
+            requester: msg.sender,
+            recordedAt: uint40(block.timestamp),
+            reviewDue: reviewDue,
+            status: ReviewStatus.Pending
+        });
+        _append(
+            recordId, seq, msg.sender, actor, purposeId, LegalBasis.Override, justification,
+            core.kind != RecordKind.Aggregate
+        );
+        emit OverrideRecorded(recordId, seq, msg.sender, justification, reviewDue);
+    }
+
+    /// @notice Records an auditor's review of the emergency override `seq` of `recordId`.
+    /// @dev Requirements: the caller is an ACTIVE AUDITOR of another organisation than the one that
+    /// recorded the override; the access is an override not reviewed yet; the reason is 1 to
+    /// MAX_REVIEW_REASON bytes. A review after the due time is recorded too (the audit reports it as
+    /// late). Emits OverrideReviewed.
+    function reviewOverride(bytes32 recordId, uint24 seq, bool accepted, string calldata reason)
+        external
+        onlyActive(Roles.AUDITOR)
+    {
+        OverrideState storage state = _overrides[recordId][seq];
+        if (state.status == ReviewStatus.None) revert AccessLedgerNotAnOverride(recordId, seq);
+        if (state.status != ReviewStatus.Pending) revert AccessLedgerOverrideAlreadyReviewed(recordId, seq);
+        uint256 length = bytes(reason).length;
+        if (length == 0 || length > MAX_REVIEW_REASON) revert AccessLedgerInvalidReviewReason(length);
+        address requester = state.requester;
+        if (requester == msg.sender || _consortium.currentSigner(requester) == msg.sender) {
+            revert AccessLedgerSelfReview(recordId, seq, msg.sender);
+        }
+        state.status = accepted ? ReviewStatus.Accepted : ReviewStatus.Rejected;
+        emit OverrideReviewed(recordId, seq, msg.sender, accepted, reason, uint40(block.timestamp));
+    }
+
+    /// @inheritdoc IAccessLedger
+    function overrideState(bytes32 recordId, uint24 seq) external view returns (OverrideState memory) {
+        return _overrides[recordId][seq];
+    }
+
+    /// @dev Returns record `recordId`'s core after checking it exists, is not tombstoned and is
+    /// within retention.
+    function _liveRecord(bytes32 recordId) private view returns (RecordCore memory core) {
+        core = _loadCore(recordId);
+        if (core.retainUntil == 0) revert RecordRegistryUnknownRecord(recordId);
+        if (core.tombstone != TombstoneReason.None) revert RecordRegistryRecordTombstoned(recordId, core.tombstone);
+        if (block.timestamp > core.retainUntil) revert AccessLedgerRetentionExpired(recordId, core.retainUntil);
+    }
+
+    /// @dev Counts one more access to `recordId` and returns its seq.
+    function _nextSeq(bytes32 recordId, RecordCore memory core) private returns (uint24 seq) {
         seq = core.accesses + 1;
         _records[recordId].accesses = seq;
-        _append(recordId, seq, requester, actor, purposeId, consentRef, _allIdentified(consents));
     }
 
     /// @dev Appends access `seq` of `recordId` to the record's hash chain. Emits AccessRecorded.
@@ -149,15 +263,18 @@ contract AccessLedger is IAccessLedger, RecordRegistry, ConsentRegistry {
         address requester,
         bytes32 actor,
         uint8 purposeId,
+        LegalBasis basis,
         bytes32 consentRef,
         bool identified
     ) private {
         bytes32 newHead = keccak256(
-            abi.encode(_heads[recordId], seq, requester, actor, purposeId, consentRef, identified, block.timestamp)
+            abi.encode(
+                _heads[recordId], seq, requester, actor, purposeId, basis, consentRef, identified, block.timestamp
+            )
         );
         _heads[recordId] = newHead;
         emit AccessRecorded(
-            seq, recordId, requester, actor, purposeId, consentRef, identified, newHead, uint40(block.timestamp)
+            seq, recordId, requester, actor, purposeId, basis, consentRef, identified, newHead, uint40(block.timestamp)
         );
     }
 

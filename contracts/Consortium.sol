@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {DataCatalog} from "./DataCatalog.sol";
+import {LegalBases} from "./LegalBases.sol";
 import {IConsortium, Roles} from "./interfaces/IConsortium.sol";
 
 /// @title Consortium — member organisations, their keys, and M-of-N governance over members and catalog.
-/// @notice Every change to membership, roles, keys, the threshold or the data catalog is a proposal
+/// @notice Every change to membership, roles, keys, the threshold, the data catalog or the legal
+/// bases beside consent (mandates, the override policy) is a proposal
 /// that runs once `threshold` distinct ACTIVE admins approved it within the voting period.
-contract Consortium is IConsortium, DataCatalog {
+contract Consortium is IConsortium, LegalBases {
     /// @notice How long a proposal stays open for approvals.
     uint40 public constant VOTING_PERIOD = 7 days;
     /// @notice Most rotations `currentSigner` follows from one account (bounds its loop).
@@ -135,6 +136,10 @@ contract Consortium is IConsortium, DataCatalog {
 
     /// @inheritdoc IConsortium
     function currentSigner(address account) external view returns (address) {
+        return _signerOf(account);
+    }
+
+    function _signerOf(address account) internal view override returns (address) {
         for (uint256 i = 0; i < MAX_ROTATIONS; ++i) {
             address next = _successors[account];
             if (next == address(0)) break;
@@ -171,7 +176,7 @@ contract Consortium is IConsortium, DataCatalog {
 
     // ----------------------------------------------------------------- internals
 
-    function _requireActive(address account, uint8 role) private view {
+    function _requireActive(address account, uint8 role) internal view override {
         Standing memory standing = _standings[account];
         if (standing.status != MemberStatus.Active) revert ConsortiumMemberNotActive(account, standing.status);
         if (standing.roles & role != role) revert ConsortiumMissingRole(account, role);
@@ -241,9 +246,17 @@ contract Consortium is IConsortium, DataCatalog {
         } else if (action == Action.SetPurposeSunset) {
             (uint8 purposeId, uint40 sunset) = abi.decode(payload, (uint8, uint40));
             _setPurposeSunset(purposeId, sunset);
-        } else {
+        } else if (action == Action.RotateSigner) {
             (address previous, address successor) = abi.decode(payload, (address, address));
             _rotateSigner(previous, successor);
+        } else if (action == Action.GrantMandate) {
+            _grantMandate(payload);
+        } else if (action == Action.RevokeMandate) {
+            _revokeMandate(abi.decode(payload, (uint256)));
+        } else {
+            (uint128 purposes, uint40 reviewPeriod, uint16 maxOverrides, uint40 rateWindow) =
+                abi.decode(payload, (uint128, uint40, uint16, uint40));
+            _setOverridePolicy(OverridePolicy(purposes, reviewPeriod, maxOverrides, rateWindow));
         }
     }
 

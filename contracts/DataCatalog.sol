@@ -90,6 +90,24 @@ abstract contract DataCatalog is IDataCatalog {
         return _existingPolicy(categoryId).retention;
     }
 
+    /// @dev Returns whether existing category `categoryId` allows `purposeId` (sunset aside).
+    function _allows(uint16 categoryId, uint8 purposeId) internal view returns (bool) {
+        return _existingPolicy(categoryId).allowedPurposes & (uint128(1) << purposeId) != 0;
+    }
+
+    /// @dev Returns the sunset of existing purpose `purposeId` (0: none).
+    function _purposeSunset(uint8 purposeId) internal view returns (uint40) {
+        PurposeState memory state = _purposes[purposeId];
+        if (!state.exists) revert DataCatalogUnknownPurpose(purposeId);
+        return state.sunset;
+    }
+
+    /// @dev Returns the mask of every purpose added so far.
+    function _knownPurposes() internal view returns (uint128 known) {
+        uint8[] storage ids = _purposeIds;
+        for (uint256 i = 0; i < ids.length; ++i) known |= uint128(1) << ids[i];
+    }
+
     function _existingPolicy(uint16 categoryId) private view returns (CategoryPolicy memory policy) {
         policy = _policies[categoryId];
         if (!policy.exists) revert DataCatalogUnknownCategory(categoryId);
@@ -178,10 +196,7 @@ abstract contract DataCatalog is IDataCatalog {
 
     function _requireKnownPurposes(uint16 categoryId, uint128 allowedPurposes) private view {
         if (allowedPurposes & 1 != 0) revert DataCatalogInvalidCategory(categoryId, "purpose bit 0 is unused");
-        uint8[] storage ids = _purposeIds;
-        uint128 known;
-        for (uint256 i = 0; i < ids.length; ++i) known |= uint128(1) << ids[i];
-        if (allowedPurposes & ~known != 0) revert DataCatalogInvalidCategory(categoryId, "unknown purpose");
+        if (allowedPurposes & ~_knownPurposes() != 0) revert DataCatalogInvalidCategory(categoryId, "unknown purpose");
     }
 
     function _contains(string[] memory list, string memory item) private pure returns (bool) {

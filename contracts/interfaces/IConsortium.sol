@@ -1,21 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-import {IDataCatalog} from "./IDataCatalog.sol";
-
-/// @title Roles — bits of a member's role mask.
-library Roles {
-    uint8 internal constant ADMIN = 1;
-    uint8 internal constant CUSTODIAN = 2;
-    uint8 internal constant REQUESTER = 4;
-    uint8 internal constant AUDITOR = 8;
-    uint8 internal constant ALL = 15;
-}
+import {ILegalBases} from "./ILegalBases.sol";
+import {Roles} from "./Roles.sol";
 
 /// @title IConsortium — member organisations, their keys, and M-of-N governance.
 /// @notice Admins propose and approve actions; an action runs once `threshold` distinct active
 /// admins have approved it. Only ACTIVE members act anywhere in the ledger.
-interface IConsortium is IDataCatalog {
+interface IConsortium is ILegalBases {
     /// @notice A member's standing. Revoked is final.
     enum MemberStatus {
         None,
@@ -37,7 +29,10 @@ interface IConsortium is IDataCatalog {
         SetCategoryPurposes, // (uint16 id, uint128 allowedPurposes)
         AddPurpose, // (uint8 id, string name, uint40 sunset)
         SetPurposeSunset, // (uint8 id, uint40 sunset)
-        RotateSigner // (address previous, address successor)
+        RotateSigner, // (address previous, address successor)
+        GrantMandate, // (address institution, uint8 purpose, uint16[] categories, uint40 validUntil, bool identified, bytes32 legalTextHash, string legalTextUri)
+        RevokeMandate, // (uint256 mandate)
+        SetOverridePolicy // (uint128 purposes, uint40 reviewPeriod, uint16 maxOverrides, uint40 rateWindow)
     }
 
     /// @notice A member organisation.
@@ -68,7 +63,7 @@ interface IConsortium is IDataCatalog {
     error ConsortiumAlreadyMember(address account);
     /// @dev The member cannot move from its current status by this action.
     error ConsortiumInvalidStatus(address account, MemberStatus status);
-    /// @dev Roles must be a non-empty subset of ADMIN|CUSTODIAN|REQUESTER|AUDITOR.
+    /// @dev Roles must be a non-empty subset of ADMIN|CUSTODIAN|REQUESTER|AUDITOR|EMERGENCY.
     error ConsortiumInvalidRoles(uint8 roles);
     /// @dev The account is the zero address.
     error ConsortiumZeroAddress();

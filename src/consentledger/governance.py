@@ -27,6 +27,9 @@ PAYLOAD_TYPES: dict[Action, tuple[str, ...]] = {
     Action.ADD_PURPOSE: ("uint8", "string", "uint40"),
     Action.SET_PURPOSE_SUNSET: ("uint8", "uint40"),
     Action.ROTATE_SIGNER: ("address", "address"),
+    Action.GRANT_MANDATE: ("address", "uint8", "uint16[]", "uint40", "bool", "bytes32", "string"),
+    Action.REVOKE_MANDATE: ("uint256",),
+    Action.SET_OVERRIDE_POLICY: ("uint128", "uint40", "uint16", "uint40"),
 }
 
 
@@ -143,6 +146,37 @@ def add_purpose(purpose_id: int, name: str, sunset: int = 0) -> ProposedAction:
 def set_purpose_sunset(purpose_id: int, sunset: int) -> ProposedAction:
     """Set when a purpose ends (unix time; 0 clears it)."""
     return _encode(Action.SET_PURPOSE_SUNSET, purpose_id, sunset)
+
+
+def grant_mandate(
+    institution: str, purpose_id: int, categories: Sequence[int], valid_until: int, legal_text_hash: bytes,
+    legal_text_uri: str, *, identified: bool = True,
+) -> ProposedAction:
+    """Grant `institution` a statutory mandate to use `categories` for `purpose_id` until `valid_until`.
+
+    `legal_text_hash` is keccak256 of the legal text authorising it, `legal_text_uri` where it is
+    published; `identified` whether the mandate allows identifying fields.
+    """
+    if len(legal_text_hash) != 32:
+        raise ValueError(f"a legal text hash is 32 bytes, got {len(legal_text_hash)}")
+    return _encode(Action.GRANT_MANDATE, to_checksum_address(institution), purpose_id, list(categories), valid_until,
+                   identified, legal_text_hash, legal_text_uri)
+
+
+def revoke_mandate(mandate_id: int) -> ProposedAction:
+    """End mandate `mandate_id` now (final)."""
+    return _encode(Action.REVOKE_MANDATE, mandate_id)
+
+
+def set_override_policy(
+    purposes: Iterable[int], review_period: int, max_overrides: int = 0, rate_window: int = 0,
+) -> ProposedAction:
+    """Allow emergency overrides for `purposes`, each to be reviewed within `review_period` seconds.
+
+    `max_overrides` per `rate_window` seconds is the rate per agency above which the audit reports it
+    (0: no limit). No purposes: no override allowed.
+    """
+    return _encode(Action.SET_OVERRIDE_POLICY, purpose_mask(purposes), review_period, max_overrides, rate_window)
 
 
 def _key32(key: bytes) -> bytes:

@@ -25,12 +25,13 @@ NO_ACTOR = ActorId(bytes(32))
 
 
 class Role(IntFlag):
-    """Member role bits (contracts/interfaces/IConsortium.sol `Roles`)."""
+    """Member role bits (contracts/interfaces/Roles.sol); EMERGENCY lets a requester record emergency overrides."""
 
     ADMIN = 1
     CUSTODIAN = 2
     REQUESTER = 4
     AUDITOR = 8
+    EMERGENCY = 16
 
     @classmethod
     def parse(cls, text: str) -> Role:
@@ -40,7 +41,7 @@ class Role(IntFlag):
             try:
                 roles |= cls[name.upper()]
             except KeyError:
-                raise ValueError(f"unknown role {name!r} (admin, custodian, requester, auditor)") from None
+                raise ValueError(f"unknown role {name!r} (admin, custodian, requester, auditor, emergency)") from None
         if not roles:
             raise ValueError("at least one role is required")
         return roles
@@ -101,6 +102,29 @@ class Action(IntEnum):
     ADD_PURPOSE = 9
     SET_PURPOSE_SUNSET = 10
     ROTATE_SIGNER = 11
+    GRANT_MANDATE = 12
+    REVOKE_MANDATE = 13
+    SET_OVERRIDE_POLICY = 14
+
+
+class LegalBasis(IntEnum):
+    """What an access was granted under (IAccessLedger.LegalBasis); the entry's `consent` word names it."""
+
+    CONSENT = 0
+    """The subject's consent(s); none for an OPEN category or an anonymous aggregate."""
+    MANDATE = 1
+    """A statutory mandate granted by governance; the word is the mandate id."""
+    OVERRIDE = 2
+    """An emergency override, reviewed afterwards; the word is the justification's keccak256."""
+
+
+class ReviewStatus(IntEnum):
+    """Where an emergency override's review stands (IAccessLedger.ReviewStatus)."""
+
+    NONE = 0
+    PENDING = 1
+    ACCEPTED = 2
+    REJECTED = 3
 
 
 class ConsentStatus(IntEnum):
@@ -196,6 +220,55 @@ class AccessEntry:
     """Whether the custodian may release identifying fields (every presented consent allows it)."""
     actor: ActorId = NO_ACTOR
     """The requester's acting client, pseudonymous (`consentledger.actors`); zero when the organisation acted."""
+    basis: LegalBasis = LegalBasis.CONSENT
+    """The legal basis the access was granted under; `consent` names it (see LegalBasis)."""
+
+    @property
+    def mandate(self) -> int | None:
+        """Return the mandate id of an access under a statutory mandate (None otherwise)."""
+        return int.from_bytes(self.consent, "big") if self.basis is LegalBasis.MANDATE else None
+
+
+@dataclass(frozen=True)
+class Mandate:
+    """A statutory mandate (ILegalBases.Mandate): an institution may use categories for a purpose until a date."""
+
+    id: int
+    institution: Address
+    purpose: int
+    categories: tuple[int, ...]
+    valid_until: int
+    identified: bool
+    revoked: bool
+    legal_text_hash: bytes
+    legal_text_uri: str
+
+    def in_force(self, now: int) -> bool:
+        """Return whether the mandate is neither revoked nor past its end at `now` (the sunset aside)."""
+        return not self.revoked and now <= self.valid_until
+
+
+@dataclass(frozen=True)
+class OverridePolicy:
+    """The consortium's emergency-override rules (ILegalBases.OverridePolicy); all zero: no override allowed."""
+
+    purposes: tuple[int, ...]
+    """The vital-interest purposes an override may name."""
+    review_period: int
+    """Seconds within which an auditor must review each override."""
+    max_overrides: int = 0
+    """Most overrides one agency may record per `rate_window` seconds (0: no limit); the audit reports above it."""
+    rate_window: int = 0
+
+
+@dataclass(frozen=True)
+class OverrideState:
+    """An emergency override's review (IAccessLedger.OverrideState); status NONE: the access is no override."""
+
+    requester: Address
+    recorded_at: int
+    review_due: int
+    status: ReviewStatus
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from consentledger.audit.checks import (
 )
 from consentledger.audit.events import ZERO_HASH, AccessRow
 from consentledger.chain.history import GENESIS, link, link_words, requester_word
-from consentledger.types import MemberStatus, Role, Sensitivity
+from consentledger.types import LegalBasis, MemberStatus, Role, Sensitivity
 
 ALICE, BOB = "0x" + "a1" * 20, "0x" + "b0" * 20
 TRANSPORT, POLICE = "0x" + "71" * 20, "0x" + "90" * 20
@@ -76,10 +76,11 @@ class Feed:
         self.heads: dict[str, tuple[int, bytes]] = {}
 
     def __call__(self, record: str, *, block: int, consent: str = CONSENT, requester: str = TRANSPORT,
-                 purpose: int = 1, timestamp: int = 500, identified: bool = False, actor: str = ZERO_HASH) -> None:
+                 purpose: int = 1, timestamp: int = 500, identified: bool = False, actor: str = ZERO_HASH,
+                 basis: LegalBasis = LegalBasis.CONSENT) -> None:
         seq, head = self.heads.get(record, (0, GENESIS))
-        draft = AccessRow(record, seq + 1, requester, actor, purpose, consent, identified, ZERO_HASH, timestamp, block,
-                          TX, 0)
+        draft = AccessRow(record, seq + 1, requester, actor, purpose, basis, consent, identified, ZERO_HASH, timestamp,
+                          block, TX, 0)
         emitted = link(head, draft.entry())
         self.heads[record] = (seq + 1, emitted)
         self.check.check(draft._replace(head="0x" + emitted.hex()))
@@ -161,7 +162,7 @@ def test_a_row_that_does_not_hash_to_its_head_is_named() -> None:
     check = checker({CONSENT: consent(max_uses=5, category=PROTECTED, record=LAB)})
     feed = Feed(check)
     feed(LAB, block=5)
-    row = AccessRow(LAB, 2, TRANSPORT, ZERO_HASH, 1, CONSENT, False, "0x" + "12" * 32, 500, 6, TX, 0)
+    row = AccessRow(LAB, 2, TRANSPORT, ZERO_HASH, 1, 0, CONSENT, False, "0x" + "12" * 32, 500, 6, TX, 0)
     check.check(row)
     feed.heads[LAB] = (2, bytes.fromhex("12" * 32))
     feed(LAB, block=7)
@@ -204,12 +205,14 @@ def test_a_purpose_used_at_or_after_its_sunset_is_named() -> None:
 
 
 @pytest.mark.parametrize("identified", [False, True])
-def test_the_fast_link_hashes_what_eth_abi_encodes(identified: bool) -> None:
+@pytest.mark.parametrize("basis", list(LegalBasis))
+def test_the_fast_link_hashes_what_eth_abi_encodes(identified: bool, basis: LegalBasis) -> None:
     """link_words (native keccak, hand-built words) equals keccak(abi.encode(...)) through eth_abi and eth_utils."""
     previous, actor, consent_word = bytes(range(32)), bytes(range(64, 96)), bytes(range(32, 64))
-    fields = (previous, 7, TRANSPORT, actor, 2, consent_word, identified, 1_700_000_123)
-    encoded = encode(["bytes32", "uint24", "address", "bytes32", "uint8", "bytes32", "bool", "uint256"], fields)
-    assert link_words(previous, 7, requester_word(TRANSPORT), actor, 2, consent_word, identified,
+    fields = (previous, 7, TRANSPORT, actor, 2, int(basis), consent_word, identified, 1_700_000_123)
+    encoded = encode(["bytes32", "uint24", "address", "bytes32", "uint8", "uint8", "bytes32", "bool", "uint256"],
+                     fields)
+    assert link_words(previous, 7, requester_word(TRANSPORT), actor, 2, basis, consent_word, identified,
                       1_700_000_123) == keccak(encoded)
 
 

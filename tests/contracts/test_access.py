@@ -25,11 +25,11 @@ ZERO = b"\0" * 32
 
 
 def expected_head(previous: bytes, seq: int, requester: str, purpose: int, consent: bytes,
-                  timestamp: int, identified: bool = False, actor: bytes = ZERO) -> bytes:
-    """Return keccak256(abi.encode(previous, seq, requester, actor, purpose, consent, identified, timestamp))."""
+                  timestamp: int, identified: bool = False, actor: bytes = ZERO, basis: int = 0) -> bytes:
+    """Return keccak256(abi.encode(previous, seq, requester, actor, purpose, basis, consent, identified, timestamp))."""
     return keccak(encode(
-        ["bytes32", "uint24", "address", "bytes32", "uint8", "bytes32", "bool", "uint256"],
-        [previous, seq, requester, actor, purpose, consent, identified, timestamp],
+        ["bytes32", "uint24", "address", "bytes32", "uint8", "uint8", "bytes32", "bool", "uint256"],
+        [previous, seq, requester, actor, purpose, basis, consent, identified, timestamp],
     ))
 
 
@@ -52,7 +52,7 @@ def test_one_time_consent_grants_one_access_and_emits_access_recorded(net: Net) 
     head = expected_head(ZERO, 1, net.transport.address, EPIDEMIC, cid, when, actor=clerk)
     assert event == {
         "seq": 1, "record": net.records.contact, "requester": net.transport.address, "actor": clerk,
-        "purpose": EPIDEMIC, "consent": cid, "identified": False, "head": head, "timestamp": when,
+        "purpose": EPIDEMIC, "basis": 0, "consent": cid, "identified": False, "head": head, "timestamp": when,
     }
     assert net.ledger.head(net.records.contact) == head
     assert net.ledger.record(net.records.contact).accesses == 1

@@ -13,7 +13,9 @@ from consentledger.types import AccessEntry
 
 from .world import EPIDEMIC, LAB_RESULT, RESEARCH, Net
 
-ACCESS_RECORDED = keccak(text="AccessRecorded(uint24,bytes32,address,bytes32,uint8,bytes32,bool,bytes32,uint40)")
+ACCESS_RECORDED = keccak(
+    text="AccessRecorded(uint24,bytes32,address,bytes32,uint8,uint8,bytes32,bool,bytes32,uint40)"
+)
 GENESIS = b"\0" * 32
 
 
@@ -26,6 +28,7 @@ class RawAccess:
     requester: str
     actor: bytes
     purpose: int
+    basis: int
     consent: bytes
     identified: bool
     head: bytes
@@ -44,25 +47,25 @@ def raw_accesses(net: Net, record: bytes) -> list[RawAccess]:
     decoded = []
     for log in sorted(logs, key=lambda log: (log["blockNumber"], log["logIndex"])):
         _, seq_topic, record_topic, requester_topic = log["topics"]
-        actor, purpose, consent, identified, head, timestamp = decode(
-            ["bytes32", "uint8", "bytes32", "bool", "bytes32", "uint40"], bytes(log["data"])
+        actor, purpose, basis, consent, identified, head, timestamp = decode(
+            ["bytes32", "uint8", "uint8", "bytes32", "bool", "bytes32", "uint40"], bytes(log["data"])
         )
         decoded.append(RawAccess(
             seq=int.from_bytes(seq_topic, "big"),
             record=bytes(record_topic),
             requester=to_checksum_address(bytes(requester_topic)[12:]),
-            actor=actor, purpose=purpose, consent=consent, identified=identified, head=head, timestamp=timestamp,
+            actor=actor, purpose=purpose, basis=basis, consent=consent, identified=identified, head=head, timestamp=timestamp,
             block_number=log["blockNumber"],
         ))
     return decoded
 
 
 def chain_link(previous: bytes, access: RawAccess) -> bytes:
-    """Return keccak256(abi.encode(previous, seq, requester, actor, purpose, consent, identified, timestamp))."""
+    """Return keccak256(abi.encode(previous, seq, requester, actor, purpose, basis, consent, identified, timestamp))."""
     return keccak(encode(
-        ["bytes32", "uint24", "address", "bytes32", "uint8", "bytes32", "bool", "uint256"],
-        [previous, access.seq, access.requester, access.actor, access.purpose, access.consent, access.identified,
-         access.timestamp],
+        ["bytes32", "uint24", "address", "bytes32", "uint8", "uint8", "bytes32", "bool", "uint256"],
+        [previous, access.seq, access.requester, access.actor, access.purpose, access.basis, access.consent,
+         access.identified, access.timestamp],
     ))
 
 

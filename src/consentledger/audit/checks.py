@@ -20,7 +20,7 @@ from typing import TypeVar
 
 from consentledger.audit.events import ZERO_HASH, AccessRow, hex_bytes
 from consentledger.chain.history import GENESIS, link_words, requester_word
-from consentledger.types import MemberStatus, Role, Sensitivity
+from consentledger.types import LegalBasis, MemberStatus, Role, Sensitivity
 
 Position = tuple[int, int]
 """(block number, log index): an event's place in the chain."""
@@ -160,15 +160,16 @@ class AccessChecker:
             self._flag(DiscrepancyKind.ACCESS_AFTER_RETENTION, row, f"the record was retained only until "
                        f"{_time(record.retain_until)}, the access was at {_time(row.timestamp)}")
         self._purpose(row, record.category, here)
-        self._consents(row, record)
+        if row.basis == LegalBasis.CONSENT:
+            self._consents(row, record)
 
     # ------------------------------------------------------------------ (a) the hash chain
 
     def _chain(self, row: AccessRow) -> None:
         last_seq, last_head = self._last.get(row.record, (0, GENESIS))
         previous = self.folded.get(row.record, GENESIS)
-        words = (row.seq, _word(row.requester), hex_bytes(row.actor), row.purpose, hex_bytes(row.consent),
-                 row.identified, row.timestamp)
+        words = (row.seq, _word(row.requester), hex_bytes(row.actor), row.purpose, row.basis,
+                 hex_bytes(row.consent), row.identified, row.timestamp)
         folded = self.folded[row.record] = link_words(previous, *words)
         emitted = hex_bytes(row.head)
         if row.seq != last_seq + 1:

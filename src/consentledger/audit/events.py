@@ -16,7 +16,7 @@ from eth_abi import decode
 from eth_utils import event_abi_to_log_topic, to_checksum_address
 from eth_utils.abi import collapse_if_tuple
 
-from consentledger.types import AccessEntry, ActorId, Address, RecordId
+from consentledger.types import AccessEntry, ActorId, Address, LegalBasis, RecordId
 
 ACCESS_RECORDED = "AccessRecorded"
 ACCESS_RECORDED_ABI: dict[str, Any] = {
@@ -29,6 +29,7 @@ ACCESS_RECORDED_ABI: dict[str, Any] = {
         {"indexed": True, "name": "requester", "type": "address"},
         {"indexed": False, "name": "actor", "type": "bytes32"},
         {"indexed": False, "name": "purpose", "type": "uint8"},
+        {"indexed": False, "name": "basis", "type": "uint8"},
         {"indexed": False, "name": "consent", "type": "bytes32"},
         {"indexed": False, "name": "identified", "type": "bool"},
         {"indexed": False, "name": "head", "type": "bytes32"},
@@ -68,6 +69,8 @@ class AccessRow(NamedTuple):
     requester: str
     actor: str
     purpose: int
+    basis: int
+    """LegalBasis: 0 consent, 1 statutory mandate (`consent` is the mandate id), 2 emergency override."""
     consent: str
     identified: bool
     head: str
@@ -86,7 +89,7 @@ class AccessRow(NamedTuple):
             record=RecordId(hex_bytes(self.record)), seq=self.seq, requester=Address(self.requester),
             purpose=self.purpose, consent=hex_bytes(self.consent), head=hex_bytes(self.head),
             timestamp=self.timestamp, block_number=self.block, tx_hash=hex_bytes(self.tx_hash),
-            identified=self.identified, actor=ActorId(hex_bytes(self.actor)),
+            identified=self.identified, actor=ActorId(hex_bytes(self.actor)), basis=LegalBasis(self.basis),
         )
 
 
@@ -167,7 +170,7 @@ def access_row(event: DecodedEvent) -> AccessRow:
     args = event.args
     return AccessRow(
         record=args["record"], seq=int(args["seq"]), requester=args["requester"], actor=args["actor"],
-        purpose=int(args["purpose"]),
+        purpose=int(args["purpose"]), basis=int(args["basis"]),
         consent=args["consent"], identified=bool(args["identified"]), head=args["head"],
         timestamp=int(args["timestamp"]),
         block=event.block_number, tx_hash=event.tx_hash, log_index=event.log_index,

@@ -28,6 +28,11 @@ RULE_SENTENCES: Mapping[str, str] = {
     "AccessLedgerBatchTooLarge": "the batch held too many requests",
     "AccessLedgerBatchItemFailed": "the request failed without a rule",
     "AccessLedgerSelfCallOnly": "only the ledger itself may record a batch item",
+    "AccessLedgerNoJustification": "the emergency override gave no justification",
+    "AccessLedgerNotAnOverride": "the access is not an emergency override",
+    "AccessLedgerOverrideAlreadyReviewed": "the override was reviewed already",
+    "AccessLedgerInvalidReviewReason": "the review's reason is empty or too long",
+    "AccessLedgerSelfReview": "an auditor may not review its own organisation's override",
     # ConsentRegistry
     "ConsentRegistryInvalidSignature": "the consent's signature is not the subject's",
     "ConsentRegistryAlreadyGranted": "the consent was already registered",
@@ -65,6 +70,16 @@ RULE_SENTENCES: Mapping[str, str] = {
     "DataCatalogInvalidPurposeId": "the purpose id is not valid",
     "DataCatalogPurposeNotAllowed": "the purpose is not allowed for the record's category",
     "DataCatalogPurposeSunset": "the purpose had reached its sunset",
+    # LegalBases (in the Consortium)
+    "LegalBasesUnknownMandate": "no such statutory mandate exists",
+    "LegalBasesInvalidMandate": "the mandate is not valid",
+    "LegalBasesMandateRevoked": "governance had revoked the mandate",
+    "LegalBasesMandateExpired": "the mandate had ended",
+    "LegalBasesMandateNotHolder": "the mandate was granted to another institution",
+    "LegalBasesMandateWrongPurpose": "the mandate is for another purpose",
+    "LegalBasesMandateWrongCategory": "the mandate does not cover the record's category",
+    "LegalBasesNotOverridePurpose": "emergency overrides are not allowed for this purpose",
+    "LegalBasesInvalidOverridePolicy": "the override policy is not valid",
     # RecordRegistry
     "RecordRegistryUnknownRecord": "the record does not exist",
     "RecordRegistryRecordExists": "the record already exists",

@@ -183,7 +183,11 @@ accesses = Table(
     Column("requester", _Address, nullable=False),
     Column("actor", _Hash, nullable=False, comment="the acting client (pseudonym); 0x00…00: the org"),
     Column("purpose", Integer, nullable=False),
-    Column("consent", _Hash, nullable=False, comment="0x00…00: OPEN category without consent"),
+    Column("basis", Integer, nullable=False,
+           comment="legal basis: 0 consent, 1 statutory mandate, 2 emergency override"),
+    Column("consent", _Hash, nullable=False,
+           comment="under consent the consent id (0x00…00: OPEN category without consent); the mandate id under "
+                   "a mandate; the justification hash under an override"),
     Column("identified", Boolean, nullable=False, comment="identifying fields released (every consent allowed it)"),
     Column("head", _Hash, nullable=False),
     Column("timestamp", BigInteger, nullable=False),

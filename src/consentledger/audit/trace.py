@@ -13,7 +13,7 @@ from consentledger.audit import tables as t
 from consentledger.audit.events import ZERO_HASH
 from consentledger.audit.rules import explain
 from consentledger.errors import ConfigurationError
-from consentledger.types import AccessEntry, ActorId, Address, RecordId
+from consentledger.types import AccessEntry, ActorId, Address, LegalBasis, RecordId
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class TraceLine:
     tx_hash: str
     block: int
     log_index: int
+    basis: LegalBasis = LegalBasis.CONSENT
+    """The legal basis: under a mandate `consent` is the mandate id, under an override the justification hash."""
 
     def entry(self) -> AccessEntry:
         """Return the hash-chain entry this line shows (its emitted head left empty), for `chain.history.fold`."""
@@ -47,6 +49,7 @@ class TraceLine:
             purpose=self.purpose, consent=bytes.fromhex(self.consent[2:]) if self.consent else bytes(32), head=b"",
             timestamp=int(self.time.timestamp()), block_number=self.block, tx_hash=bytes.fromhex(self.tx_hash[2:]),
             identified=self.identified, actor=ActorId(bytes.fromhex(self.actor[2:]) if self.actor else bytes(32)),
+            basis=self.basis,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -57,8 +60,9 @@ class TraceLine:
             "category_name": self.category_name, "custodian": self.custodian, "custodian_name": self.custodian_name,
             "requester": self.requester, "requester_name": self.requester_name, "actor": self.actor,
             "purpose": self.purpose,
-            "purpose_name": self.purpose_name, "consent": self.consent, "identified": self.identified,
-            "tx_hash": self.tx_hash,
+            "purpose_name": self.purpose_name, "basis": self.basis.name.lower(), "consent": self.consent,
+            "mandate": int(self.consent, 16) if self.basis is LegalBasis.MANDATE and self.consent else None,
+            "identified": self.identified, "tx_hash": self.tx_hash,
             "block": self.block, "log_index": self.log_index,
         }
 
@@ -127,7 +131,7 @@ def trace(
     a = t.accesses.c
     query = _filtered(_query(t.accesses), t.accesses, subject=subject, record=record, org=org, purpose=purpose,
                       since=since, until=until)
-    query = query.add_columns(a.seq, a.consent, a.identified).order_by(a.block, a.log_index).offset(offset)
+    query = query.add_columns(a.seq, a.basis, a.consent, a.identified).order_by(a.block, a.log_index).offset(offset)
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -141,7 +145,7 @@ def trace(
             purpose=row["purpose"], purpose_name=row["purpose_name"],
             consent=None if row["consent"] == ZERO_HASH else row["consent"], identified=bool(row["identified"]),
             tx_hash=row["tx_hash"],
-            block=row["block"], log_index=row["log_index"],
+            block=row["block"], log_index=row["log_index"], basis=LegalBasis(row["basis"]),
         )
         for row in rows
     ]

@@ -15,9 +15,11 @@ from typing import Any
 from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 
-from consentledger.types import AccessEntry, ActorId, Address, RecordId
+from consentledger.types import AccessEntry, ActorId, Address, LegalBasis, RecordId
 
-ACCESS_RECORDED_TOPIC = keccak(text="AccessRecorded(uint24,bytes32,address,bytes32,uint8,bytes32,bool,bytes32,uint40)")
+ACCESS_RECORDED_TOPIC = keccak(
+    text="AccessRecorded(uint24,bytes32,address,bytes32,uint8,uint8,bytes32,bool,bytes32,uint40)"
+)
 ACCESS_REFUSED_TOPIC = keccak(text="AccessRefused(bytes32,address,uint8,bytes32,bytes4,bytes)")
 
 
@@ -32,7 +34,7 @@ def _checksum(word: bytes) -> Address:
 
 
 def entry_from_log(log: Mapping[str, Any]) -> AccessEntry:
-    """Return the AccessEntry of an AccessRecorded log (topics: seq, record, requester; data: six words)."""
+    """Return the AccessEntry of an AccessRecorded log (topics: seq, record, requester; data: seven words)."""
     topics = [as_bytes(t) for t in log["topics"]]
     data = as_bytes(log["data"])
     return AccessEntry(
@@ -41,10 +43,11 @@ def entry_from_log(log: Mapping[str, Any]) -> AccessEntry:
         requester=_checksum(topics[3]),
         actor=ActorId(data[0:32]),
         purpose=int.from_bytes(data[32:64], "big"),
-        consent=data[64:96],
-        identified=data[96:128] != bytes(32),
-        head=data[128:160],
-        timestamp=int.from_bytes(data[160:192], "big"),
+        basis=LegalBasis(int.from_bytes(data[64:96], "big")),
+        consent=data[96:128],
+        identified=data[128:160] != bytes(32),
+        head=data[160:192],
+        timestamp=int.from_bytes(data[192:224], "big"),
         block_number=_int(log["blockNumber"]),
         tx_hash=as_bytes(log["transactionHash"]),
     )

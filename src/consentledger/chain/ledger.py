@@ -36,13 +36,18 @@ from consentledger.types import (
     Address,
     Category,
     ConsentStatus,
+    LegalBasis,
+    Mandate,
     Member,
     MemberStatus,
+    OverridePolicy,
+    OverrideState,
     Proposal,
     Purpose,
     RecordId,
     RecordInfo,
     RecordKind,
+    ReviewStatus,
     Role,
     Sensitivity,
     TombstoneReason,
@@ -195,6 +200,25 @@ class Ledger:
         """Return the signer `account` has rotated to through governance (itself if it never rotated)."""
         address = to_checksum_address(account)
         return Address(to_checksum_address(self._read(self.consortium.functions.currentSigner(address).call)))
+
+    def mandate(self, mandate_id: int) -> Mandate:
+        """Return statutory mandate `mandate_id` (LegalBasesUnknownMandate if none)."""
+        (institution, purpose, identified, revoked, valid_until, text_hash, categories, uri) = self._read(
+            self.consortium.functions.mandate(mandate_id).call
+        )
+        return Mandate(mandate_id, Address(institution), int(purpose), tuple(int(c) for c in categories),
+                       int(valid_until), bool(identified), bool(revoked), bytes(text_hash), uri)
+
+    def mandates(self) -> list[Mandate]:
+        """Return every mandate ever granted, in id order."""
+        return [self.mandate(i) for i in range(1, int(self._read(self.consortium.functions.mandateCount().call)) + 1)]
+
+    def override_policy(self) -> OverridePolicy:
+        """Return the consortium's emergency-override policy."""
+        purposes, review_period, max_overrides, rate_window = self._read(
+            self.consortium.functions.overridePolicy().call
+        )
+        return OverridePolicy(purposes_in(purposes), int(review_period), int(max_overrides), int(rate_window))
 
     def members(self) -> list[Member]:
         """Return every member ever admitted, in admission order."""
@@ -396,6 +420,42 @@ class Ledger:
         receipt = sender.transact(
             self.access.functions.requestAccess(record_id, purpose, actor, [c.as_tuple() for c in consents])
         )
+        return self._recorded(receipt)
+
+    def request_access_under_mandate(
+        self, sender: TransactionSender, record_id: bytes, purpose: int, mandate_id: int,
+        *, actor: ActorId = NO_ACTOR,
+    ) -> AccessEntry:
+        """Record an access by the sender under statutory mandate `mandate_id` (no consent); return the entry."""
+        receipt = sender.transact(
+            self.access.functions.requestAccessUnderMandate(record_id, purpose, actor, mandate_id)
+        )
+        return self._recorded(receipt)
+
+    def request_access_override(
+        self, sender: TransactionSender, record_id: bytes, purpose: int, justification: bytes,
+        *, actor: ActorId = NO_ACTOR,
+    ) -> AccessEntry:
+        """Record an emergency override by the sender, `justification` the text's keccak256; return the entry."""
+        receipt = sender.transact(
+            self.access.functions.requestAccessOverride(record_id, purpose, actor, justification)
+        )
+        return self._recorded(receipt)
+
+    def review_override(
+        self, sender: TransactionSender, record_id: bytes, seq: int, accepted: bool, reason: str,
+    ) -> TxReceipt:
+        """Record the sender's (an auditor's) review of override `seq` of `record_id`."""
+        return sender.transact(self.access.functions.reviewOverride(record_id, seq, accepted, reason))
+
+    def override_state(self, record_id: bytes, seq: int) -> OverrideState:
+        """Return the review state of access `seq` of `record_id` (status NONE: not an override)."""
+        requester, recorded_at, review_due, status = self._read(
+            self.access.functions.overrideState(record_id, seq).call
+        )
+        return OverrideState(Address(requester), int(recorded_at), int(review_due), ReviewStatus(status))
+
+    def _recorded(self, receipt: TxReceipt) -> AccessEntry:
         (event,) = self.access.events.AccessRecorded().process_receipt(receipt, errors=DISCARD)
         return entry_from_event(event)
 
@@ -440,4 +500,5 @@ def entry_from_event(event: Any) -> AccessEntry:
         tx_hash=bytes(event["transactionHash"]),
         identified=bool(args["identified"]),
         actor=ActorId(bytes(args["actor"])),
+        basis=LegalBasis(int(args["basis"])),
     )

@@ -56,4 +56,4 @@ def _seq(entry: AccessEntry) -> int:
 
 def _link(entry: AccessEntry) -> Link:
     return Link(seq=entry.seq, requester=entry.requester, actor=bytes(entry.actor), purpose=entry.purpose,
-                consent=bytes(entry.consent), identified=entry.identified, timestamp=entry.timestamp)
+                basis=entry.basis, consent=bytes(entry.consent), identified=entry.identified, timestamp=entry.timestamp)

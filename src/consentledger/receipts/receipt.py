@@ -8,7 +8,9 @@ from typing import Any
 
 from eth_utils import keccak, to_checksum_address
 
-FORMAT = "consentledger-receipt/1"
+from consentledger.types import LegalBasis
+
+FORMAT = "consentledger-receipt/2"
 HEADS_SLOT = 7
 """Storage slot of AccessLedger's `mapping(bytes32 recordId => bytes32) _heads` (solc storageLayout; a test checks)."""
 
@@ -25,6 +27,7 @@ class Link:
     requester: str
     actor: bytes
     purpose: int
+    basis: LegalBasis
     consent: bytes
     identified: bool
     timestamp: int
@@ -59,7 +62,8 @@ class Receipt:
             "seq": self.seq, "previous": _hex(self.previous),
             "entries": [
                 {"seq": e.seq, "requester": e.requester, "actor": _hex(e.actor), "purpose": e.purpose,
-                 "consent": _hex(e.consent), "identified": e.identified, "timestamp": e.timestamp}
+                 "basis": e.basis.name.lower(), "consent": _hex(e.consent), "identified": e.identified,
+                 "timestamp": e.timestamp}
                 for e in self.links
             ],
             "head": _hex(self.head), "block_number": self.block_number, "block_hash": _hex(self.block_hash),
@@ -84,7 +88,8 @@ class Receipt:
             raise ReceiptFormatError("entries is empty")
         links = tuple(
             Link(seq=_get(e, "seq", int), requester=_address(_get(e, "requester", str)),
-                 actor=_bytes(e, "actor", 32), purpose=_get(e, "purpose", int), consent=_bytes(e, "consent", 32),
+                 actor=_bytes(e, "actor", 32), purpose=_get(e, "purpose", int), basis=_basis(_get(e, "basis", str)),
+                 consent=_bytes(e, "consent", 32),
                  identified=_get(e, "identified", bool), timestamp=_get(e, "timestamp", int))
             for e in (_object(e) for e in entries)
         )
@@ -105,6 +110,13 @@ class Receipt:
             if isinstance(exc, ReceiptFormatError):
                 raise
             raise ReceiptFormatError(f"not JSON: {exc}") from None
+
+
+def _basis(name: str) -> LegalBasis:
+    try:
+        return LegalBasis[name.upper()]
+    except KeyError:
+        raise ReceiptFormatError(f"basis {name!r} is not consent, mandate or override") from None
 
 
 def head_slot(record: bytes) -> bytes:

@@ -26,9 +26,9 @@ class Verdict:
 def link(previous: bytes, entry: Link) -> bytes:
     """Return the head after `entry`, as AccessLedger._append computes it."""
     return keccak(encode(
-        ["bytes32", "uint24", "address", "bytes32", "uint8", "bytes32", "bool", "uint256"],
-        [previous, entry.seq, entry.requester, entry.actor, entry.purpose, entry.consent, entry.identified,
-         entry.timestamp],
+        ["bytes32", "uint24", "address", "bytes32", "uint8", "uint8", "bytes32", "bool", "uint256"],
+        [previous, entry.seq, entry.requester, entry.actor, entry.purpose, int(entry.basis), entry.consent,
+         entry.identified, entry.timestamp],
     ))
 
 
