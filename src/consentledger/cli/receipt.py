@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from consentledger.cli.common import DEFAULT_MANIFEST, DEFAULT_RPC, ManifestOption, RpcOption, console
 from consentledger.errors import ConfigurationError, ReceiptInvalidError
+
+if TYPE_CHECKING:
+    from consentledger.receipts.receipt import Receipt
 
 app = typer.Typer(help="Offline access receipts: take one from the chain, verify one with no node.",
                   no_args_is_help=True)
@@ -39,6 +43,10 @@ def verify(
     block_hash: Annotated[str | None, typer.Option(help="Trusted hash of the receipt's block (0x + 64 hex).")] = None,
     state_root: Annotated[str | None, typer.Option(help="Trusted state root of the receipt's block.")] = None,
     ledger: Annotated[str | None, typer.Option(help="The AccessLedger address the receipt must be of.")] = None,
+    validators: Annotated[str | None, typer.Option(
+        help="QBFT: trusted validators (A,B,C); the block hash is checked against their commit seals.")] = None,
+    genesis: Annotated[Path | None, typer.Option(
+        help="QBFT: take the trusted validators from this genesis file's extraData.")] = None,
 ) -> None:
     """Check a receipt with no node; print the verdict. Exit 0 if it proves its access, 9 if not."""
     from consentledger.receipts.receipt import Receipt, ReceiptFormatError
@@ -54,6 +62,11 @@ def verify(
         receipt = Receipt.loads(text)
     except ReceiptFormatError as exc:
         raise ReceiptInvalidError(f"invalid: {file} is not a receipt: {exc}") from None
+    if validators is not None or genesis is not None:
+        if block_hash is not None or state_root is not None:
+            raise ConfigurationError("give trusted validators (--validators, --genesis) or a trusted hash, not both")
+        _verify_sealed(receipt, _trusted_validators(validators, genesis), ledger)
+        return
     verdict = verify_receipt(receipt, block_hash=_word(block_hash, "--block-hash"),
                              state_root=_word(state_root, "--state-root"), ledger=ledger)
     if not verdict.valid:
@@ -71,3 +84,34 @@ def _word(text: str | None, option: str) -> bytes | None:
     if len(value) != 32:
         raise ConfigurationError(f"{option} is 32 bytes (64 hex digits), got {text!r}")
     return value
+
+
+def _verify_sealed(receipt: Receipt, validators: tuple[str, ...], ledger: str | None) -> None:
+    from consentledger.receipts.verify import verify_sealed_receipt
+
+    verdict = verify_sealed_receipt(receipt, validators=validators, ledger=ledger)
+    if not verdict.valid:
+        raise ReceiptInvalidError(f"invalid: {verdict.reason}")
+    console.print(f"valid: {verdict.reason}")
+
+
+def _trusted_validators(validators: str | None, genesis: Path | None) -> tuple[str, ...]:
+    from consentledger.receipts.qbft import QbftExtraDataError, parse_validators, validators_from_genesis
+
+    if validators is not None and genesis is not None:
+        raise ConfigurationError("give either --validators or --genesis, not both")
+    try:
+        if validators is not None:
+            return parse_validators(validators.split(","))
+        assert genesis is not None
+        try:
+            data = json.loads(genesis.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read genesis file {genesis}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigurationError(f"genesis file {genesis} is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigurationError(f"genesis file {genesis} is not a JSON object")
+        return validators_from_genesis(data)
+    except QbftExtraDataError as exc:
+        raise ConfigurationError(f"{'--validators' if validators is not None else genesis}: {exc}") from None

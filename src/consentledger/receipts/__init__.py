@@ -22,4 +22,8 @@ Trie walking: each node is reached by its parent's reference, a keccak256 of the
 when that RLP is under 32 bytes, the node inline; a branch has 17 items (16 children and a value),
 an extension or leaf 2 (a hex-prefix path, whose first nibble's bit 1 marks a leaf and bit 0 an
 odd length, then the child or the value).
+
+On Besu QBFT a block's hash leaves out its round and commit seals: `header` is then the on-chain
+form and `sealed_header` the header as the node reports it, whose seals `verify.verify_sealed_receipt`
+checks against a trusted validator set instead of a trusted hash (`qbft.py`).
 """

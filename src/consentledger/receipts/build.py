@@ -8,7 +8,8 @@ from consentledger.chain.history import GENESIS
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.proofs import block_fields, storage_proof
 from consentledger.errors import ChainUnavailableError, NotFoundError
-from consentledger.receipts.header import encode_header
+from consentledger.receipts import qbft
+from consentledger.receipts.header import HeaderError, encode_header
 from consentledger.receipts.receipt import Link, Receipt, head_slot
 from consentledger.types import AccessEntry
 
@@ -18,6 +19,7 @@ def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
 
     Raises NotFoundError if there is no such access; ChainUnavailableError if the node's header or
     proof does not match what it reported (a header not hashing to its block hash, another head).
+    A QBFT block's header hashes to its hash without its commit seals: the receipt then keeps both.
     """
     # The access and the one before it by their seq topics, then every access of the record in its block.
     wanted = ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(), records=[record],
@@ -36,9 +38,12 @@ def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
     fields = block_fields(ledger, entry.block_number)
     header = encode_header(fields)
     block_hash = bytes.fromhex(fields["hash"][2:])
+    sealed_header = None
+    if keccak(header) != block_hash:
+        header, sealed_header = _qbft_onchain(header, block_hash)
     if keccak(header) != block_hash:
         raise ChainUnavailableError(f"block {entry.block_number}'s header does not hash to its hash "
-                                    "(a chain whose headers this build cannot encode, e.g. QBFT extraData)")
+                                    "(neither as encoded nor as a QBFT header without its seals)")
     proof = storage_proof(ledger, ledger.access.address, head_slot(record), entry.block_number)
     if proof.value.to_bytes(32, "big") != head:
         raise ChainUnavailableError(f"the ledger's stored head of the record at block {entry.block_number} "
@@ -47,7 +52,17 @@ def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
         chain_id=ledger.deployment.chain_id, ledger=ledger.access.address, record=bytes(record), seq=seq,
         previous=previous, links=tuple(_link(e) for e in links), head=head, block_number=entry.block_number,
         block_hash=block_hash, header=header, account_proof=proof.account_proof, storage_proof=proof.storage_proof,
+        sealed_header=sealed_header,
     )
+
+
+def _qbft_onchain(header: bytes, block_hash: bytes) -> tuple[bytes, bytes | None]:
+    """Return (on-chain header, sealed header) if `header` is of a QBFT block of `block_hash`, else (header, None)."""
+    try:
+        onchain = qbft.onchain_header(header)
+    except HeaderError:
+        return header, None
+    return (onchain, header) if keccak(onchain) == block_hash else (header, None)
 
 
 def _seq(entry: AccessEntry) -> int:

@@ -54,6 +54,8 @@ class Receipt:
     header: bytes
     account_proof: tuple[bytes, ...]
     storage_proof: tuple[bytes, ...]
+    sealed_header: bytes | None = None
+    """A QBFT block's full header RLP (extraData with round and commit seals); `header` is then its on-chain form."""
 
     def to_json(self) -> dict[str, Any]:
         """Return the receipt as JSON-ready data (bytes as 0x-hex)."""
@@ -70,7 +72,7 @@ class Receipt:
             "header": _hex(self.header), "storage_slot": _hex(head_slot(self.record)),
             "account_proof": [_hex(n) for n in self.account_proof],
             "storage_proof": [_hex(n) for n in self.storage_proof],
-        }
+        } | ({} if self.sealed_header is None else {"sealed_header": _hex(self.sealed_header)})
 
     def dumps(self) -> str:
         """Return the receipt file's text."""
@@ -99,6 +101,7 @@ class Receipt:
             links=links, head=_bytes(data, "head", 32), block_number=_get(data, "block_number", int),
             block_hash=_bytes(data, "block_hash", 32), header=_bytes(data, "header"),
             account_proof=_nodes(data, "account_proof"), storage_proof=_nodes(data, "storage_proof"),
+            sealed_header=_bytes(data, "sealed_header") if "sealed_header" in data else None,
         )
 
     @classmethod

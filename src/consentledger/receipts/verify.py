@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import rlp
 from eth_abi import encode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from consentledger.receipts.header import HeaderError, decode_header
 from consentledger.receipts.mpt import ProofError, verify_proof
+from consentledger.receipts.qbft import check_seals
 from consentledger.receipts.receipt import Link, Receipt, head_slot
 
 
@@ -105,3 +107,21 @@ def verify_receipt(
     trust = "trusted " if anchored else "the receipt's own (unanchored: pass a trusted block hash) "
     return Verdict(True, f"access {receipt.seq} to record 0x{receipt.record.hex()} is in its chain at {trust}{where}",
                    anchored)
+
+
+def verify_sealed_receipt(receipt: Receipt, *, validators: Collection[str], ledger: str | None = None) -> Verdict:
+    """Return whether a QBFT block's receipt proves its access, trusting only the block's validator set.
+
+    The sealed header's commit seals must hold for `validators` (`qbft.check_seals`); the on-chain
+    hash they vouch for is then the trusted block hash of `verify_receipt`.
+    """
+    if receipt.sealed_header is None:
+        return Verdict(False, "the receipt has no sealed header (not of a QBFT block): give a trusted block hash")
+    seals = check_seals(receipt.sealed_header, validators)
+    if not seals.valid:
+        return Verdict(False, seals.reason)
+    verdict = verify_receipt(receipt, block_hash=seals.block_hash, ledger=ledger)
+    if not verdict.valid:
+        return verdict
+    count = len({to_checksum_address(v) for v in validators})
+    return Verdict(True, f"{verdict.reason}, sealed by {len(seals.signers)} of its {count} trusted validators", True)
