@@ -54,7 +54,8 @@ def raw_accesses(net: Net, record: bytes) -> list[RawAccess]:
             seq=int.from_bytes(seq_topic, "big"),
             record=bytes(record_topic),
             requester=to_checksum_address(bytes(requester_topic)[12:]),
-            actor=actor, purpose=purpose, basis=basis, consent=consent, identified=identified, head=head, timestamp=timestamp,
+            actor=actor, purpose=purpose, basis=basis, consent=consent, identified=identified, head=head,
+            timestamp=timestamp,
             block_number=log["blockNumber"],
         ))
     return decoded
