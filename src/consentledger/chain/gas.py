@@ -24,7 +24,8 @@ TARGETS: dict[str, int] = {
     "requestAccess (first access to a record)": 80_000,
     "requestAccess (repeat access)": 60_000,
     "grantConsent (relayed)": 78_000,
-    "requestAccessBatch of 50, per item: repeat access, distinct records": 30_000,
+    # 31,000 since the legal basis joined each entry (one more event word and hashed word): 30,733 measured.
+    "requestAccessBatch of 50, per item: repeat access, distinct records": 31_000,
 }
 BATCH = 50
 """Items per measured batch."""

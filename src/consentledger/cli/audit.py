@@ -57,8 +57,8 @@ DbOption = Annotated[
 DEFAULT_DB = "sqlite:///audit.db"
 _CSV_FIELDS = (
     "seq", "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
-    "requester", "requester_name", "actor", "purpose", "purpose_name", "consent", "identified", "tx_hash", "block",
-    "log_index",
+    "requester", "requester_name", "actor", "purpose", "purpose_name", "basis", "consent", "mandate", "identified",
+    "tx_hash", "block", "log_index",
 )
 _REFUSAL_CSV_FIELDS = (
     "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
