@@ -121,6 +121,17 @@ class Ledger:
                 raise ChainUnavailableError(f"chain read failed: {unreachable_reason(exc)}") from exc
             raise
 
+    def rpc(self, method: str, params: list[Any]) -> Any:
+        """Return the result of a raw JSON-RPC call, as the node sends it (its errors as ChainUnavailableError)."""
+
+        def fetch() -> Any:
+            response = self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+            if "error" in response:
+                raise ChainUnavailableError(f"{method} failed: {response['error']}")
+            return response.get("result")
+
+        return self._read(fetch)
+
     def block_number(self) -> int:
         """Return the latest block number."""
         return int(self._read(lambda: self.w3.eth.block_number))

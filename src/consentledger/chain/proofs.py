@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from consentledger.chain.access_logs import as_bytes
 from consentledger.chain.ledger import Ledger
 from consentledger.errors import ChainUnavailableError, NotFoundError
 
@@ -21,7 +22,7 @@ class StorageProof:
 
 def block_fields(ledger: Ledger, number: int) -> dict[str, Any]:
     """Return block `number`'s JSON-RPC fields as the node sends them (0x-hex strings), without transactions."""
-    block = _request(ledger, "eth_getBlockByNumber", [hex(number), False])
+    block = ledger.rpc("eth_getBlockByNumber", [hex(number), False])
     if not isinstance(block, dict):
         raise NotFoundError(f"the chain has no block {number}")
     return block
@@ -29,28 +30,15 @@ def block_fields(ledger: Ledger, number: int) -> dict[str, Any]:
 
 def storage_proof(ledger: Ledger, address: str, slot: bytes, number: int) -> StorageProof:
     """Return `address`'s storage `slot` at block `number` and its account and storage proofs."""
-    answer = _request(ledger, "eth_getProof", [address, ["0x" + slot.hex()], hex(number)])
+    answer = ledger.rpc("eth_getProof", [address, ["0x" + slot.hex()], hex(number)])
     try:
         (entry,) = answer["storageProof"]
         return StorageProof(
-            account_proof=tuple(_bytes(n) for n in answer["accountProof"]),
-            storage_root=_bytes(answer["storageHash"]),
+            account_proof=tuple(as_bytes(n) for n in answer["accountProof"]),
+            storage_root=as_bytes(answer["storageHash"]),
             value=int(entry["value"], 16),
-            storage_proof=tuple(_bytes(n) for n in entry["proof"]),
+            storage_proof=tuple(as_bytes(n) for n in entry["proof"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ChainUnavailableError(f"eth_getProof answered garbage: {exc!r}") from None
 
-
-def _request(ledger: Ledger, method: str, params: list[Any]) -> Any:
-    try:
-        response = ledger.w3.provider.make_request(method, params)  # type: ignore[arg-type]
-    except OSError as exc:
-        raise ChainUnavailableError(f"{method} failed: {exc}") from exc
-    if "error" in response:
-        raise ChainUnavailableError(f"{method} failed: {response['error']}")
-    return response.get("result")
-
-
-def _bytes(text: str) -> bytes:
-    return bytes.fromhex(text[2:] if text.startswith("0x") else text)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from eth_utils import keccak
 
+from consentledger.chain.access_logs import as_bytes
 from consentledger.chain.history import GENESIS
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.proofs import block_fields, storage_proof
@@ -32,12 +35,12 @@ def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
     if previous is None:
         raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq - 1} before access {seq}")
     in_block = ledger.access_entries(entry.block_number, entry.block_number, records=[record])
-    links = sorted((e for e in in_block if e.seq >= seq), key=_seq)
+    links = sorted((e for e in in_block if e.seq >= seq), key=attrgetter("seq"))
     head = links[-1].head
 
     fields = block_fields(ledger, entry.block_number)
     header = encode_header(fields)
-    block_hash = bytes.fromhex(fields["hash"][2:])
+    block_hash = as_bytes(fields["hash"])
     sealed_header = None
     if keccak(header) != block_hash:
         header, sealed_header = _qbft_onchain(header, block_hash)
@@ -63,10 +66,6 @@ def _qbft_onchain(header: bytes, block_hash: bytes) -> tuple[bytes, bytes | None
     except HeaderError:
         return header, None
     return (onchain, header) if keccak(onchain) == block_hash else (header, None)
-
-
-def _seq(entry: AccessEntry) -> int:
-    return entry.seq
 
 
 def _link(entry: AccessEntry) -> Link:

@@ -17,14 +17,14 @@ from consentledger.errors import AccessNotConfirmedError, ConsentLedgerError
 from consentledger.gateway.flows.key_request import KeyRequest
 from consentledger.gateway.runtime import Gateway
 
-Fetch = Callable[[Sequence[KeyRequest]], "list[dict[str, Any] | ConsentLedgerError]"]
-"""Returns the custodian's answer to each request, in order (`access.fetch_keys` for one custodian)."""
+Answers = list[dict[str, Any] | ConsentLedgerError]
+"""The custodian's answer to each request, in order: the released key, or the error it answered."""
+Fetch = Callable[[Sequence[KeyRequest]], Answers]
+"""Returns the custodian's answers to requests (`access.fetch_keys` for one custodian)."""
 
 POLL_SECONDS = 0.25
 """Seconds between two reads of the latest block while waiting for a new one."""
 
-
-Answers = list[dict[str, Any] | ConsentLedgerError]
 
 
 def until_confirmed(gw: Gateway, fetch: Fetch, requests: Sequence[KeyRequest]) -> Answers:
