@@ -358,6 +358,14 @@ class GatewayClient:
         """Return `{subject, block, items, records}`: every access to this account's records, with heads."""
         return self._json(self.send_signed("GET", "/v1/subjects/me/history"))
 
+    def receipt(self, record: str | bytes, seq: int) -> dict[str, Any]:
+        """Return the offline receipt of access `seq` to `record` (for its subject, requester, custodian, auditors).
+
+        `consentledger.receipts.Receipt.from_json` reads it; `verify_receipt` checks it with no node.
+        """
+        record_hex = record if isinstance(record, str) else "0x" + bytes(record).hex()
+        return self._json(self.send_signed("GET", f"/v1/receipts/{record_hex}/{seq}"))
+
     def my_consents(self) -> dict[str, Any]:
         """Return `{subject, block, block_time, consents}`: this account's live consents, per the gateway's index.
 

@@ -46,7 +46,8 @@ class _Commands(LazyGroup):
             "consentledger.cli.requests:consent_app", "Consents: a data subject grants or revokes, a gateway relays."
         ),
         "subject": LazyCommand(
-            "consentledger.cli.requests:subject_app", "A data subject's requests: live consents, erasure, history."
+            "consentledger.cli.requests:subject_app",
+            "A data subject's requests: live consents, erasure, history, receipts.",
         ),
         "access": LazyCommand(
             "consentledger.cli.access:app", "Access records for a purpose, under the subjects' consents."

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from consentledger.cli.common import console
 from consentledger.cli.consent import (
     SUBJECT_PASSWORD_ENV,
     GatewayOption,
@@ -16,7 +21,7 @@ from consentledger.cli.consent import (
 from consentledger.client import GatewayClient
 from consentledger.errors import ErasureIncompleteError
 
-app = typer.Typer(help="A data subject's requests: live consents, erasure, history.", no_args_is_help=True)
+app = typer.Typer(help="A data subject's requests: live consents, erasure, history, receipts.", no_args_is_help=True)
 
 
 @app.command("consents")
@@ -68,3 +73,21 @@ def history(
     account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
     with GatewayClient(gateway, account) as client:
         print_json(client.my_history())
+
+
+@app.command("receipt")
+def receipt(
+    gateway: GatewayOption,
+    record: Annotated[str, typer.Option(help="The record's id (0x + 64 hex).")],
+    seq: Annotated[int, typer.Option(min=1, help="The access's seq.")],
+    out: Annotated[Path, typer.Option(help="Where to write the receipt (JSON).")],
+    subject_keystore: SubjectKeystoreOption = None,
+    subject_password_env: SubjectPasswordEnvOption = SUBJECT_PASSWORD_ENV,
+    subject_dev_account: SubjectDevAccountOption = None,
+) -> None:
+    """Save the offline receipt of an access to one of your records; `consentledger receipt verify` checks it."""
+    account = subject_signer(subject_keystore, subject_password_env, subject_dev_account)
+    with GatewayClient(gateway, account) as client:
+        answer = client.receipt(record, seq)
+    out.write_text(json.dumps(answer, indent=2) + "\n", encoding="utf-8")
+    console.print(f"receipt of access {seq} to record {record} (block {answer['block_number']}) → {out}")

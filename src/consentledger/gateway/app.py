@@ -27,6 +27,7 @@ from consentledger.gateway.routes import (
     health,
     lifecycle,
     portal,
+    receipts,
     records,
 )
 from consentledger.gateway.runtime import Gateway
@@ -65,7 +66,7 @@ def create_app(gateway: Gateway, *, upkeep: bool = True) -> FastAPI:
     app.state.gateway = gateway
     app.add_middleware(BodyLimit, max_bytes=gateway.settings.max_body_bytes)  # counts bytes before any route runs
     for routes in (health, records, attestations, consents, consent_requests, access, lifecycle, clients, audit,
-                   audit_page):
+                   audit_page, receipts):
         app.include_router(routes.router)
     app.include_router(portal.router)
     install_openapi(app)

@@ -148,11 +148,22 @@ class TraceLineOut(_Answer):
     actor: str | None = Field(description="The requester's acting client as a pseudonym; None: the org itself")
     purpose: int
     purpose_name: str | None
-    consent: str | None
+    basis: Literal["consent", "mandate", "override"] = Field(
+        description="The legal basis: the subject's consent, a statutory mandate, or an emergency override")
+    consent: str | None = Field(description="Under consent the consent id (None: OPEN, no consent); under a mandate "
+                                            "the mandate id as a word; under an override the justification hash")
+    mandate: int | None = Field(description="The statutory mandate's id, for an access under a mandate")
     identified: bool
     tx_hash: str
     block: int
     log_index: int
+
+
+class HistoryLineOut(TraceLineOut):
+    """An access to one of the subject's records, with where to fetch its offline receipt."""
+
+    receipt: str = Field(description="GET this path (signed) for the access's offline receipt: "
+                                     "`consentledger receipt verify` checks it with no node")
 
 
 class AuditedAccessOut(TraceLineOut):
@@ -231,7 +242,40 @@ class HistoryOut(_Answer):
 
     subject: str
     block: int | None
-    items: list[TraceLineOut]
+    items: list[HistoryLineOut]
     records: list[RecordHeadOut]
     tombstones: list[TombstoneOut]
     refusals: list[RefusalLineOut]
+
+
+class ReceiptEntryOut(_Answer):
+    """One access entry's fields as hashed into the record's chain."""
+
+    seq: int
+    requester: str
+    actor: str
+    purpose: int
+    basis: Literal["consent", "mandate", "override"]
+    consent: str
+    identified: bool
+    timestamp: int
+
+
+class ReceiptOut(_Answer):
+    """GET /v1/receipts/{record}/{seq}: an offline receipt (format consentledger-receipt/2, see README "Receipts")."""
+
+    format: str
+    chain_id: int
+    ledger: str
+    record: str
+    seq: int
+    previous: str = Field(description="The record's head before this access")
+    entries: list[ReceiptEntryOut] = Field(description="This access and every later one to the record in its block")
+    head: str = Field(description="The record's head after the block, proved in the ledger's storage")
+    block_number: int
+    block_hash: str
+    header: str = Field(description="The block header's RLP (hashes to block_hash)")
+    storage_slot: str
+    account_proof: list[str]
+    storage_proof: list[str]
+    sealed_header: str | None = Field(default=None, description="QBFT: the header with its commit seals")

@@ -15,6 +15,7 @@ from eth_utils import to_checksum_address
 from consentledger.audit import VerifyReport, refusals, trace, verify
 from consentledger.audit.lifecycle import tombstones
 from consentledger.audit.releases import ReleaseRules
+from consentledger.gateway.flows.receipts import receipt_path
 from consentledger.gateway.runtime import Gateway
 from consentledger.store import ReleaseLog
 
@@ -106,7 +107,8 @@ def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
     read them that the ledger refused (who, which rule, why), in chain order.
 
     Heads are read at the index's cursor block, the block the listed accesses run up to, so folding
-    a record's accesses with `chain.history.link` gives exactly its head.
+    a record's accesses with `chain.history.link` gives exactly its head. Each access names the path
+    of its offline receipt (`flows.receipts`).
     """
     with gw.index_held():
         block = gw.indexer.cursor().block
@@ -119,7 +121,7 @@ def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:
     return {
         "subject": subject,
         "block": block,
-        "items": [line.to_json() for line in lines],
+        "items": [{**line.to_json(), "receipt": receipt_path(line.record, line.seq)} for line in lines],
         "records": [{"record": r, "head": heads[r], "accesses": counts[r]} for r in records],
         "tombstones": [t.to_json() for t in ended],
         "refusals": [line.to_json() for line in refused],
