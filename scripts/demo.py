@@ -29,6 +29,7 @@ from types import FrameType
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 from rich.console import Console
 from rich.table import Table
 
@@ -36,6 +37,7 @@ from consentledger import governance
 from consentledger.actors import ClientRole
 from consentledger.audit import Indexer, trace, verify
 from consentledger.audit.actors import check_disclosure
+from consentledger.audit.trace import TraceLine
 from consentledger.chain.accounts import dev_account, dev_accounts
 from consentledger.chain.connect import connect
 from consentledger.chain.deploy import deploy
@@ -51,11 +53,20 @@ from consentledger.gateway.admin.clients import add_client
 from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency, admit, create_agency
 from consentledger.settings import load_settings
 from consentledger.store import make_engine
-from consentledger.types import Role, Sensitivity
+from consentledger.types import LegalBasis, Role, Sensitivity
 
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 130)
-EPIDEMIC_CONTROL = 1
+EPIDEMIC_CONTROL, VITAL_INTEREST = 1, 2
 CONTACT_TRACE = 1
+LEGAL_TEXT = (
+    "Epidemic Control Act, section 12: during a declared epidemic the transport bureau may use contact traces "
+    "held by the health bureau to notify exposed travellers, until the declaration ends.\n"
+)
+LEGAL_URI = "https://laws.example/epidemic-control-act#s12"
+OVERRIDE_REVIEW = 72 * 3600
+"""Seconds within which the audit office must review an emergency override (the consortium's policy)."""
+JUSTIFICATION = ("Exposed traveller unconscious on the night train; the contact trace is needed now to reach "
+                 "the people who sat nearby, and consent cannot be asked in time.")
 AUDITOR_DEV_ACCOUNT, HEALTH_DEV_ACCOUNT, TRANSPORT_DEV_ACCOUNT = 3, 5, 6
 SUBJECT_PASSWORD = "the data subject's own passphrase"
 SAMPLE_PAYLOADS = {
@@ -98,11 +109,12 @@ def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
                   f"AccessLedger {ledger.deployment.address_of('AccessLedger')} → {manifest}")
     a, b = ledger.sender(ministry_a), ledger.sender(ministry_b)
 
-    step("governance: an emergency purpose and the positive list")
+    step("governance: an emergency purpose, a vital-interest purpose and the positive list")
     govern(ledger, a, b, governance.add_purpose(EPIDEMIC_CONTROL, "epidemic-control"))
+    govern(ledger, a, b, governance.add_purpose(VITAL_INTEREST, "vital-interest"))
     govern(ledger, a, b, governance.add_category(
         CONTACT_TRACE, "contact-trace", Sensitivity.ONE_TIME, 30 * 86400,
-        ["name", "phone", "district", "visited_at"], ["name", "phone"], [EPIDEMIC_CONTROL]))
+        ["name", "phone", "district", "visited_at"], ["name", "phone"], [EPIDEMIC_CONTROL, VITAL_INTEREST]))
 
     step("two agencies get keys and configs (`consentledger agency init`); governance admits them and an auditor")
     health = create_agency(workdir, "health bureau", dev_index=HEALTH_DEV_ACCOUNT, rpc_url=rpc_url, manifest=manifest)
@@ -118,6 +130,7 @@ def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
     step("each agency registers its staff with their own keys (`consentledger agency client add`)")
     clerk = _add_client(workdir, health, "Ana Lima (clerk)", ClientRole.COLLECT)
     analyst = _add_client(workdir, transport, "Tom Berg (analyst)", ClientRole.REQUEST)
+    officer = _add_client(workdir, transport, "Eva Moss (duty officer)", ClientRole.REQUEST, ClientRole.EMERGENCY)
 
     step("starting both gateways as real processes (`consentledger gateway serve`)")
     agencies: list[Agency] = [health, transport]
@@ -125,6 +138,8 @@ def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
         for agency in agencies:
             agency.start()
         code, record, subject = _share(ledger, health, transport, clerk, analyst)
+        if code == 0:
+            code = _beyond_consent(ledger, (a, b), workdir, transport, analyst, officer, auditor, record)
         if code == 0:
             code = _audit(ledger, workdir, subject.address, transport, auditor)
         _write_env(workdir, rpc_url, manifest, health, transport, record, subject)
@@ -137,12 +152,13 @@ def run_story(rpc_url: str, workdir: Path, *, serve: bool = False) -> int:
         step("gateways stopped")
 
 
-def _add_client(workdir: Path, agency: Agency, name: str, role: ClientRole) -> LocalAccount:
-    """Register a member of `agency`'s staff with a new key of their own; return that key."""
+def _add_client(workdir: Path, agency: Agency, name: str, role: ClientRole, *extra: ClientRole) -> LocalAccount:
+    """Register a member of `agency`'s staff with a new key of their own (and `extra` roles); return that key."""
     keystore = workdir / "clients" / f"{name.split()[0].lower()}.json"
     keystore.parent.mkdir(exist_ok=True)
-    client = add_client(load_settings(agency.created.config), name, role, new_key=keystore, password=CLIENT_PASSWORD)
-    console.print(f"    {agency.name}: {name} ({role.value}) key {client.address} → {keystore}; "
+    client = add_client(load_settings(agency.created.config), name, role, new_key=keystore, password=CLIENT_PASSWORD,
+                        extra=extra)
+    console.print(f"    {agency.name}: {name} ({client.role_names}) key {client.address} → {keystore}; "
                   f"actor on chain 0x{client.actor.hex()[:16]}…")
     return load_account(keystore, CLIENT_PASSWORD)
 
@@ -214,21 +230,79 @@ def _share(
     return (0 if check.ok else 1), record, subject
 
 
+def _beyond_consent(
+    ledger: Ledger, admins: tuple[TransactionSender, TransactionSender], workdir: Path, transport: Agency,
+    analyst: LocalAccount, officer: LocalAccount, auditor: LocalAccount, record: str,
+) -> int:
+    """A statutory mandate and an emergency override, each recorded on chain, the override reviewed; an exit code."""
+    a, b = admins
+    step("governance grants the transport bureau a statutory mandate: the epidemic act, cited by hash and URI")
+    legal_text = workdir / "epidemic-act.txt"
+    legal_text.write_text(LEGAL_TEXT, encoding="utf-8")
+    until = ledger.latest_block_time() + 30 * 86400
+    govern(ledger, a, b, governance.grant_mandate(transport.address, EPIDEMIC_CONTROL, [CONTACT_TRACE], until,
+                                                  keccak(LEGAL_TEXT.encode()), LEGAL_URI))
+    mandate = ledger.mandates()[-1]
+    console.print(f"    mandate {mandate.id}: contact traces for epidemic control until "
+                  f"{time.strftime('%Y-%m-%d', time.gmtime(mandate.valid_until))}, legal text 0x"
+                  f"{mandate.legal_text_hash.hex()[:16]}… ({legal_text.name})")
+    with GatewayClient(transport.url, analyst) as transport_gw, GatewayClient(transport.url, officer) as officer_gw:
+        step(f"the analyst asks again, now under mandate {mandate.id}: no consent is needed")
+        access = transport_gw.request_access(record, EPIDEMIC_CONTROL, mandate=mandate.id)
+        console.print(f"    access seq {access['seq']} recorded under statutory mandate {access['mandate']} "
+                      f"(basis {access['basis']}): {access['payload']}")
+        step("governance allows emergency overrides for vital-interest (reviewed within 72 h) and gives the "
+             "transport bureau the EMERGENCY role")
+        govern(ledger, a, b, governance.set_override_policy([VITAL_INTEREST], OVERRIDE_REVIEW, 5, 30 * 86400))
+        govern(ledger, a, b, governance.set_roles(transport.address, Role.REQUESTER | Role.EMERGENCY))
+        step("the duty officer breaks the glass: an override for a vital interest, with her justification")
+        try:
+            transport_gw.request_access(record, VITAL_INTEREST, override_justification=JUSTIFICATION)
+        except GatewayError as refused:
+            console.print(f"    [yellow]refused:[/] HTTP {refused.status} {refused.detail} (the analyst has no "
+                          "emergency role)")
+        override = officer_gw.request_access(record, VITAL_INTEREST, override_justification=JUSTIFICATION)
+    console.print(f"    access seq {override['seq']} recorded as an emergency override (flagged on chain; "
+                  f"justification hash {override['override']['justification_hash'][:18]}…, kept by the "
+                  f"transport bureau), review due {_utc(override['override']['review_due'])}")
+    step("the audit office reads the justification from the transport bureau and reviews the override on chain")
+    with GatewayClient(transport.url, auditor) as audit_office:
+        kept = audit_office.audit_override(record, override["seq"])
+    console.print(f"    justification ({kept['hash'][:18]}… matches the chain): {kept['justification']}")
+    ledger.review_override(ledger.sender(auditor), bytes.fromhex(record[2:]), override["seq"], True,
+                           "a vital interest; consent could not be asked in time")
+    state = ledger.override_state(bytes.fromhex(record[2:]), override["seq"])
+    console.print(f"    override {override['seq']} reviewed: {state.status.name.lower()}")
+    return 0
+
+
+def _basis(line: TraceLine) -> str:
+    """Return the legal basis of a trace line in a few words: the consent's id, the mandate, or the override."""
+    if line.basis is LegalBasis.MANDATE:
+        return f"mandate {int(line.consent or '0x0', 16)}"
+    if line.basis is LegalBasis.OVERRIDE:
+        return "emergency override"
+    return f"consent {line.consent[:12]}…" if line.consent else "none (open)"
+
+
+def _utc(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp))
+
+
 def _audit(ledger: Ledger, workdir: Path, subject: str, transport: Agency, auditor: LocalAccount) -> int:
     """Index the chain into `workdir/audit.db`, print the subject's audit trace, verify everything, name the actor."""
     step("the audit trace (`consentledger audit trace --subject …`, from an index of the chain's events)")
     engine = make_engine(f"sqlite:///{workdir / 'audit.db'}")
     console.print(f"    {Indexer(engine, ledger).sync().describe()}")
-    table = Table("seq", "time (UTC)", "record", "custodian", "requester", "actor", "purpose", "consent", "tx",
+    table = Table("seq", "time (UTC)", "record", "custodian", "requester", "actor", "purpose", "legal basis", "tx",
                   "block")
     lines = trace(engine, subject=subject)
     for line in lines:
         table.add_row(
             str(line.seq), line.time.strftime("%Y-%m-%d %H:%M:%S"), line.record[:12] + "…",
             line.custodian_name or str(line.custodian), line.requester_name or line.requester,
-            (line.actor or "organisation")[:12] + "…",
-            line.purpose_name or str(line.purpose), (line.consent or "-")[:12] + "…", line.tx_hash[:12] + "…",
-            str(line.block),
+            (line.actor or "organisation")[:12] + "…", line.purpose_name or str(line.purpose), _basis(line),
+            line.tx_hash[:12] + "…", str(line.block),
         )
     console.print(table)
     report = verify(engine, ledger)
@@ -268,6 +342,8 @@ def _write_env(workdir: Path, rpc_url: str, manifest: Path, health: Agency, tran
         "TRANSPORT_CONFIG": str(transport.created.config),
         "CLERK_KEYSTORE": str(workdir / "clients" / "ana.json"),
         "ANALYST_KEYSTORE": str(workdir / "clients" / "tom.json"),
+        "OFFICER_KEYSTORE": str(workdir / "clients" / "eva.json"),
+        "LEGAL_TEXT": str(workdir / "epidemic-act.txt"),
         "HEALTH_DEV_ACCOUNT": str(HEALTH_DEV_ACCOUNT),
         "TRANSPORT_DEV_ACCOUNT": str(TRANSPORT_DEV_ACCOUNT),
         "AUDITOR_DEV_ACCOUNT": str(AUDITOR_DEV_ACCOUNT),
