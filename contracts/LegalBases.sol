@@ -10,6 +10,9 @@ import {Roles} from "./interfaces/Roles.sol";
 abstract contract LegalBases is ILegalBases, DataCatalog {
     /// @notice Most categories one mandate may cover (bounds its loop).
     uint256 public constant MAX_MANDATE_CATEGORIES = 32;
+    /// @notice Longest review period an override policy may set (a longer one would also let
+    /// `block.timestamp + reviewPeriod` overflow uint40 and make every override revert).
+    uint40 public constant MAX_REVIEW_PERIOD = 365 days;
 
     mapping(uint256 mandateId => Mandate) private _mandates;
     uint256 private _mandateCount;
@@ -121,12 +124,13 @@ abstract contract LegalBases is ILegalBases, DataCatalog {
     }
 
     /// @dev Replaces the override policy. Emits OverridePolicyChanged.
-    /// Requirements: known purposes only (bit 0 unused); a review period when any purpose is listed;
-    /// a rate window when a maximum is set.
+    /// Requirements: known purposes only (bit 0 unused); a review period when any purpose is listed,
+    /// never over MAX_REVIEW_PERIOD; a rate window when a maximum is set.
     function _setOverridePolicy(OverridePolicy memory policy) internal {
         if (policy.purposes & 1 != 0) revert LegalBasesInvalidOverridePolicy("purpose bit 0 is unused");
         if (policy.purposes & ~_knownPurposes() != 0) revert LegalBasesInvalidOverridePolicy("unknown purpose");
         if (policy.purposes != 0 && policy.reviewPeriod == 0) revert LegalBasesInvalidOverridePolicy("no review period");
+        if (policy.reviewPeriod > MAX_REVIEW_PERIOD) revert LegalBasesInvalidOverridePolicy("review period over 365 days");
         if (policy.maxOverrides != 0 && policy.rateWindow == 0) revert LegalBasesInvalidOverridePolicy("no rate window");
         _overridePolicy = policy;
         emit OverridePolicyChanged(policy.purposes, policy.reviewPeriod, policy.maxOverrides, policy.rateWindow);

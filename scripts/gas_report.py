@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Print the gas used per ledger operation, one per line, checked against the targets.
 
+Accesses are measured under each legal basis (consent, statutory mandate, emergency override), each
+as a first and a repeat access to a record, beside an auditor's review of an override, the record,
+consent and governance writes, and batches.
+
 Starts its own ganache (or anvil with --chain anvil) unless --rpc points at a running chain whose
 first six dev accounts are funded (the chains `consentledger chain up` starts are).
 """

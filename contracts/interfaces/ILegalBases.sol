@@ -24,7 +24,7 @@ interface ILegalBases is IDataCatalog {
 
     /// @notice The consortium's rules for emergency overrides.
     /// @param purposes Bit mask of the vital-interest purposes an override may name (bit 0 unused).
-    /// @param reviewPeriod Seconds within which an auditor must review each override.
+    /// @param reviewPeriod Seconds within which an auditor must review each override (at most 365 days).
     /// @param maxOverrides Most overrides one agency may record per `rateWindow` (0: no limit); the
     /// audit reports agencies above it.
     /// @param rateWindow Seconds of the window `maxOverrides` counts over.

@@ -171,7 +171,7 @@ def revoke_mandate(mandate_id: int) -> ProposedAction:
 def set_override_policy(
     purposes: Iterable[int], review_period: int, max_overrides: int = 0, rate_window: int = 0,
 ) -> ProposedAction:
-    """Allow emergency overrides for `purposes`, each to be reviewed within `review_period` seconds.
+    """Allow emergency overrides for `purposes`, each to be reviewed within `review_period` seconds (<= 365 days).
 
     `max_overrides` per `rate_window` seconds is the rate per agency above which the audit reports it
     (0: no limit). No purposes: no override allowed.

@@ -328,7 +328,7 @@ def test_revoked_member_cannot_be_admitted_again(net: Net) -> None:
 
 @pytest.mark.parametrize("roles", [0, 32, 0x80])
 def test_admission_with_invalid_roles_is_refused(net: Net, roles: int) -> None:
-    """Roles must be a non-empty subset of ADMIN|CUSTODIAN|REQUESTER|AUDITOR."""
+    """Roles must be a non-empty subset of ADMIN|CUSTODIAN|REQUESTER|AUDITOR|EMERGENCY."""
     proposal = net.propose(admit_with_raw_roles(net.carol.address, roles))
 
     with pytest.raises(ContractRevertError) as e:

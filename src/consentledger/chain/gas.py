@@ -126,6 +126,7 @@ def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
     rec.note("requestAccess (OPEN category, no consent, first)", rec.last_receipt(r))
     ledger.request_access(r, open_record, 1, [], actor=clerk)
     rec.note("requestAccess (OPEN category, no consent, repeat)", rec.last_receipt(r))
+    _measure_legal_bases(rec, a, ledger.sender(admin2), c, r, funder, subject.address, clerk)
     subject_sender = ledger.sender(subject)
     _fund(w3, funder, subject.address)
     rec.note("revokeConsent (by subject)", ledger.revoke_consent(subject_sender, consent))
@@ -139,6 +140,43 @@ def measure_gas(w3: Web3, accounts: list[LocalAccount]) -> list[GasFigure]:
     rec.note("tombstone", ledger.tombstone(c, record, TombstoneReason.ERASURE))
     _measure_batches(rec, c, r, relay, subject, clerk, valid_until)
     return rec.figures
+
+
+def _measure_legal_bases(
+    rec: _Recorder, admin: TransactionSender, admin2: TransactionSender, custodian: TransactionSender,
+    requester: TransactionSender, funder: LocalAccount, subject: str, actor: ActorId,
+) -> None:
+    """Note the gas of accesses under a statutory mandate and by emergency override, and of an override's review.
+
+    Each reads a fresh record of the PROTECTED category (first access, then a repeat), as the
+    consent figures do; the review is an auditor's of another organisation, with a one-line reason.
+    """
+    ledger = rec.ledger
+    commitment = keccak(b"salt" + b'{"name":"C"}')
+    under_mandate, overridden = keccak(b"record read under a mandate"), keccak(b"record read by override")
+    for record_id in (under_mandate, overridden):
+        ledger.register_record(custodian, record_id, subject, 1, commitment)
+    auditor = Account.create()
+    _fund(ledger.w3, funder, auditor.address)
+    valid_until = int(ledger.w3.eth.get_block("latest")["timestamp"]) + 30 * 86400
+    for action in (
+        governance.grant_mandate(requester.address, 1, [1], valid_until, keccak(b"the act"), "https://laws.example/act"),
+        governance.set_roles(requester.address, Role.REQUESTER | Role.EMERGENCY),
+        governance.set_override_policy([1], 3 * 86400),
+        governance.admit_member(auditor.address, Role.AUDITOR, "audit office", b"\x03" * 32, ""),
+    ):
+        proposal, _ = ledger.propose(admin, action)
+        ledger.approve(admin2, proposal)
+    for repeat in ("first access to a record", "repeat access"):
+        ledger.request_access_under_mandate(requester, under_mandate, 1, 1, actor=actor)
+        rec.note(f"requestAccessUnderMandate ({repeat})", rec.last_receipt(requester))
+    justification = keccak(b"unconscious patient: reach their contacts tonight")
+    for repeat in ("first access to a record", "repeat access"):
+        ledger.request_access_override(requester, overridden, 1, justification, actor=actor)
+        rec.note(f"requestAccessOverride ({repeat})", rec.last_receipt(requester))
+    reason = "the call log confirms the emergency"
+    rec.note(f"reviewOverride (accepted, {len(reason)}-byte reason)",
+             ledger.review_override(ledger.sender(auditor), overridden, 1, True, reason))
 
 
 def _measure_batches(
