@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 from eth_utils import keccak
@@ -12,6 +13,7 @@ from eth_utils import keccak
 from consentledger import governance
 from consentledger.types import LegalBasis
 
+from .test_portal_api import overview, sign_in
 from .world import CONTACT_TRACE, EPIDEMIC_CONTROL, LAB_RESULT, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
@@ -160,3 +162,21 @@ def test_a_body_with_no_single_legal_basis_is_a_422(
     refused = expect(access(consortium, full, path), 422, "invalid_payload")
 
     assert said in refused["detail"], refused
+
+
+def test_the_subjects_portal_says_the_access_was_under_a_statutory_mandate(
+    consortium: Consortium, mandate: int
+) -> None:
+    """Signed in at health's portal, the subject reads the access under the mandate with its legal text's address."""
+    subject = Account.create()
+    record = consortium.ingest(CONTACT, category=CONTACT_TRACE, subject=subject.address)
+    expect(access(consortium, under_mandate(consortium, record, mandate)), 200)
+
+    with httpx.Client(base_url=consortium.health.url, trust_env=False, timeout=60) as browser:
+        sign_in(browser, subject)
+        [held] = [r for r in overview(browser)["records"] if r["id"] == record]
+
+    [seen] = held["accesses"]
+    assert seen["sentence"].startswith("transport looked at your Contact trace on "), seen
+    assert seen["sentence"].endswith(f"; they saw your name and phone; accessed under statutory mandate {mandate} "
+                                     f"({LAW_URI})."), seen

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -24,7 +25,8 @@ from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency
 from consentledger.store.clients import Clients
 from consentledger.types import LegalBasis, ReviewStatus, Role
 
-from .conftest import Audited
+from .conftest import Audited, fund
+from .test_portal_api import overview, sign_in
 from .world import CONTACT_TRACE, EPIDEMIC_CONTROL, Consortium, expect, signed
 
 pytestmark = pytest.mark.process
@@ -186,3 +188,27 @@ def test_the_cli_asks_for_an_override_with_a_justification_file(
     assert both.returncode == 2 and both.stdout == "", both.stdout + both.stderr
     (line,) = [text for text in both.stderr.splitlines() if text.strip()]
     assert "one legal basis" in line
+
+
+def test_the_subjects_portal_says_the_override_was_without_consent_and_how_its_review_stands(
+    consortium: Consortium, emergency: Emergency, audited: Audited
+) -> None:
+    """The subject reads the override as an emergency access without consent, its review pending until an auditor
+    accepts it on chain, then accepted."""
+    subject = Account.create()
+    record = consortium.ingest(CONTACT, category=CONTACT_TRACE, subject=subject.address)
+    seq = expect(override(consortium.police, emergency.medic.key, record), 200)["seq"]
+
+    with httpx.Client(base_url=consortium.health.url, trust_env=False, timeout=60) as browser:
+        sign_in(browser, subject)
+        [pending] = [r for r in overview(browser)["records"] if r["id"] == record][0]["accesses"]
+        fund(consortium, audited.auditor.address)
+        ledger = consortium.ledger
+        ledger.review_override(ledger.sender(audited.auditor), bytes.fromhex(record[2:]), seq, True,
+                               "vital interest documented by the shelter's doctor")
+        [accepted] = [r for r in overview(browser)["records"] if r["id"] == record][0]["accesses"]
+
+    assert pending["sentence"].startswith("police looked at your Contact trace on "), pending
+    assert "; accessed in an emergency without your consent (override; review: pending, due by " in \
+        pending["sentence"], pending
+    assert accepted["sentence"].endswith("(override; review: accepted by an auditor)."), accepted

@@ -174,7 +174,10 @@ class TraceLineOut(_Answer):
     actor: str | None = Field(description="The requester's acting client as a pseudonym; None: the org itself")
     purpose: int
     purpose_name: str | None
-    consent: str | None
+    basis: Literal["consent", "mandate", "override"] = Field(description="The legal basis the chain recorded")
+    consent: str | None = Field(description="The consent id; under a mandate its id's word, under an override the "
+                                            "justification's salted hash")
+    mandate: int | None = Field(description="Under a statutory mandate: its id; None otherwise")
     identified: bool
     tx_hash: str
     block: int
