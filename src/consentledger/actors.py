@@ -45,6 +45,8 @@ class ClientRole(Enum):
     """Access records of other agencies (the agency must hold the REQUESTER role)."""
     AUDIT_LIAISON = "audit-liaison"
     """The agency's own compliance officer: list its clients and disclose who an actor is."""
+    EMERGENCY = "emergency"
+    """Beside `request`: record emergency overrides (the agency needs EMERGENCY on chain, which the chain checks)."""
 
     @property
     def member_role(self) -> Role | None:

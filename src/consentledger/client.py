@@ -247,17 +247,28 @@ class GatewayClient:
 
     def request_access(
         self, record_id: str | bytes, purpose: int, consents: Iterable[Consent] = (), *, pseudonymise: bool = False,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, mandate: int | None = None, override_justification: str | None = None,
     ) -> dict[str, Any]:
-        """Return the released record: `{record, seq, tx, block, payload, category, custodian, identified, actor, use}`.
+        """Return the released record: `{record, seq, tx, block, payload, category, custodian, identified, actor, use,
+        basis}` (with `mandate` or `override` for those bases).
 
         The gateway records the access on chain first; `seq`, `tx` and `block` locate that entry.
+        The legal basis is `consents` (none for an OPEN category), a statutory `mandate` id, or an
+        emergency override justified by `override_justification` (the client needs the emergency
+        role; the text stays with this agency, its salted hash goes on chain): one of them.
         Unless the access is `identified`, the category's identifying fields are removed, or with
         `pseudonymise` replaced by pseudonyms stable for this requester. `use` "immediate" (PROTECTED
         records) means the payload is for this use only: do not keep it. A retry with the same
         `idempotency_key` (and the same arguments) answers the access the first call recorded.
         """
-        body = AccessAsk(record_id, purpose, tuple(consents), pseudonymise).to_json()
+        consents = tuple(consents)
+        if (mandate is not None) + (override_justification is not None) + bool(consents) > 1:
+            raise ConfigurationError("an access is asked under consents, a mandate or an override: give one of them")
+        body = AccessAsk(record_id, purpose, consents, pseudonymise).to_json()
+        if mandate is not None:
+            body = {**_without_consents(body), "mandate": mandate}
+        elif override_justification is not None:
+            body = {**_without_consents(body), "override": {"justification": override_justification}}
         headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key else None
         return self._json(self.send_signed("POST", "/v1/access", body, headers))
 
@@ -349,6 +360,12 @@ class GatewayClient:
         }
         query = urllib.parse.urlencode({k: v for k, v in filters.items() if v is not None})
         return self._json(self.send_signed("GET", f"{path}?{query}"))
+
+    def audit_override(self, record_id: str | bytes, seq: int) -> dict[str, Any]:
+        """Return `{record, seq, justification, salt, hash, actor, recorded_at, tx, block}` of an emergency override
+        (ask the requester's gateway; the caller is an auditor): keccak256(salt ‖ justification) is `hash`."""
+        record = record_hex(parse_record_id(record_id))
+        return self._json(self.send_signed("GET", f"/v1/audit/overrides/{record}/{seq}"))
 
     def audit_verify(self) -> dict[str, Any]:
         """Return the gateway's verification report: `{ok, block, counts, discrepancies, ...}` (auditors)."""
@@ -503,6 +520,10 @@ class AccessAsk:
             "consents": [consent.to_json() for consent in self.consents],
             "withhold": "pseudonymise" if self.pseudonymise else "remove",
         }
+
+
+def _without_consents(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "consents"}
 
 
 def parse_address(text: str, what: str = "address") -> Address:

@@ -18,7 +18,7 @@ from consentledger.chain.access_logs import (
 )
 from consentledger.consent import Consent
 from consentledger.errors import TransactionFailedError
-from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId
+from consentledger.types import NO_ACTOR, AccessEntry, AccessRefusal, ActorId, LegalBasis
 
 if TYPE_CHECKING:
     from consentledger.chain.ledger import Ledger
@@ -29,21 +29,54 @@ MAX_BATCH = 256
 
 @dataclass(frozen=True)
 class AccessRequest:
-    """One access asked for in a batch: what `Ledger.request_access` takes, per item."""
+    """One access asked for: what `Ledger.request_access` takes, or, with `mandate` or `justification`,
+    `request_access_under_mandate` / `request_access_override` (those are sent alone, never in a batch)."""
 
     record: bytes
     purpose: int
     consents: tuple[Consent, ...] = ()
     actor: ActorId = NO_ACTOR
+    mandate: int | None = None
+    """The statutory mandate the access is asked under (no consents then)."""
+    justification: bytes | None = None
+    """An emergency override's justification hash, keccak256(salt ‖ text) (no consents then)."""
+
+    def __post_init__(self) -> None:
+        if (self.mandate is not None) + (self.justification is not None) + bool(self.consents) > 1:
+            raise ValueError("an access is asked under consents, a mandate or an override: one of them")
+
+    @property
+    def basis(self) -> LegalBasis:
+        """Return the legal basis the access is asked under."""
+        if self.mandate is not None:
+            return LegalBasis.MANDATE
+        return LegalBasis.CONSENT if self.justification is None else LegalBasis.OVERRIDE
 
     def as_tuple(self) -> tuple[bytes, int, bytes, list[tuple[Any, ...]]]:
         """Return the request as the ABI tuple IAccessLedger.AccessRequest (record, purpose, actor, consents)."""
+        if self.basis is not LegalBasis.CONSENT:
+            raise ValueError("an access under a mandate or by override is not a batch item")
         return (self.record, self.purpose, self.actor, [c.as_tuple() for c in self.consents])
 
 
 def batch_call(ledger: Ledger, items: Sequence[AccessRequest]) -> ContractFunction:
     """Return the `requestAccessBatch` call for `items`, ready to send."""
     return ledger.access.functions.requestAccessBatch([item.as_tuple() for item in items])
+
+
+def access_call(ledger: Ledger, items: Sequence[AccessRequest]) -> ContractFunction:
+    """Return the call recording `items`: the batch of consent accesses, or the one mandate or override access alone.
+
+    Either emits exactly one AccessRecorded or AccessRefused per item (a refused mandate or override
+    access reverts instead), so `batch_outcomes` reads both receipts alike.
+    """
+    if len(items) == 1 and items[0].basis is not LegalBasis.CONSENT:
+        (item,) = items
+        functions = ledger.access.functions
+        if item.mandate is not None:
+            return functions.requestAccessUnderMandate(item.record, item.purpose, item.actor, item.mandate)
+        return functions.requestAccessOverride(item.record, item.purpose, item.actor, item.justification)
+    return batch_call(ledger, items)
 
 
 def batch_outcomes(ledger: Ledger, receipt: TxReceipt, count: int) -> list[AccessEntry | AccessRefusal]:

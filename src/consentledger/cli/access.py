@@ -1,4 +1,4 @@
-"""`consentledger access`: ask this organisation's gateway for a record under consent."""
+"""`consentledger access`: ask this organisation's gateway for a record under consent, a mandate or an override."""
 
 from __future__ import annotations
 
@@ -33,6 +33,16 @@ BatchOption = Annotated[
 ConsentFileOption = Annotated[
     list[Path] | None, typer.Option(help="A consent written by `consent grant --out`; repeat for derived records.")
 ]
+MandateOption = Annotated[
+    int | None, typer.Option(min=1, help="Ask under this statutory mandate (its id) instead of consents.")
+]
+JustificationOption = Annotated[
+    str | None, typer.Option(help="An emergency override without consent, justified by this text (the client "
+                                  "needs the emergency role); an auditor reviews it.")
+]
+JustificationFileOption = Annotated[
+    Path | None, typer.Option(help="As --override-justification, the text read from this UTF-8 file.")
+]
 OutOption = Annotated[Path | None, typer.Option(help="Write the payload JSON here instead of stdout.")]
 PseudonymiseOption = Annotated[
     bool, typer.Option(help="Replace identifying fields by pseudonyms (stable for this org), not remove them.")
@@ -46,6 +56,9 @@ def request(
     purpose: PurposeOption = None,
     batch: BatchOption = None,
     consent_file: ConsentFileOption = None,
+    mandate: MandateOption = None,
+    override_justification: JustificationOption = None,
+    override_justification_file: JustificationFileOption = None,
     out: OutOption = None,
     pseudonymise: PseudonymiseOption = False,
     idempotency_key: Annotated[
@@ -66,19 +79,40 @@ def request(
     with an Idempotency-Key, so `access resume --idempotency-key` never records it twice.
     """
     key = idempotency_key or str(uuid.uuid4())
+    justification = _justification(override_justification, override_justification_file)
+    bases = [name for name, given in (("--consent-file", bool(consent_file)), ("--mandate", mandate is not None),
+                                      ("--override-justification", justification is not None)) if given]
+    if len(bases) > 1:
+        raise ConfigurationError(f"give one legal basis: {' or '.join(bases)}, not both")
     account = signer(keystore, password_env, dev_account)
     with resumable(key):
         if batch is not None:
-            if record is not None or purpose is not None or consent_file:
-                raise ConfigurationError("give either --batch or --record/--purpose/--consent-file, not both")
+            if record is not None or purpose is not None or bases:
+                raise ConfigurationError("give either --batch or --record/--purpose with one legal basis, not both "
+                                         "(a batch is under consent)")
             _request_batch(gateway, batch, out, account, key)
             return
         if record is None or purpose is None:
             raise ConfigurationError("give --record and --purpose (or --batch FILE)")
         consents = [read_consent(path) for path in consent_file or []]
         with GatewayClient(gateway, account) as client:
-            result = client.request_access(record, purpose, consents, pseudonymise=pseudonymise, idempotency_key=key)
+            result = client.request_access(record, purpose, consents, pseudonymise=pseudonymise, idempotency_key=key,
+                                           mandate=mandate, override_justification=justification)
     _write_answer(result, out)
+
+
+def _justification(text: str | None, path: Path | None) -> str | None:
+    """Return the override's justification from --override-justification or its file (one of them, or None)."""
+    if text is not None and path is not None:
+        raise ConfigurationError("give --override-justification or --override-justification-file, not both")
+    if path is None:
+        return text
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read justification file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"justification file {path} is not UTF-8 text") from None
 
 
 @app.command("resume")
@@ -93,6 +127,9 @@ def resume(
     purpose: PurposeOption = None,
     batch: BatchOption = None,
     consent_file: ConsentFileOption = None,
+    mandate: MandateOption = None,
+    override_justification: JustificationOption = None,
+    override_justification_file: JustificationFileOption = None,
     out: OutOption = None,
     pseudonymise: PseudonymiseOption = False,
     keystore: KeystoreOption = None,
@@ -101,19 +138,23 @@ def resume(
 ) -> None:
     """Receive the record of an access already asked for, whose record did not arrive; nothing is recorded twice.
 
-    With --idempotency-key and the failed request's other options (--record, --purpose,
-    --consent-file, --pseudonymise, or --batch), the request is retried: the gateway answers the
-    access it recorded. With --record and --seq (and the consents the access presented), the access
-    on chain is answered by its place in the record's chain; only the client that made it may.
+    With --idempotency-key and the failed request's other options (--record, --purpose, its basis
+    --consent-file / --mandate / --override-justification, --pseudonymise, or --batch), the request
+    is retried: the gateway answers the access it recorded. With --record and --seq (and the
+    consents the access presented; none under a mandate or override), the access on chain is
+    answered by its place in the record's chain; only the client that made it may.
     """
     if (idempotency_key is None) == (seq is None):
         raise ConfigurationError("give --idempotency-key (with the request's options) or --record and --seq")
     if idempotency_key is not None:
-        request(gateway, record, purpose, batch, consent_file, out, pseudonymise, idempotency_key, keystore,
-                password_env, dev_account)
+        request(gateway, record, purpose, batch, consent_file, mandate, override_justification,
+                override_justification_file, out, pseudonymise, idempotency_key, keystore, password_env, dev_account)
         return
     if record is None or seq is None or purpose is not None or batch is not None:
         raise ConfigurationError("--seq names an access by --record and --seq, without --purpose or --batch")
+    if mandate is not None or override_justification is not None or override_justification_file is not None:
+        raise ConfigurationError("--seq resumes the access on chain, which names its basis: give no --mandate or "
+                                 "--override-justification")
     consents = [read_consent(path) for path in consent_file or []]
     with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
         result = client.resume_access(record, seq, consents, pseudonymise=pseudonymise)

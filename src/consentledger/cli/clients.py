@@ -17,7 +17,8 @@ ConfigOption = Annotated[Path, typer.Option("--config", help="The agency's TOML 
 @app.command("add")
 def add(
     name: Annotated[str, typer.Option(help="Who the client is, e.g. \"Ana Lima (clerk)\" or \"intake app\".")],
-    role: Annotated[str, typer.Option(help="collect, request or audit-liaison.")],
+    role: Annotated[list[str], typer.Option(help="collect, request or audit-liaison; repeat it to add emergency "
+                                                 "beside request (--role request --role emergency).")],
     address: Annotated[
         str | None, typer.Option(help="The client's own key (its address); it keeps the key.", show_default=False)
     ] = None,
@@ -36,9 +37,10 @@ def add(
     from consentledger.settings import load_settings
 
     password = password_from_env(password_env) if new_keystore is not None else None
-    client = add_client(load_settings(config), name, ClientRole.parse(role), address=address, new_key=new_keystore,
-                        password=password)
-    console.print(f"client  {client.address}  {client.role.value}  {client.name}")
+    main, *extra = [ClientRole.parse(r) for r in role]
+    client = add_client(load_settings(config), name, main, address=address, new_key=new_keystore,
+                        password=password, extra=extra)
+    console.print(f"client  {client.address}  {client.role_names}  {client.name}")
     console.print(f"actor   0x{client.actor.hex()}  (what its accesses carry on chain)")
     if new_keystore is not None:
         console.print(f"key     {new_keystore} (hand it to the client; the gateway keeps no copy)")
@@ -67,6 +69,6 @@ def list_clients(config: ConfigOption = Path("agency.toml")) -> None:
 
     table = Table("address", "role", "name", "actor", "added (UTC)", "revoked (UTC)")
     for c in agency_clients(load_settings(config)).all():
-        table.add_row(c.address, c.role.value, c.name, "0x" + c.actor.hex(), f"{c.added_at:%Y-%m-%d %H:%M}",
+        table.add_row(c.address, c.role_names, c.name, "0x" + c.actor.hex(), f"{c.added_at:%Y-%m-%d %H:%M}",
                       f"{c.revoked_at:%Y-%m-%d %H:%M}" if c.revoked_at else "-")
     console.print(table)

@@ -109,7 +109,7 @@ def agency_client(role: ClientRole) -> Callable[[Request], Awaitable[Caller]]:
             if client is None or not client.active:
                 state = "was revoked" if client is not None else "is not a registered client of this agency"
                 raise AuthorizationError(f"{caller.address} {state}")
-            if client.role is not role:
+            if not client.holds(role):
                 raise AuthorizationError(f"client {client.name!r} holds the {client.role.value} role, "
                                          f"not {role.value}")
             caller = replace(caller, client=client)

@@ -9,6 +9,10 @@ when no batch is in flight, so a lone access is not delayed), up to `max_items`.
 and broadcast with gas derived from its size, never estimated; the sender's bound on pending
 transactions per signer holds the next batch back, and requests arriving meanwhile join it. Each
 broadcast batch is awaited on its own thread, so several can be pending at once.
+
+An access under a statutory mandate or by emergency override has its own contract function: it
+takes the same way (queue, signer, nonce, Idempotency-Key saved before broadcast) as a batch of
+one, its gas estimated (a refusal reverts the estimate, and nothing is sent).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit, batch_outcomes
+from consentledger.chain.batch import AccessRequest, access_call, batch_gas_limit, batch_outcomes
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.sender import PendingTransaction, SignedCall, TransactionSender
 from consentledger.errors import (
@@ -31,7 +35,7 @@ from consentledger.errors import (
     TransactionNotMinedError,
 )
 from consentledger.store.access_keys import AccessKeys, Idempotency
-from consentledger.types import AccessEntry, AccessRefusal
+from consentledger.types import AccessEntry, AccessRefusal, LegalBasis
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,11 @@ class _Waiting:
     request: AccessRequest
     answer: Future[Outcome]
     idempotency: Idempotency | None = None
+
+
+def _alone(group: Sequence[_Waiting]) -> bool:
+    """Tell whether `group` holds an access that goes on chain alone (under a mandate or by override)."""
+    return any(w.request.basis is not LegalBasis.CONSENT for w in group)
 
 
 class AccessBatcher:
@@ -140,6 +149,8 @@ class AccessBatcher:
 
     def _gather(self, first: list[_Waiting]) -> tuple[list[_Waiting], list[_Waiting] | None]:
         """Return `first` with the parcels arriving within the window (none awaited when idle), and any left over."""
+        if _alone(first):
+            return list(first), None
         with self._busy_lock:
             idle = self._busy == 0
         return self._fill(list(first), deadline=time.monotonic() + (0.0 if idle else self._window))
@@ -149,7 +160,7 @@ class AccessBatcher:
 
         Returns the group and the parcel that did not fit (it starts the next batch), if one came.
         """
-        while len(group) < self._max_items:
+        while len(group) < self._max_items and not _alone(group):
             remaining = deadline - time.monotonic()
             try:
                 parcel = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -158,7 +169,7 @@ class AccessBatcher:
             if parcel is None:
                 self._queue.put(None)  # let the loop see the close after this group
                 break
-            if len(group) + len(parcel) > self._max_items:
+            if len(group) + len(parcel) > self._max_items or _alone(parcel):
                 return group, parcel
             group.extend(parcel)
         return group, None
@@ -167,8 +178,10 @@ class AccessBatcher:
         """Sign and broadcast one batch, then await its receipt on a waiter thread."""
         requests = [w.request for w in group]
         try:
-            gas = batch_gas_limit([len(r.consents) for r in requests], [self._sources(r.record) for r in requests])
-            pending = self._sender.submit(batch_call(self._ledger, requests), gas=gas,
+            # A mandate or override access alone: estimated, so a refusal reverts before anything is sent.
+            gas = None if _alone(group) else batch_gas_limit(
+                [len(r.consents) for r in requests], [self._sources(r.record) for r in requests])
+            pending = self._sender.submit(access_call(self._ledger, requests), gas=gas,
                                           before_broadcast=self._saver(group))
         except Exception as exc:  # nothing was broadcast: every request in it fails the same way
             self._in_flight.release()
@@ -238,7 +251,7 @@ class AccessBatcher:
             try:
                 if waiting.idempotency is not None:
                     self._keys.forget(waiting.idempotency)  # its batch reverted: the key moves to the new one
-                call = batch_call(self._ledger, [waiting.request])
+                call = access_call(self._ledger, [waiting.request])
                 # Estimated: the exact gas of this one item.
                 receipt = self._sender.submit(call, before_broadcast=self._saver([waiting])).result()
                 (outcome,) = batch_outcomes(self._ledger, receipt, 1)

@@ -11,6 +11,7 @@ event, and `refresh()`, which the custodian runs before a release decides, has a
 - records: their immutable metadata read once (the `max_records` most recently used are kept),
   their tombstone followed by RecordTombstoned;
 - consents: their status read once, then followed by ConsentGranted and ConsentRevoked;
+- statutory mandates: read once (their terms never change), their end followed by MandateRevoked;
 - members: the `MembershipCache`, invalidated by membership events.
 
 The chain is followed from the block the view opened at (nothing is cached before). A chain that
@@ -32,7 +33,7 @@ from typing import Any, TypeVar
 from consentledger.catalog import Catalog
 from consentledger.chain.ledger import Ledger
 from consentledger.gateway.membership import MEMBERSHIP_EVENTS, MembershipCache
-from consentledger.types import Category, ConsentStatus, Member, Purpose, RecordInfo, TombstoneReason
+from consentledger.types import Category, ConsentStatus, Mandate, Member, Purpose, RecordInfo, TombstoneReason
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -43,11 +44,14 @@ MAX_RECORDS = 100_000
 """Records whose metadata is kept (least recently used go first)."""
 MAX_CONSENTS = 100_000
 """Consents whose status is kept (least recently used go first)."""
+MAX_MANDATES = 10_000
+"""Mandates kept (least recently used go first); governance grants few."""
 
 CATEGORY_EVENTS = ("CategoryAdded", "CategoryPurposesChanged")
 PURPOSE_EVENTS = ("PurposeAdded", "PurposeSunsetChanged")
+MANDATE_EVENTS = ("MandateRevoked",)
 LEDGER_EVENTS = ("RecordTombstoned", "ConsentGranted", "ConsentRevoked")
-_CONSORTIUM_EVENTS = MEMBERSHIP_EVENTS + CATEGORY_EVENTS + PURPOSE_EVENTS
+_CONSORTIUM_EVENTS = MEMBERSHIP_EVENTS + CATEGORY_EVENTS + PURPOSE_EVENTS + MANDATE_EVENTS
 _CATEGORY_IDS, _PURPOSE_IDS = 0, 1
 """Keys of the two id lists among the cached catalog entries."""
 _CONSENT_STATUS = {"ConsentGranted": ConsentStatus.GRANTED, "ConsentRevoked": ConsentStatus.REVOKED}
@@ -79,8 +83,9 @@ class ChainView:
         self._id_lists: dict[int, tuple[float, tuple[int, ...]]] = {}  # _CATEGORY_IDS, _PURPOSE_IDS
         self._records: OrderedDict[bytes, RecordInfo] = OrderedDict()
         self._consents: OrderedDict[bytes, ConsentStatus] = OrderedDict()
+        self._mandates: OrderedDict[int, Mandate] = OrderedDict()
         # Bumped whenever events of that kind are applied: a read begun before is not kept.
-        self._catalog_epoch = self._record_epoch = self._consent_epoch = 0
+        self._catalog_epoch = self._record_epoch = self._consent_epoch = self._mandate_epoch = 0
         self._refreshed = 0  # time.monotonic_ns() at which the latest successful refresh began
         self._latest = ledger.latest_block()
         self._next_block = self._latest[0] + 1
@@ -163,6 +168,12 @@ class ChainView:
                     known = self._consents.get(consent)
                     if known is not None:  # NONE -> GRANTED -> REVOKED, never back
                         self._consents[consent] = max(known, _CONSENT_STATUS[name])
+                elif name == "MandateRevoked":
+                    self._mandate_epoch += 1
+                    mandate_id = int(args["mandate"])
+                    held = self._mandates.get(mandate_id)
+                    if held is not None:
+                        self._mandates[mandate_id] = replace(held, revoked=True)
         return len(events)
 
     def _forget_all(self) -> None:
@@ -170,11 +181,13 @@ class ChainView:
             self._catalog_epoch += 1
             self._record_epoch += 1
             self._consent_epoch += 1
+            self._mandate_epoch += 1
             self._categories.clear()
             self._purposes.clear()
             self._id_lists.clear()
             self._records.clear()
             self._consents.clear()
+            self._mandates.clear()
             self.members.invalidate()
 
     # ------------------------------------------------------------------ reads
@@ -231,6 +244,23 @@ class ChainView:
             if self._consent_epoch == epoch:
                 _keep(self._consents, key, status, self._max_consents)
         return status
+
+    def mandate(self, mandate_id: int) -> Mandate:
+        """Return statutory mandate `mandate_id`, its revocation as of the latest refresh (read once, then followed).
+
+        An unknown mandate raises the chain's revert (LegalBasesUnknownMandate) and is not remembered.
+        """
+        with self._lock:
+            held = self._mandates.get(mandate_id)
+            if held is not None:
+                self._mandates.move_to_end(mandate_id)
+                return held
+            epoch = self._mandate_epoch
+        mandate = self._ledger.mandate(mandate_id)
+        with self._lock:
+            if self._mandate_epoch == epoch:
+                _keep(self._mandates, mandate_id, mandate, MAX_MANDATES)
+        return mandate
 
     def member(self, account: str) -> Member:
         """Return `account`'s standing (status, roles, X25519 key, URL) as of the latest refresh."""

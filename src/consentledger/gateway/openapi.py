@@ -68,6 +68,7 @@ EXTRA_REFUSALS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/v1/sweep"): (502, 503),
     ("get", "/v1/actors/{actor}"): (404,),
     ("get", "/v1/receipts/{record_id}/{seq}"): (404,),
+    ("get", "/v1/audit/overrides/{record}/{seq}"): (404,),
     ("get", "/v1/consent-requests/{request_id}"): (404,),
     ("post", "/v1/subjects/me/consent-requests/{request_id}/grant"): (404, 410, 502, 503, 504),
     ("post", "/v1/subjects/me/consent-requests/{request_id}/deny"): (404, 410),

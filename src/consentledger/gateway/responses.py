@@ -79,8 +79,16 @@ class ReadyOut(_Answer):
     funding: FundingOut
 
 
+class OverrideOut(_Answer):
+    """An emergency override's mark on chain: its justification's salted hash and when its review is due."""
+
+    justification_hash: str = Field(description="keccak256(salt || text): the requester's gateway keeps both")
+    review_due: int = Field(description="When an auditor must have reviewed it (unix seconds)")
+
+
 class AccessOut(_Answer):
-    """POST /v1/access: the record released for this access, its entry on chain, and how it may be used."""
+    """POST /v1/access: the record released for this access, its entry on chain, its legal basis, and how it may
+    be used."""
 
     record: str
     seq: int = Field(description="The access's place in the record's hash chain")
@@ -91,8 +99,26 @@ class AccessOut(_Answer):
     identified: bool = Field(description="Whether identifying fields were released")
     actor: str = Field(description="The acting client's pseudonym (zero: the organisation itself)")
     use: Literal["immediate", "standard"] = Field(description="immediate (PROTECTED): use now, do not keep")
+    basis: Literal["consent", "mandate", "override"] = Field(description="The legal basis the chain recorded")
+    mandate: int | None = Field(None, description="Under a statutory mandate: its id (absent otherwise)")
+    override: OverrideOut | None = Field(None, description="By emergency override: its review (absent otherwise)")
     payload: dict[str, Any] = Field(description="The record's fields; identifying ones removed or pseudonymised "
                                                 "unless identified")
+
+
+class JustificationOut(_Answer):
+    """GET /v1/audit/overrides/{record}/{seq}: an override's justification as its requester keeps it; keccak256(salt
+    || justification as UTF-8) is `hash`, the entry's word on chain and OverrideRecorded's `justification`."""
+
+    record: str
+    seq: int
+    justification: str
+    salt: str = Field(description="0x-prefixed 32 random bytes")
+    hash: str = Field(description="0x keccak256(salt || justification)")
+    actor: str = Field(description="The acting client's pseudonym (zero: the organisation itself)")
+    recorded_at: int = Field(description="The access's block time (unix seconds)")
+    tx: str
+    block: int
 
 
 class AccessItemOut(AccessOut):

@@ -36,6 +36,7 @@ from consentledger.store import Store, create_schema, make_engine
 from consentledger.store.access_keys import AccessKeys
 from consentledger.store.clients import Clients
 from consentledger.store.custody import adopt_predecessors
+from consentledger.store.justifications import Justifications
 from consentledger.store.rotation import require_one_kek
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,14 @@ class Gateway:
     stop: threading.Event = field(default_factory=threading.Event)  # set on close: background work ends
     upkeep: threading.Thread | None = None  # the background loop (`gateway.upkeep`), once started
     access_keys: AccessKeys = field(init=False)  # accesses asked with an Idempotency-Key, for retries
+    justifications: Justifications = field(init=False)  # this agency's emergency overrides' justifications
     batcher: AccessBatcher = field(init=False)  # group commit of this gateway's accesses (started in __post_init__)
     disclosures: DisclosureBatcher | None = None  # group fetch of disclosures (flows.access starts it)
     fault: Fault = no_fault  # crash tests only: called at each crash point (`gateway.faults`)
 
     def __post_init__(self) -> None:
         self.access_keys = AccessKeys(self.store.engine)
+        self.justifications = Justifications(self.store.engine)
         self.batcher = AccessBatcher(
             self.ledger, self.sender, window=self.settings.batch_window,
             max_items=min(self.settings.max_batch_items, MAX_BATCH),

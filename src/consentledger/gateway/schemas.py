@@ -74,29 +74,72 @@ class SweepIn(_Body):
     batch: int | None = Field(None, ge=1, le=10_000)
 
 
-class AccessIn(_Body):
-    """POST /v1/access; `withhold` says what becomes of identifying fields an unidentified access may not see."""
+class OverrideIn(_Body):
+    """An emergency override's justification: kept by this agency, its salted hash recorded on chain."""
+
+    justification: str = Field(min_length=1, max_length=4096, description="Why consent could not be asked for")
+
+
+class ConsentAccessIn(_Body):
+    """One access under consent (or none, for an OPEN category or an anonymous aggregate); `withhold` says what
+    becomes of identifying fields an unidentified access may not see."""
 
     record: str = Hex32
     purpose: int = Field(ge=1, le=127)
     consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
     withhold: Withholding = Withholding.REMOVE
 
+    @model_validator(mode="before")
+    @classmethod
+    def _consent_only(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("mandate" in data or "override" in data):
+            raise ValueError("an access under a mandate or by override is asked alone: POST /v1/access")
+        return data
+
+
+class AccessIn(_Body):
+    """POST /v1/access under exactly one legal basis: `consents` (the default: none for an OPEN category), a
+    statutory `mandate` id, or an emergency `override` with its justification (the client needs the emergency
+    role); `withhold` says what becomes of identifying fields an unidentified access may not see."""
+
+    record: str = Hex32
+    purpose: int = Field(ge=1, le=127)
+    consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
+    mandate: int | None = Field(None, ge=1, lt=2**256, description="A statutory mandate's id (instead of consents)")
+    override: OverrideIn | None = Field(None, description="An emergency override (instead of consents)")
+    withhold: Withholding = Withholding.REMOVE
+
+    @model_validator(mode="after")
+    def _one_basis(self) -> AccessIn:
+        given = [name for name in ("consents", "mandate", "override") if name in self.model_fields_set]
+        if len(given) > 1:
+            raise ValueError(f"give one legal basis: consents, mandate or override (not {' and '.join(given)})")
+        return self
+
 
 class AccessBatchIn(_Body):
-    """POST /v1/access/batch: many accesses, recorded on chain together and answered one by one."""
+    """POST /v1/access/batch: many accesses under consent, recorded on chain together and answered one by one."""
 
-    items: list[AccessIn] = Field(min_length=1)  # at most `max_batch_items` (413 above)
+    items: list[ConsentAccessIn] = Field(min_length=1)  # at most `max_batch_items` (413 above)
 
 
 class AccessResumeIn(_Body):
     """POST /v1/access/resume: an access on chain (record, seq) to answer again, with the terms of the consents it
-    presented (in order) and what becomes of identifying fields it may not see."""
+    presented (in order; none for an access under a mandate or by override, whose basis the chain names) and what
+    becomes of identifying fields it may not see."""
 
     record: str = Hex32
     seq: int = Field(ge=1, lt=2**24, description="The access's seq (AccessRecorded.seq, a uint24)")
     consents: list[ConsentTerms] = Field(default_factory=list, max_length=32)
     withhold: Withholding = Withholding.REMOVE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_basis(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("mandate" in data or "override" in data):
+            raise ValueError("a resume names no mandate or override: the entry on chain holds its basis "
+                             "(send {record, seq} and, for a consent access, its consents)")
+        return data
 
 
 class KeyRequestIn(_Body):

@@ -131,6 +131,27 @@ clients = Table(
     Column("revoked_at", UtcDateTime, nullable=True, comment="set once: the key is refused from then on"),
 )
 
+client_roles = Table(
+    "client_roles",
+    metadata,
+    Column("address", String(42), primary_key=True, comment="a client (clients.address)"),
+    Column("role", String(16), primary_key=True, comment="a role beside its main one: emergency"),
+    comment="Roles a client holds beside its main one (clients.role), granted when it was added",
+)
+
+override_justifications = Table(
+    "override_justifications",
+    metadata,
+    Column("hash", String(66), primary_key=True, comment="0x keccak256(salt || text): the override's word on chain"),
+    Column("salt", LargeBinary, nullable=False, comment="32 random bytes, so the hash reveals nothing by guessing"),
+    Column("text", Text, nullable=False, comment="the justification as the client wrote it (UTF-8)"),
+    Column("record", String(66), nullable=False, comment="the record the override was asked for"),
+    Column("purpose", Integer, nullable=False),
+    Column("actor", String(66), nullable=False, comment="the acting client's pseudonym (zero: the organisation)"),
+    Column("created_at", UtcDateTime, nullable=False, comment="written before the override was sent to the chain"),
+    comment="Justifications of this agency's emergency overrides; the chain holds only their salted hash",
+)
+
 releases = Table(
     "releases",
     metadata,

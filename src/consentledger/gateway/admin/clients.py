@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from consentledger.actors import ClientRole
@@ -21,15 +22,16 @@ def agency_clients(settings: Settings) -> Clients:
 
 def add_client(
     settings: Settings, name: str, role: ClientRole, *, address: str | None = None,
-    new_key: Path | None = None, password: str | None = None,
+    new_key: Path | None = None, password: str | None = None, extra: Sequence[ClientRole] = (),
 ) -> Client:
     """Register a client by its key's `address`, or write a new encrypted keystore at `new_key` and register that.
 
-    The client keeps its key; the gateway stores only the address, name, role and pseudonym salt.
+    The client keeps its key; the gateway stores only the address, name, role (and `extra` roles
+    beside it: emergency beside request) and pseudonym salt.
     """
     if (address is None) == (new_key is None):
         raise ConfigurationError("give the client's --address or --new-keystore FILE (one of them)")
     if new_key is not None:
         address = new_keystore(new_key, password or "")
     assert address is not None
-    return agency_clients(settings).add(address, name, role)
+    return agency_clients(settings).add(address, name, role, extra=extra)

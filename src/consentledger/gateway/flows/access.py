@@ -34,11 +34,21 @@ from consentledger.errors import (
 from consentledger.gateway.disclosures import DisclosureBatcher
 from consentledger.gateway.flows.confirmation_wait import until_confirmed
 from consentledger.gateway.flows.key_request import KeyRequest
+from consentledger.gateway.flows.overrides import record_override
 from consentledger.gateway.flows.recording import record_access
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
 from consentledger.store.access_keys import Idempotency
-from consentledger.types import NO_ACTOR, AccessEntry, ActorId, Member, MemberStatus, RecordInfo, Sensitivity
+from consentledger.types import (
+    NO_ACTOR,
+    AccessEntry,
+    ActorId,
+    LegalBasis,
+    Member,
+    MemberStatus,
+    RecordInfo,
+    Sensitivity,
+)
 
 BATCH_PATH = "/v1/keys/batch"
 _STARTING = threading.Lock()
@@ -62,8 +72,13 @@ class RecordedAccess:
 def request_access(
     gw: Gateway, record_id: bytes, purpose: int, consents: Sequence[Consent],
     withhold: Withholding = Withholding.REMOVE, *, actor: ActorId = NO_ACTOR, idempotency: Idempotency | None = None,
+    mandate: int | None = None, justification: str | None = None,
 ) -> dict[str, Any]:
     """Record the access on chain for `actor`, then return the custodian's disclosure, checked against the commitment.
+
+    The access's legal basis is `consents` (none for an OPEN category), statutory `mandate` (its
+    id), or an emergency override justified by `justification` (kept here, its salted hash on
+    chain: `flows.overrides`); one of them.
 
     Identifying fields are removed or pseudonymised (`withhold`) by the custodian unless the chain
     recorded the access as identified (every presented consent allows it); this gateway drops any
@@ -72,7 +87,11 @@ def request_access(
     (`flows.recording`); its key is fetched with the others' asked now, one signed call per custodian
     (`gateway.disclosures`).
     """
-    entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor), idempotency)
+    if justification is not None:
+        entry = record_override(gw, record_id, purpose, justification, actor=actor, idempotency=idempotency)
+    else:
+        entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor, mandate=mandate),
+                              idempotency)
     return disclosures(gw).submit(RecordedAccess(entry, tuple(consents), withhold)).result()
 
 
@@ -199,6 +218,15 @@ def _opened(gw: Gateway, entry: AccessEntry, info: RecordInfo, released: dict[st
         raise IntegrityError(f"malformed disclosure from the custodian: {exc}") from None
     shown.verify(info.commitment)
     category = gw.chain.category(info.category)
+    return {**_answer(entry, info, category.sensitivity), **_basis(gw, entry),
+            # Pseudonyms stand only for withheld fields (Disclosure.from_json checks), never for their values.
+            "payload": {**visible_payload(shown.fields, category.identifying_fields, entry.identified),
+                        **shown.pseudonyms}}
+
+
+def _answer(entry: AccessEntry, info: RecordInfo, sensitivity: Sensitivity) -> dict[str, Any]:
+    """Return what an access's answer says of its entry on chain and the record."""
+    record_id = bytes(entry.record)
     return {
         "record": "0x" + record_id.hex(),
         "seq": entry.seq,
@@ -208,10 +236,19 @@ def _opened(gw: Gateway, entry: AccessEntry, info: RecordInfo, released: dict[st
         "custodian": info.custodian,
         "identified": entry.identified,
         "actor": "0x" + entry.actor.hex(),
-        "use": "immediate" if category.sensitivity is Sensitivity.PROTECTED else "standard",
-        # Pseudonyms stand only for withheld fields (Disclosure.from_json checks), never for their values.
-        "payload": {**visible_payload(shown.fields, category.identifying_fields, entry.identified), **shown.pseudonyms},
+        "use": "immediate" if sensitivity is Sensitivity.PROTECTED else "standard",
     }
+
+
+def _basis(gw: Gateway, entry: AccessEntry) -> dict[str, Any]:
+    """Return the access's legal basis as the answer names it: consent, the mandate's id, or the override's review."""
+    basis: dict[str, Any] = {"basis": entry.basis.name.lower()}
+    if entry.basis is LegalBasis.MANDATE:
+        basis["mandate"] = entry.mandate
+    elif entry.basis is LegalBasis.OVERRIDE:
+        state = gw.ledger.override_state(bytes(entry.record), entry.seq)
+        basis["override"] = {"justification_hash": "0x" + entry.consent.hex(), "review_due": state.review_due}
+    return basis
 
 
 def _unwrap(gw: Gateway, wrapped: WrappedKey, context: bytes) -> bytes:

@@ -6,7 +6,8 @@ identified), seals the disclosure under a fresh one-time key bound to the access
 key for the requester's X25519 key as registered on chain now.
 
 A release is bound to the trace: only while every consent behind the access is still granted and
-unexpired on chain, only once `release_confirmations` blocks are mined on top of the access's
+unexpired on chain (the statutory mandate behind it still in force; an emergency override stands on
+its entry), only once `release_confirmations` blocks are mined on top of the access's
 block (425 not_confirmed before), only within `release_window` seconds of it, and at most
 `max_releases` times per access (once for a PROTECTED record). Each release is committed to the
 custodian's release log before the sealed disclosure leaves.
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_utils import to_checksum_address
+from sqlalchemy import select
 
+from consentledger.audit.tables import accesses
 from consentledger.consent import Consent
 from consentledger.crypto.commitment import canonical_json
 from consentledger.crypto.disclosure import Withholding, disclose, pseudonym_key_for
@@ -41,7 +44,7 @@ from consentledger.errors import (
     ReleaseRefusedError,
 )
 from consentledger.gateway.flows.key_request import KeyRequest
-from consentledger.gateway.flows.release_checks import consents_still_valid, standing_of, within_window
+from consentledger.gateway.flows.release_checks import basis_still_valid, standing_of, within_window
 from consentledger.gateway.flows.sources import refuse_dead_sources
 from consentledger.gateway.flows.tombstones import destroyed
 from consentledger.gateway.runtime import Gateway
@@ -67,6 +70,16 @@ def find_access(gw: Gateway, record_id: bytes, seq: int, block: int) -> AccessEn
     if not entries:
         raise _not_recorded(record_id, seq, block)
     return entries[0]
+
+
+def recorded_entry(gw: Gateway, record_id: bytes, seq: int) -> AccessEntry:
+    """Return the entry (record, seq) as the chain holds it; NotFoundError if there is none."""
+    record = "0x" + record_id.hex()
+    with gw.index_held(), gw.store.engine.connect() as conn:  # the index says which block; the chain says what
+        block = conn.scalar(select(accesses.c.block).where(accesses.c.record == record, accesses.c.seq == seq))
+    if block is None:
+        raise NotFoundError(f"no access {seq} to record {record} is on chain")
+    return find_access(gw, record_id, seq, int(block))
 
 
 def find_accesses(gw: Gateway, requests: Sequence[KeyRequest]) -> dict[tuple[bytes, int, int], AccessEntry]:
@@ -185,7 +198,7 @@ def _seal(
     refuse_dead_sources(gw, info)  # a derived record dies with any of its original sources
     member = standing()
     within_window(entry, gw.settings.release_window, now)
-    checked = consents_still_valid(gw, entry, request.consents, now)
+    checked = basis_still_valid(gw, entry, request.consents, now)
     dek = unwrap_dek(gw.kek, stored.wrapped_dek, record_id)
     payload = json.loads(open_sealed(dek, stored.ciphertext, record_aad(record_id, stored.category)))
     category = gw.chain.category(stored.category)

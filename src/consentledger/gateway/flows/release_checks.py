@@ -1,4 +1,9 @@
-"""The custodian's release checks bound to the trace: the requester's standing, the window, the consents now."""
+"""The custodian's release checks bound to the trace: the requester's standing, the window, the legal basis now.
+
+By the entry's basis: its consents must still be granted and unexpired; its statutory mandate still
+in force (not revoked, not past its end, its purpose not past sunset); an emergency override needs
+nothing beyond the entry (it is reviewed on chain afterwards).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from eth_utils import keccak
 from consentledger.consent import Consent, consent_id
 from consentledger.errors import AuthorizationError, ReleaseRefusedError
 from consentledger.gateway.runtime import Gateway
-from consentledger.types import AccessEntry, ConsentStatus, Member, MemberStatus, Role
+from consentledger.types import AccessEntry, ConsentStatus, LegalBasis, Member, MemberStatus, Role
 
 _NO_CONSENT = bytes(32)
 
@@ -44,6 +49,42 @@ def within_window(entry: AccessEntry, window: int, now: float) -> None:
             f"its key is released only within {window} s of its block (a new use needs a new access)",
             record="0x" + entry.record.hex(), seq=entry.seq,
         )
+
+
+def basis_still_valid(gw: Gateway, entry: AccessEntry, consents: Sequence[Consent], now: float) -> tuple[str, ...]:
+    """Return the ids of the consents behind the access, once its legal basis is checked still valid at `now`.
+
+    Consent: `consents_still_valid`. Mandate: none, once the mandate is in force
+    (`mandate_still_in_force`). Override: none (the entry names its justification; the release log,
+    its tx). An access under a mandate or by override presented no consents: any sent are refused.
+    """
+    if entry.basis is LegalBasis.CONSENT:
+        return consents_still_valid(gw, entry, consents, now)
+    record = "0x" + entry.record.hex()
+    if consents:
+        raise ReleaseRefusedError(
+            "consents_mismatch", f"access {entry.seq} to record {record} was made under "
+            f"{entry.basis.name.lower()}, not consent: send no consents", record=record, seq=entry.seq)
+    if entry.basis is LegalBasis.MANDATE:
+        mandate_still_in_force(gw, entry, now)
+    return ()
+
+
+def mandate_still_in_force(gw: Gateway, entry: AccessEntry, now: float) -> None:
+    """Refuse the release of an access under a mandate that governance revoked, that ended, or whose purpose ended."""
+    record, seq, mandate_id = "0x" + entry.record.hex(), entry.seq, int(entry.mandate or 0)
+    mandate = gw.chain.mandate(mandate_id)  # followed by MandateRevoked events
+    if mandate.revoked:
+        raise ReleaseRefusedError("mandate_revoked", f"statutory mandate {mandate_id} behind access {seq} to record "
+                                  f"{record} was revoked by governance", record=record, seq=seq)
+    if now > mandate.valid_until:
+        raise ReleaseRefusedError("mandate_expired", f"statutory mandate {mandate_id} behind access {seq} to record "
+                                  f"{record} ended at {mandate.valid_until}", record=record, seq=seq)
+    sunset = gw.chain.purpose(entry.purpose).sunset
+    if sunset and now >= sunset:
+        raise ReleaseRefusedError("mandate_expired", f"the purpose {entry.purpose} of statutory mandate {mandate_id} "
+                                  f"behind access {seq} to record {record} ended (sunset {sunset})",
+                                  record=record, seq=seq)
 
 
 def consents_still_valid(gw: Gateway, entry: AccessEntry, consents: Sequence[Consent], now: float) -> tuple[str, ...]:

@@ -5,7 +5,9 @@ custodian was unreachable named the access, and `POST /v1/access/resume` asks th
 Only the client whose use the chain records may resume it: the entry must be this organisation's
 and its actor the caller's, so no one obtains data under an entry that holds someone else
 accountable. The custodian checks the release as any other (consents still valid, the window, the
-count), so a resume is no standing right to the data.
+count), so a resume is no standing right to the data. An access under a statutory mandate or by
+emergency override is resumed alike, without consents: the entry names its basis, and the
+custodian checks the mandate is still in force.
 """
 
 from __future__ import annotations
@@ -13,14 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-
-from consentledger.audit.tables import accesses
 from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Withholding
-from consentledger.errors import AuthorizationError, NotFoundError
+from consentledger.errors import AuthorizationError
 from consentledger.gateway.flows.access import RecordedAccess, disclosures
-from consentledger.gateway.flows.release import find_access
+from consentledger.gateway.flows.release import recorded_entry
 from consentledger.gateway.runtime import Gateway
 from consentledger.types import NO_ACTOR, AccessEntry, ActorId
 
@@ -42,11 +41,7 @@ def resume_access(
 def own_entry(gw: Gateway, record_id: bytes, seq: int, actor: ActorId) -> AccessEntry:
     """Return the entry (record, seq) as the chain holds it, if this organisation's `actor` made it."""
     record = "0x" + record_id.hex()
-    with gw.index_held(), gw.store.engine.connect() as conn:  # the index says which block; the chain says what
-        block = conn.scalar(select(accesses.c.block).where(accesses.c.record == record, accesses.c.seq == seq))
-    if block is None:
-        raise NotFoundError(f"no access {seq} to record {record} is on chain")
-    entry = find_access(gw, record_id, seq, int(block))
+    entry = recorded_entry(gw, record_id, seq)
     if entry.requester != gw.org:
         raise AuthorizationError(f"access {seq} to record {record} was recorded for another organisation: "
                                  "only its requester can resume it")

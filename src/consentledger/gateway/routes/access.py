@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Path
 from fastapi.responses import JSONResponse
 
 from consentledger.actors import ClientRole
-from consentledger.errors import ConsentLedgerError, NotFoundError, PayloadTooLargeError
+from consentledger.errors import AuthorizationError, ConsentLedgerError, NotFoundError, PayloadTooLargeError
 from consentledger.gateway.auth import Caller, agency_client, gateway_of, member_with
 from consentledger.gateway.flows import access, access_batch, release, resume
 from consentledger.gateway.flows.access_batch import AccessAsk
@@ -35,14 +35,22 @@ def request_access(
 ) -> JSONResponse:
     """Record the access on chain, fetch the disclosure from the custodian, verify and decrypt it.
 
+    Under `consents`, a statutory `mandate`, or an emergency `override` (its justification kept by
+    this agency for the consortium's auditors; the client needs the emergency role beside request).
     With an Idempotency-Key, a retry (after a timeout or a crash) answers the access the first
     request recorded, for the same (record, seq), and never records a second one.
     """
     body = parse(AccessIn, caller.body)
+    if body.override is not None and caller.client is not None and not caller.client.holds(ClientRole.EMERGENCY):
+        raise AuthorizationError(f"client {caller.client.name!r} does not hold the emergency role: an override needs "
+                                 "it beside request (consentledger agency client add --role request --role emergency)")
     consents = [consent_terms(c) for c in body.consents]
     keyed = None if idempotency_key is None else Idempotency(caller.address, idempotency_key, caller.body_sha256)
-    answer = access.request_access(gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold,
-                                   actor=caller.actor, idempotency=keyed)
+    answer = access.request_access(
+        gw, bytes.fromhex(body.record[2:]), body.purpose, consents, body.withhold, actor=caller.actor,
+        idempotency=keyed, mandate=body.mandate,
+        justification=None if body.override is None else body.override.justification,
+    )
     return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from consentledger.gateway.auth import Caller, authenticate, gateway_of, member_with
-from consentledger.gateway.flows import auditing
+from consentledger.gateway.flows import auditing, overrides
 from consentledger.gateway.openapi import response_schema
-from consentledger.gateway.responses import AccessPageOut, HistoryOut, RefusalPageOut
+from consentledger.gateway.responses import AccessPageOut, HistoryOut, JustificationOut, RefusalPageOut
 from consentledger.gateway.runtime import Gateway
 from consentledger.types import Role
 
@@ -64,6 +64,19 @@ def audit_refusals(
     first, as of `block`; each item names the rule (`rule`, `rule_args`) and says `why` in plain words."""
     filters = auditing.AccessFilters(subject, record, org, purpose, since, until)
     return auditing.refusals_page(gw, filters, limit=limit, offset=offset)
+
+
+@router.get("/audit/overrides/{record}/{seq}", summary="An emergency override's justification (auditors)",
+            response_model=None, responses={200: response_schema(JustificationOut, "The justification and its salt")})
+def audit_override(
+    gw: GatewayDep,
+    caller: Auditor,
+    record: Annotated[str, Path(pattern=RECORD_PATTERN, description="The record's 32-byte id")],
+    seq: Annotated[int, Path(ge=1, lt=2**24, description="The override's seq (AccessRecorded.seq)")],
+) -> dict[str, Any]:
+    """Return `{record, seq, justification, salt, hash, actor, recorded_at, tx, block}` of an override this agency
+    recorded: keccak256(salt ‖ justification) is `hash`, what the chain holds (check it against OverrideRecorded)."""
+    return overrides.justification_of(gw, bytes.fromhex(record.removeprefix("0x")), seq)
 
 
 @router.get("/audit/verify", summary="Verify the chain of responsibility against the chain (auditors)")

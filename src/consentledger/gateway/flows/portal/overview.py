@@ -23,10 +23,19 @@ from consentledger.consent import consent_id, revocation_typed_data
 from consentledger.errors import GatewayError
 from consentledger.gateway.delegation import Delegation
 from consentledger.gateway.flows import consent_requests
-from consentledger.gateway.flows.portal.words import RECORD_STATES, access_sentence, date_text, iso, label, moment_text
+from consentledger.gateway.flows.portal.words import (
+    RECORD_STATES,
+    access_sentence,
+    date_text,
+    iso,
+    label,
+    mandate_words,
+    moment_text,
+    override_words,
+)
 from consentledger.gateway.peers import Peer, ask_all, call, peers
 from consentledger.gateway.runtime import Gateway
-from consentledger.types import Role, TombstoneReason
+from consentledger.types import LegalBasis, Role, TombstoneReason
 
 MINE = "/v1/subjects/me/consent-requests"
 
@@ -77,9 +86,11 @@ def overview(gw: Gateway, subject: str, delegation: Delegation) -> dict[str, Any
         lines = trace(gw.store.engine, subject=subject)
         live = live_consents(gw.store.engine, subject, now)
         standings = consent_standings(gw.store.engine, [c.id for c in live], now)
-        granted = _granted_at(gw.store.engine, {line.consent for line in lines if line.consent})
+        granted = _granted_at(gw.store.engine, {line.consent for line in lines
+                                                 if line.consent and line.basis is LegalBasis.CONSENT})
         held = _records(gw.store.engine, subject, {line.record for line in lines})
         ended = {stone.record: stone for stone in tombstones(gw.store.engine, records=list(held))}
+    bases = legal_bases(gw, lines)
     requests, unreachable = subject_requests(gw, subject, delegation, known)
     domain = gw.ledger.domain()
     consents = [{
@@ -92,7 +103,7 @@ def overview(gw: Gateway, subject: str, delegation: Delegation) -> dict[str, Any
         "revoke_typed_data": revocation_typed_data(consent_id(c.consent, domain), domain),
     } for c in live]
     records = [_record(record, info, [line for line in lines if line.record == record], ended.get(record), known,
-                       granted, subject) for record, info in held.items()]
+                       granted, subject, bases) for record, info in held.items()]
     still_held = sum(1 for r in records if r["state"] == "held")
     return {
         "subject": subject,
@@ -143,8 +154,22 @@ def request_item(known: Names, gateway: str, view: dict[str, Any]) -> dict[str, 
     }
 
 
+def legal_bases(gw: Gateway, lines: Iterable[TraceLine]) -> dict[tuple[str, int], str]:
+    """Return the words of each access made without consent, by (record, seq): its mandate and legal text as the
+    chain view holds it, or its override's review as the chain holds it now."""
+    words: dict[tuple[str, int], str] = {}
+    for line in lines:
+        if line.basis is LegalBasis.MANDATE and line.consent:
+            mandate = int(line.consent, 16)
+            words[(line.record, line.seq)] = mandate_words(mandate, gw.chain.mandate(mandate).legal_text_uri)
+        elif line.basis is LegalBasis.OVERRIDE:
+            state = gw.ledger.override_state(bytes.fromhex(line.record[2:]), line.seq)
+            words[(line.record, line.seq)] = override_words(state.status.name.lower(), state.review_due)
+    return words
+
+
 def _record(record: str, info: dict[str, Any], lines: list[TraceLine], ended: Any, known: Names,
-            granted: dict[str, int], subject: str) -> dict[str, Any]:
+            granted: dict[str, int], subject: str, bases: dict[tuple[str, int], str]) -> dict[str, Any]:
     category = known.category(info["category"])
     shown: dict[str, Any] = {
         "id": record, "custodian": known.org(info["custodian"]), "category": category,
@@ -154,12 +179,13 @@ def _record(record: str, info: dict[str, Any], lines: list[TraceLine], ended: An
     if ended is not None:
         state, why = RECORD_STATES.get(TombstoneReason(ended.reason), ("erased", "deleted"))
         shown.update(state=state, ended_at_text=moment_text(ended.timestamp), ended_text=why)
-    shown["accesses"] = [_access(line, category, known, granted, shown["derived"]) for line in lines]
+    shown["accesses"] = [_access(line, category, known, granted, shown["derived"], bases.get((line.record, line.seq)))
+                         for line in lines]
     return shown
 
 
 def _access(line: TraceLine, category: dict[str, Any], known: Names, granted: dict[str, int],
-            derived: bool) -> dict[str, Any]:
+            derived: bool, basis_words: str | None) -> dict[str, Any]:
     who = known.org(line.requester) or {"org": line.requester, "name": line.requester}
     purpose = known.purpose(line.purpose)
     when = int(line.time.timestamp())
@@ -171,7 +197,8 @@ def _access(line: TraceLine, category: dict[str, Any], known: Names, granted: di
         "sentence": access_sentence(
             who=who["name"], category=category["name"], when=when, purpose=purpose["name"],
             identified=line.identified, identifying=category["identifying_fields"],
-            consent_granted_at=granted.get(line.consent) if line.consent else None, derived=derived),
+            consent_granted_at=granted.get(line.consent) if line.consent else None, derived=derived,
+            basis_words=basis_words),
     }
 
 

@@ -49,12 +49,26 @@ def listing(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def mandate_words(mandate: int, legal_text_uri: str) -> str:
+    """Return how an access under a statutory mandate reads: "accessed under statutory mandate 3 (https://…)"."""
+    return f"accessed under statutory mandate {mandate}" + (f" ({legal_text_uri})" if legal_text_uri else "")
+
+
+def override_words(review: str, review_due: int) -> str:
+    """Return how an emergency override reads, its review "pending", "accepted" or "rejected" (due `review_due`)."""
+    said = f"pending, due by {date_text(review_due)}" if review == "pending" else f"{review} by an auditor"
+    return f"accessed in an emergency without your consent (override; review: {said})"
+
+
 def access_sentence(*, who: str, category: str, when: int, purpose: str, identified: bool,
-                    identifying: Sequence[str], consent_granted_at: int | None, derived: bool) -> str:
+                    identifying: Sequence[str], consent_granted_at: int | None, derived: bool,
+                    basis_words: str | None = None) -> str:
     """Return the sentence telling the subject about one access, e.g.
 
     "Regional Lab looked at your Lab result on 2 December 2026 at 10:04 UTC for Epidemic control; your
     name and address were hidden from them; under your consent of 1 December 2026."
+
+    `basis_words` (`mandate_words`, `override_words`) say the legal basis of an access made without consent.
     """
     what = f"a record made from your {category}" if derived else f"your {category}"
     parts = [f"{who} looked at {what} on {moment_text(when)} for {purpose}"]
@@ -63,7 +77,9 @@ def access_sentence(*, who: str, category: str, when: int, purpose: str, identif
         parts.append(f"your {listing(fields)} {'was' if len(fields) == 1 else 'were'} hidden from them")
     elif fields:
         parts.append(f"they saw your {listing(fields)}")
-    if consent_granted_at is not None:
+    if basis_words is not None:
+        parts.append(basis_words)
+    elif consent_granted_at is not None:
         parts.append(f"under your consent of {date_text(consent_granted_at)}")
     else:
         parts.append("no consent of yours was needed for this kind of record and purpose")
