@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -28,12 +29,28 @@ CLI = str(Path(sys.executable).parent / "consentledger")
 
 def _accessed(consortium: Consortium) -> tuple[Account, str]:
     """A record of a new subject, accessed once by transport under the subject's consent."""
+    subject, record, _ = _access_answer(consortium)
+    return subject, record
+
+
+def _access_answer(consortium: Consortium) -> tuple[Account, str, dict[str, Any]]:
     subject = Account.create()
     record = consortium.ingest({"name": "Ada", "phone": "555-0142", "district": "South"}, category=CONTACT_TRACE,
                                subject=subject.address)
-    consent = consortium.grant(subject, consortium.transport, CONTACT_TRACE)
-    expect(consortium.access(consortium.transport, record, [consent]), 200)
-    return subject, record
+    first, second = (consortium.grant(subject, consortium.transport, CONTACT_TRACE) for _ in range(2))
+    expect(consortium.access(consortium.transport, record, [first]), 200)
+    return subject, record, expect(consortium.access(consortium.transport, record, [second]), 200)
+
+
+def test_the_requesters_answer_carries_a_receipt_of_its_access_that_verifies_offline(consortium: Consortium) -> None:
+    """POST /v1/access answers with the receipt of the access it recorded (here the second, so `previous` is the
+    first's head), which verifies against the chain's block hash."""
+    _, record, answer = _access_answer(consortium)
+    receipt = Receipt.from_json(answer["receipt"])
+    assert (receipt.seq, receipt.block_number, "0x" + receipt.record.hex()) == (answer["seq"], answer["block"], record)
+    assert receipt.previous == consortium.accesses(record)[0].head
+    trusted = bytes(consortium.ledger.w3.eth.get_block(receipt.block_number)["hash"])
+    assert verify_receipt(receipt, block_hash=trusted).valid
 
 
 def test_the_subject_history_names_each_receipt_and_the_subject_gets_one_that_verifies_offline(
@@ -42,7 +59,7 @@ def test_the_subject_history_names_each_receipt_and_the_subject_gets_one_that_ve
     against the block hash the chain gives, and with one entry field altered it does not."""
     subject, record = _accessed(consortium)
     with GatewayClient(consortium.transport.url, subject) as client:
-        [item] = client.my_history()["items"]
+        item = client.my_history()["items"][0]
         assert item["receipt"] == f"/v1/receipts/{record}/1" and item["basis"] == "consent"
         fetched = client.receipt(record, 1)
     receipt = Receipt.from_json(fetched)
@@ -66,7 +83,7 @@ def test_the_requester_custodian_and_an_auditor_get_the_receipt_and_nobody_else(
     expect(signed(consortium.health, bytes(auditor.key), "GET", path), 200)
     for key in (bytes(Account.create().key), consortium.key(consortium.police)):
         expect(signed(consortium.health, key, "GET", path), 404, "not_found")
-    expect(signed(consortium.health, consortium.key(consortium.transport), "GET", f"/v1/receipts/{record}/2"),
+    expect(signed(consortium.health, consortium.key(consortium.transport), "GET", f"/v1/receipts/{record}/3"),
            404, "not_found")
     expect(signed(consortium.health, consortium.key(consortium.transport), "GET", f"/v1/receipts/0x{'ab' * 32}/1"),
            404, "not_found")

@@ -12,7 +12,7 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import BlockNotFound, Web3Exception
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import BlockIdentifier, TxReceipt
 
 from consentledger.chain.access_logs import ACCESS_RECORDED_TOPIC, entry_from_log
 from consentledger.chain.batch import AccessRequest, batch_call, batch_gas_limit, batch_outcomes
@@ -311,9 +311,9 @@ class Ledger:
             RecordKind(kind), bool(attested),
         )
 
-    def head(self, record_id: bytes) -> bytes:
-        """Return the head of the record's access hash chain (32 zero bytes before any access)."""
-        return bytes(self._read(self.access.functions.head(record_id).call))
+    def head(self, record_id: bytes, *, block: BlockIdentifier = "latest") -> bytes:
+        """Return the head of the record's access hash chain at `block` (32 zero bytes before any access)."""
+        return bytes(self._read(partial(self.access.functions.head(record_id).call, block_identifier=block)))
 
     def consent_state(self, consent_id: bytes) -> tuple[ConsentStatus, int]:
         """Return a consent's status and use count."""

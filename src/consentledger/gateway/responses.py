@@ -86,6 +86,39 @@ class OverrideOut(_Answer):
     review_due: int = Field(description="When an auditor must have reviewed it (unix seconds)")
 
 
+class ReceiptEntryOut(_Answer):
+    """One access entry's fields as hashed into the record's chain."""
+
+    seq: int
+    requester: str
+    actor: str
+    purpose: int
+    basis: Literal["consent", "mandate", "override"]
+    consent: str
+    identified: bool
+    timestamp: int
+
+
+class ReceiptOut(_Answer):
+    """GET /v1/receipts/{record}/{seq}: an offline receipt (format consentledger-receipt/2, see README "Receipts")."""
+
+    format: str
+    chain_id: int
+    ledger: str
+    record: str
+    seq: int
+    previous: str = Field(description="The record's head before this access")
+    entries: list[ReceiptEntryOut] = Field(description="This access and every later one to the record in its block")
+    head: str = Field(description="The record's head after the block, proved in the ledger's storage")
+    block_number: int
+    block_hash: str
+    header: str = Field(description="The block header's RLP (hashes to block_hash)")
+    storage_slot: str
+    account_proof: list[str]
+    storage_proof: list[str]
+    sealed_header: str | None = Field(default=None, description="QBFT: the header with its commit seals")
+
+
 class AccessOut(_Answer):
     """POST /v1/access: the record released for this access, its entry on chain, its legal basis, and how it may
     be used."""
@@ -104,6 +137,9 @@ class AccessOut(_Answer):
     override: OverrideOut | None = Field(None, description="By emergency override: its review (absent otherwise)")
     payload: dict[str, Any] = Field(description="The record's fields; identifying ones removed or pseudonymised "
                                                 "unless identified")
+    receipt: ReceiptOut | None = Field(None, description="The access's offline receipt (POST /v1/access and "
+                                                         "/v1/access/resume; null if the node gave no proof: "
+                                                         "GET /v1/receipts/{record}/{seq} later)")
 
 
 class JustificationOut(_Answer):
@@ -273,35 +309,3 @@ class HistoryOut(_Answer):
     tombstones: list[TombstoneOut]
     refusals: list[RefusalLineOut]
 
-
-class ReceiptEntryOut(_Answer):
-    """One access entry's fields as hashed into the record's chain."""
-
-    seq: int
-    requester: str
-    actor: str
-    purpose: int
-    basis: Literal["consent", "mandate", "override"]
-    consent: str
-    identified: bool
-    timestamp: int
-
-
-class ReceiptOut(_Answer):
-    """GET /v1/receipts/{record}/{seq}: an offline receipt (format consentledger-receipt/2, see README "Receipts")."""
-
-    format: str
-    chain_id: int
-    ledger: str
-    record: str
-    seq: int
-    previous: str = Field(description="The record's head before this access")
-    entries: list[ReceiptEntryOut] = Field(description="This access and every later one to the record in its block")
-    head: str = Field(description="The record's head after the block, proved in the ledger's storage")
-    block_number: int
-    block_hash: str
-    header: str = Field(description="The block header's RLP (hashes to block_hash)")
-    storage_slot: str
-    account_proof: list[str]
-    storage_proof: list[str]
-    sealed_header: str | None = Field(default=None, description="QBFT: the header with its commit seals")

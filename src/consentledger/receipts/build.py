@@ -7,7 +7,6 @@ from operator import attrgetter
 from eth_utils import keccak
 
 from consentledger.chain.access_logs import as_bytes
-from consentledger.chain.history import GENESIS
 from consentledger.chain.ledger import Ledger
 from consentledger.chain.proofs import block_fields, storage_proof
 from consentledger.errors import ChainUnavailableError, NotFoundError
@@ -17,25 +16,28 @@ from consentledger.receipts.receipt import Link, Receipt, head_slot
 from consentledger.types import AccessEntry
 
 
-def build_receipt(ledger: Ledger, record: bytes, seq: int) -> Receipt:
+def build_receipt(ledger: Ledger, record: bytes, seq: int, *, block: int | None = None) -> Receipt:
     """Return the receipt of access `seq` to `record`, taken at the access's own block.
 
+    `block`, when the caller knows the access's block (its answer names it), spares the search of
+    the chain's whole range: the record's entries in that block and its head before it are read.
     Raises NotFoundError if there is no such access; ChainUnavailableError if the node's header or
     proof does not match what it reported (a header not hashing to its block hash, another head).
     A QBFT block's header hashes to its hash without its commit seals: the receipt then keeps both.
     """
-    # The access and the one before it by their seq topics, then every access of the record in its block.
-    wanted = ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(), records=[record],
-                                   seqs=[s for s in (seq - 1, seq) if s >= 1])
-    entry = next((e for e in wanted if e.seq == seq), None)
+    if block is None:  # the access and the one before it by their seq topics
+        found = ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(), records=[record],
+                                      seqs=[seq])
+        if not found:
+            raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq}")
+        block = found[0].block_number
+    in_block = sorted(ledger.access_entries(block, block, records=[record]), key=attrgetter("seq"))
+    entry = next((e for e in in_block if e.seq == seq), None)
     if entry is None:
-        raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq}")
-    before = next((e for e in wanted if e.seq == seq - 1), None)
-    previous = GENESIS if seq == 1 else (before.head if before is not None else None)
-    if previous is None:
-        raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq - 1} before access {seq}")
-    in_block = ledger.access_entries(entry.block_number, entry.block_number, records=[record])
-    links = sorted((e for e in in_block if e.seq >= seq), key=attrgetter("seq"))
+        raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq} in block {block}")
+    earlier = [e for e in in_block if e.seq < seq]
+    previous = earlier[-1].head if earlier else ledger.head(record, block=block - 1)
+    links = [e for e in in_block if e.seq >= seq]
     head = links[-1].head
 
     fields = block_fields(ledger, entry.block_number)

@@ -35,6 +35,7 @@ from consentledger.gateway.disclosures import DisclosureBatcher
 from consentledger.gateway.flows.confirmation_wait import until_confirmed
 from consentledger.gateway.flows.key_request import KeyRequest
 from consentledger.gateway.flows.overrides import record_override
+from consentledger.gateway.flows.receipts import receipt_of
 from consentledger.gateway.flows.recording import record_access
 from consentledger.gateway.runtime import Gateway
 from consentledger.policy import visible_payload
@@ -78,7 +79,8 @@ def request_access(
 
     The access's legal basis is `consents` (none for an OPEN category), statutory `mandate` (its
     id), or an emergency override justified by `justification` (kept here, its salted hash on
-    chain: `flows.overrides`); one of them.
+    chain: `flows.overrides`); one of them. The answer carries the access's offline receipt
+    (`flows.receipts`).
 
     Identifying fields are removed or pseudonymised (`withhold`) by the custodian unless the chain
     recorded the access as identified (every presented consent allows it); this gateway drops any
@@ -92,7 +94,8 @@ def request_access(
     else:
         entry = record_access(gw, AccessRequest(record_id, purpose, tuple(consents), actor, mandate=mandate),
                               idempotency)
-    return disclosures(gw).submit(RecordedAccess(entry, tuple(consents), withhold)).result()
+    answer = disclosures(gw).submit(RecordedAccess(entry, tuple(consents), withhold)).result()
+    return {**answer, "receipt": receipt_of(gw, entry)}
 
 
 def disclosures(gw: Gateway) -> DisclosureBatcher:

@@ -8,18 +8,34 @@ the member itself or one of its agency's clients) and any ACTIVE auditor. Anyone
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from consentledger.errors import ContractRevertError, NotFoundError
+from consentledger.errors import ConsentLedgerError, ContractRevertError, NotFoundError
 from consentledger.gateway.auth import Caller
 from consentledger.gateway.runtime import Gateway
 from consentledger.receipts.build import build_receipt
-from consentledger.types import MemberStatus, Role
+from consentledger.types import AccessEntry, MemberStatus, Role
+
+log = logging.getLogger(__name__)
 
 
 def receipt_path(record: str, seq: int) -> str:
     """Return the route a signed GET fetches the receipt of access `seq` to `record` from."""
     return f"/v1/receipts/{record}/{seq}"
+
+
+def receipt_of(gw: Gateway, entry: AccessEntry) -> dict[str, Any] | None:
+    """Return the receipt of an access this gateway just recorded, for its answer; None if the node cannot give one.
+
+    The data is already released: a node failing to give the proofs must not fail the answer. The
+    requester then fetches the receipt later (`GET /v1/receipts/{record}/{seq}`).
+    """
+    try:
+        return build_receipt(gw.ledger, bytes(entry.record), entry.seq, block=entry.block_number).to_json()
+    except ConsentLedgerError as exc:
+        log.warning("no receipt for access %s of record 0x%s: %s", entry.seq, bytes(entry.record).hex(), exc)
+        return None
 
 
 def access_receipt(gw: Gateway, caller: Caller, record: bytes, seq: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from consentledger.consent import Consent
 from consentledger.crypto.disclosure import Withholding
 from consentledger.errors import AuthorizationError
 from consentledger.gateway.flows.access import RecordedAccess, disclosures
+from consentledger.gateway.flows.receipts import receipt_of
 from consentledger.gateway.flows.release import recorded_entry
 from consentledger.gateway.runtime import Gateway
 from consentledger.types import NO_ACTOR, AccessEntry, ActorId
@@ -35,7 +36,8 @@ def resume_access(
     another client of this one, made it.
     """
     entry = own_entry(gw, record_id, seq, actor)
-    return disclosures(gw).submit(RecordedAccess(entry, tuple(consents), withhold)).result()
+    answer = disclosures(gw).submit(RecordedAccess(entry, tuple(consents), withhold)).result()
+    return {**answer, "receipt": receipt_of(gw, entry)}
 
 
 def own_entry(gw: Gateway, record_id: bytes, seq: int, actor: ActorId) -> AccessEntry:
