@@ -148,7 +148,13 @@ class TraceLineOut(_Answer):
     actor: str | None = Field(description="The requester's acting client as a pseudonym; None: the org itself")
     purpose: int
     purpose_name: str | None
-    consent: str | None
+    basis: str = Field(description="The legal basis: consent, mandate (statutory) or override (emergency)")
+    consent: str | None = Field(description="Under consent the consent id; the mandate id as 32 bytes under a "
+                                            "mandate; the justification's keccak256 under an override")
+    mandate: int | None = Field(description="Under a mandate: its id")
+    mandate_uri: str | None = Field(description="Under a mandate: where its legal text is published")
+    review: str | None = Field(description="Under an override: its review, pending, accepted or rejected")
+    basis_words: str = Field(description="The basis as a sentence for the data subject")
     identified: bool
     tx_hash: str
     block: int
