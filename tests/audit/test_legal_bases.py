@@ -272,42 +272,45 @@ def _roles_block(engine: Engine, account: str) -> int:
 # ---------------------------------------------------------------------- words
 
 
-def test_trace_names_each_basis_and_filters_by_it(bases: Bases, indexed: Engine) -> None:
+def test_trace_names_each_basis_and_filters_by_it(bases: Bases, engine: Engine) -> None:
     """Trace lines say "mandate 1" or "override" and, for the subject, in words; --basis keeps one basis."""
-    (mandated,) = audit.trace(indexed, basis="mandate")
+    audit.Indexer(engine, bases.world.ledger()).sync()
+    (mandated,) = audit.trace(engine, basis="mandate")
     assert (mandated.record, mandated.seq) == where(bases.mandated)
     assert mandated.basis_label() == "mandate 1" and mandated.mandate_uri == LAW_URI
     assert mandated.basis_words() == f"accessed under statutory mandate 1 ({LAW_URI})"
     assert mandated.to_json()["mandate"] == 1 and mandated.to_json()["basis"] == "mandate"
-    (overridden,) = audit.trace(indexed, basis=LegalBasis.OVERRIDE)
+    (overridden,) = audit.trace(engine, basis=LegalBasis.OVERRIDE)
     assert overridden.basis_label() == "override" and overridden.review is ReviewStatus.ACCEPTED
     assert overridden.basis_words() == "emergency override (review: accepted)"
-    consented = audit.trace(indexed, basis="consent")
-    assert len(consented) + 2 == len(audit.trace(indexed))
+    consented = audit.trace(engine, basis="consent")
+    assert len(consented) + 2 == len(audit.trace(engine))
     assert {line.basis for line in consented} == {LegalBasis.CONSENT} and all(line.review is None for line in consented)
     with pytest.raises(ConfigurationError, match="unknown legal basis 'statute'"):
         parse_basis("statute")
 
 
-def test_mandates_and_overrides_are_listed_with_accesses_and_review(bases: Bases, indexed: Engine) -> None:
+def test_mandates_and_overrides_are_listed_with_accesses_and_review(bases: Bases, engine: Engine) -> None:
     """Mandate 1 counts its one access and is in force, mandate 2 is revoked; the override is accepted on time."""
-    first, second = mandate_lines(indexed)
+    audit.Indexer(engine, bases.world.ledger()).sync()
+    first, second = mandate_lines(engine)
     assert (first.id, first.accesses, first.state, first.institution_name) == (1, 1, "in force", "police")
     assert (second.id, second.accesses, second.state) == (2, 0, "revoked")
-    (override,) = override_lines(indexed)
+    (override,) = override_lines(engine)
     assert (override.status, override.reviewer_name, override.late_by) == (ReviewStatus.ACCEPTED, "police", 0)
     assert override.to_json()["status"] == "accepted" and override.purpose_name == "epidemic-control"
 
 
-def test_processing_records_count_mandate_and_override_accesses(bases: Bases, indexed: Engine) -> None:
+def test_processing_records_count_mandate_and_override_accesses(bases: Bases, engine: Engine) -> None:
     """The custodian's lab results and contact traces, and each requester's receipts, name their bases."""
-    held = {h.category.id: h for h in processing_record(indexed, "health bureau").held}
+    audit.Indexer(engine, bases.world.ledger()).sync()
+    held = {h.category.id: h for h in processing_record(engine, "health bureau").held}
     assert held[LAB].legal_bases == {"consent": 3, "mandate": 1}
     assert held[CONTACT].legal_bases["override"] == 1
-    police = {(r.purpose, r.category.id): r for r in processing_record(indexed, "police").received}
+    police = {(r.purpose, r.category.id): r for r in processing_record(engine, "police").received}
     assert police[(EPIDEMIC, LAB)].legal_bases == {"mandate": 1}
     assert police[(EPIDEMIC, LAB)].identified == 0
-    transport = {(r.purpose, r.category.id): r for r in processing_record(indexed, "transport bureau").received}
+    transport = {(r.purpose, r.category.id): r for r in processing_record(engine, "transport bureau").received}
     assert transport[(EPIDEMIC, CONTACT)].legal_bases["override"] == 1
 
 
