@@ -259,7 +259,7 @@ def build_world(rpc_url: str) -> World:
 
 
 INDEX_TABLES = (t.events, t.members, t.membership_changes, t.categories, t.purposes, t.records, t.record_sources,
-                t.consents, t.accesses, t.refusals)
+                t.consents, t.accesses, t.refusals, t.mandates, t.override_policies, t.overrides)
 """Every table whose content follows from the chain alone (idx_blocks keeps a pruned window)."""
 
 

@@ -101,6 +101,7 @@ def test_the_auditor_page_shows_every_access_with_graph_verdict_and_strict_heade
     page = response.text
     assert {audited.lab, audited.stats, audited.contact} <= shown_records(page)
     assert 'class="edge"' in page and "Verified: no discrepancies." in page
+    assert '<section id="legal-bases">' in page and "No emergency override was recorded." in page
     assert all(f"<th>{column}</th>" in page for column in ("seq", "identifying fields", "consent (terms, state)"))
     lab_rows = [row for row in page.split("<tr ")[1:] if f'data-record="{audited.lab}"' in row and "data-seq=" in row]
     assert [row.split('data-seq="', 1)[1].split('"', 1)[0] for row in lab_rows] == ["1", "2"]

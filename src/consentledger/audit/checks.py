@@ -18,6 +18,7 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import TypeVar
 
+from consentledger.audit.basis_checks import MandateFacts, OverrideRate, PolicyFacts, mandate_findings
 from consentledger.audit.events import ZERO_HASH, AccessRow, hex_bytes
 from consentledger.chain.history import GENESIS, link_words, requester_word
 from consentledger.types import LegalBasis, MemberStatus, Role, Sensitivity
@@ -30,6 +31,7 @@ History = Sequence[tuple[Position, T]]
 """A value's changes in chain order: (where it changed, what it became)."""
 
 _REQUESTER = int(Role.REQUESTER)  # plain int: IntFlag arithmetic costs a microsecond per access
+_EMERGENCY = int(Role.EMERGENCY)
 _word = lru_cache(maxsize=4096)(requester_word)  # a few members make most accesses
 
 
@@ -63,6 +65,18 @@ class DiscrepancyKind(StrEnum):
     IDENTIFIED_MISMATCH = "identified_mismatch"
     AGGREGATE_UNATTESTED = "aggregate_unattested"
     """An aggregate's sources attested (before it) by fewer distinct subjects than K, or than it announced."""
+    MANDATE_UNKNOWN = "mandate_unknown"
+    """An access under a statutory mandate names no mandate granted before it."""
+    MANDATE_OUT_OF_SCOPE = "mandate_out_of_scope"
+    """Another institution, purpose or category than the mandate's, or after its end, revocation or sunset."""
+    MISSING_EMERGENCY_ROLE = "missing_emergency_role"
+    """An emergency override by a requester that did not hold EMERGENCY at that block."""
+    OVERRIDE_UNREVIEWED = "override_unreviewed"
+    """An emergency override still unreviewed after its review was due (as of the index's cursor)."""
+    OVERRIDE_REVIEWED_LATE = "override_reviewed_late"
+    """An emergency override reviewed after its review was due."""
+    OVERRIDE_RATE_EXCEEDED = "override_rate_exceeded"
+    """An agency recorded more overrides within the policy's window than the policy in force allows."""
     RELEASE_WITHOUT_ACCESS = "release_without_access"
     RELEASE_OUTSIDE_WINDOW = "release_outside_window"
     RELEASE_OVER_LIMIT = "release_over_limit"
@@ -136,11 +150,16 @@ class AccessChecker:
     """Resolves the consents behind a derived record's combined consent reference (None: unknown)."""
     successors: Mapping[str, History[str]] = field(default_factory=dict)
     """The signer each account rotated to by governance (MemberSignerRotated), if it did."""
+    mandates: Mapping[int, MandateFacts] = field(default_factory=dict)
+    """Every statutory mandate granted, by id."""
+    override_policies: History[PolicyFacts] = ()
+    """The override policy, as governance set it over time."""
     found: list[Discrepancy] = field(default_factory=list)
     folded: dict[str, bytes] = field(default_factory=dict)
     accesses: int = 0
     _last: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     _uses: dict[str, int] = field(default_factory=dict)
+    _override_rate: OverrideRate = field(default_factory=OverrideRate)
 
     def check(self, row: AccessRow) -> None:
         """Check one access (the next in chain order) against every rule."""
@@ -160,7 +179,11 @@ class AccessChecker:
             self._flag(DiscrepancyKind.ACCESS_AFTER_RETENTION, row, f"the record was retained only until "
                        f"{_time(record.retain_until)}, the access was at {_time(row.timestamp)}")
         self._purpose(row, record.category, here)
-        if row.basis == LegalBasis.CONSENT:
+        if row.basis == LegalBasis.MANDATE:
+            self._mandate(row, record, here)
+        elif row.basis == LegalBasis.OVERRIDE:
+            self._override(row, record, here)
+        else:
             self._consents(row, record)
 
     # ------------------------------------------------------------------ (a) the hash chain
@@ -216,6 +239,48 @@ class AccessChecker:
         if sunset is not None and sunset[1] and row.timestamp >= sunset[1]:
             self._flag(DiscrepancyKind.PURPOSE_SUNSET, row, f"purpose {row.purpose} was sunset at "
                        f"{_time(sunset[1])} (set at block {sunset[0][0]}), the access was at {_time(row.timestamp)}")
+
+    # ------------------------------------------------------------------ (b') mandates and overrides
+
+    def _mandate(self, row: AccessRow, record: RecordFacts, here: Position) -> None:
+        mandate_id = int(row.consent, 16)
+        mandate = self.mandates.get(mandate_id)
+        if mandate is None or mandate.granted >= here:
+            when = "" if mandate is None else f" before this access (it was granted at block {mandate.granted[0]})"
+            self._flag(DiscrepancyKind.MANDATE_UNKNOWN, row, f"the access names statutory mandate {mandate_id}, "
+                       f"which was never granted{when}")
+            return
+        holder = mandate.institution == row.requester or self._rotated_to(mandate.institution, row.requester, here)
+        sunset = as_of(self.sunsets.get(row.purpose, ()), here)
+        for why in mandate_findings(row, mandate, category=record.category, holder=holder,
+                                    sunset=None if sunset is None else sunset[1]):
+            self._flag(DiscrepancyKind.MANDATE_OUT_OF_SCOPE, row, f"the access is outside statutory mandate "
+                       f"{mandate_id}: {why}")
+        expected = mandate.identified and not record.aggregate
+        if row.identified != expected:
+            self._flag(DiscrepancyKind.IDENTIFIED_MISMATCH, row, f"the access is recorded as "
+                       f"{'identified' if row.identified else 'not identified'}, but statutory mandate {mandate_id} "
+                       f"{'allows' if expected else 'does not allow'} identified access"
+                       + (" (the record is an anonymous aggregate)" if record.aggregate else ""))
+
+    def _override(self, row: AccessRow, record: RecordFacts, here: Position) -> None:
+        roles = as_of(self.roles.get(row.requester, ()), here)
+        if roles is None or not roles[1] & _EMERGENCY:
+            held = "no roles" if roles is None else f"roles {_roles(roles[1])}"
+            self._flag(DiscrepancyKind.MISSING_EMERGENCY_ROLE, row, f"requester {row.requester} recorded an "
+                       f"emergency override holding {held}, without EMERGENCY")
+        policy = as_of(self.override_policies, here)
+        terms = None if policy is None else policy[1]
+        within = self._override_rate.count(row, terms)
+        if within is not None and terms is not None:
+            self._flag(DiscrepancyKind.OVERRIDE_RATE_EXCEEDED, row, f"requester {row.requester} recorded {within} "
+                       f"emergency overrides within {terms.rate_window} s, above the policy's "
+                       f"{terms.max_overrides} (set at block {policy[0][0] if policy else '-'})")
+        expected = not record.aggregate
+        if row.identified != expected:
+            self._flag(DiscrepancyKind.IDENTIFIED_MISMATCH, row, f"the emergency override is recorded as "
+                       f"{'identified' if row.identified else 'not identified'}; an override is identified "
+                       "except on an anonymous aggregate")
 
     # ------------------------------------------------------------------ (b) consents
 

@@ -6,8 +6,8 @@ to them, the legal bases those accesses used, and the records destroyed, by reas
 requester, per purpose and category it received: from which custodians, how many accesses,
 identified or not, and under which legal bases.
 
-Legal bases are an open set of names counted per row (`consent`, `open`: an OPEN category needs
-none); mandates and overrides become more names once the index records an access's basis.
+Legal bases are names counted per row: `consent`, `open` (an OPEN category or an anonymous
+aggregate needs none), `mandate` (a statutory mandate) and `override` (an emergency override).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from sqlalchemy import Engine, RowMapping, select
 from consentledger.audit import tables as t
 from consentledger.audit.events import ZERO_HASH
 from consentledger.errors import NotFoundError
-from consentledger.types import Role, Sensitivity, TombstoneReason
+from consentledger.types import LegalBasis, Role, Sensitivity, TombstoneReason
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -138,8 +138,12 @@ def bases_text(bases: Mapping[str, int]) -> str:
     return ";".join(f"{name}={n}" for name, n in sorted(bases.items()))
 
 
-def legal_basis(consent: str) -> str:
-    """Return the legal basis an indexed access used: 'consent', or 'open' (an OPEN category needs none)."""
+def legal_basis(basis: int, consent: str) -> str:
+    """Return the legal basis an indexed access used: 'mandate', 'override', 'consent', or 'open' (none needed)."""
+    if basis == LegalBasis.MANDATE:
+        return "mandate"
+    if basis == LegalBasis.OVERRIDE:
+        return "override"
     return "open" if consent == ZERO_HASH else "consent"
 
 
@@ -181,12 +185,12 @@ def processing_record(engine: Engine, org: str) -> ProcessingRecord:
             select(r.id, r.subject, r.category, r.tombstone).where(r.custodian == member.address)
         ).mappings().all()
         to_held = conn.execute(
-            select(a.requester, a.purpose, a.consent, a.identified, r.category)
+            select(a.requester, a.purpose, a.basis, a.consent, a.identified, r.category)
             .join(t.records, r.id == a.record)
             .where(r.custodian == member.address)
         ).mappings().all()
         received = conn.execute(
-            select(a.record, a.purpose, a.consent, a.identified, r.category, r.custodian, r.subject)
+            select(a.record, a.purpose, a.basis, a.consent, a.identified, r.category, r.custodian, r.subject)
             .join(t.records, r.id == a.record)
             .where(a.requester == member.address)
         ).mappings().all()
@@ -230,7 +234,7 @@ def _held(
             purposes=tuple(sorted({purposes.get(row["purpose"], str(row["purpose"])) for row in seen})),
             recipients=tuple(sorted({names.get(row["requester"], row["requester"]) for row in seen})),
             accesses=len(seen), identified=sum(1 for row in seen if row["identified"]),
-            legal_bases=dict(Counter(legal_basis(row["consent"]) for row in seen)),
+            legal_bases=dict(Counter(legal_basis(row["basis"], row["consent"]) for row in seen)),
         ))
     return tuple(out)
 
@@ -249,7 +253,7 @@ def _received(
             records=len({row["record"] for row in rows}),
             subjects=len(_subjects(rows, source_subjects, "record")),
             accesses=len(rows), identified=sum(1 for row in rows if row["identified"]),
-            legal_bases=dict(Counter(legal_basis(row["consent"]) for row in rows)),
+            legal_bases=dict(Counter(legal_basis(row["basis"], row["consent"]) for row in rows)),
         )
         for (purpose, category), rows in sorted(groups.items())
     )

@@ -15,7 +15,8 @@ def processing_section(records: Sequence[ProcessingRecord]) -> str:
         "<h2>Records of processing</h2>",
         '<p class="muted">Each agency\'s processing activities over the whole ledger (not only this period), '
         "from the chain alone: as custodian per category held, as requester per purpose and category received. "
-        "Legal bases: consent, or open (an OPEN category needs none).</p>",
+        "Legal bases: consent, open (an OPEN category needs none), mandate (a statutory mandate) or override "
+        "(an emergency override).</p>",
     ]
     for record in records:
         member = record.member

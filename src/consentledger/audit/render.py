@@ -21,13 +21,15 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+from consentledger.audit.bases import MandateLine, OverrideLine
+from consentledger.audit.bases_html import legal_bases_section
 from consentledger.audit.lifecycle import ConsentStanding, Tombstone
 from consentledger.audit.processing import ProcessingRecord
 from consentledger.audit.processing_html import processing_section
 from consentledger.audit.trace import RefusalLine, TraceLine
 from consentledger.audit.verify import VerifyReport
 from consentledger.errors import ConfigurationError
-from consentledger.types import TombstoneReason
+from consentledger.types import LegalBasis, TombstoneReason
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#882255", "#000000")
 """Okabe–Ito colours (distinguishable with colour-blindness), one per purpose in id order."""
@@ -96,6 +98,7 @@ def render_audit_page(
     filtered: bool = False,
     tombstones: Sequence[Tombstone] = (),
     processing: Sequence[ProcessingRecord] = (),
+    legal_bases: tuple[Sequence[MandateLine], Sequence[OverrideLine]] | None = None,
 ) -> str:
     """Return the audit page for `lines` (accesses, oldest first) and `report` as one HTML document.
 
@@ -108,7 +111,8 @@ def render_audit_page(
     of its own: "not on this page" when `filtered`, "missing" otherwise. `tombstones` (erasures, sunsets,
     retention ends) appear in the timeline in chain order, and a custodian all of whose records on the page are
     destroyed is drawn as having held them. `processing` (agencies' records of processing activities), if any, is
-    shown last under "Records of processing".
+    shown last under "Records of processing". `legal_bases` (statutory mandates, emergency overrides), if given, is
+    shown under "Legal bases beside consent", each override with its review state and timeliness.
     """
     style, script = _asset("audit.css"), _asset("audit.js")
     csp = content_security_policy(served=base_href is not None)
@@ -137,6 +141,7 @@ def render_audit_page(
         _timeline(lines, report, links=links, consents=consents or {}, filtered=filtered,
                   tombstones=tombstones),
         _refusals(refusals, links=links),
+        legal_bases_section(*legal_bases) if legal_bases is not None else "",
         processing_section(processing) if processing else "",
         f"<script>{script}</script>",
         "</body>",
@@ -345,7 +350,8 @@ def _timeline(
             f'<span title="{_e(line.actor)}">{_e(_short(line.actor))}</span>' if line.actor else "organisation",
             _link(f"?purpose={line.purpose}", f"{purpose} ({line.purpose})", str(line.purpose), links),
             "identified" if line.identified else "withheld",
-            _consent_cell(line.consent, consents, names.purposes),
+            (_consent_cell(line.consent, consents, names.purposes) if line.basis is LegalBasis.CONSENT
+             else f'<span class="basis" data-basis="{_e(line.basis.name.lower())}">{_e(line.basis_words())}</span>'),
             f'<span title="{_e(line.tx_hash)}">{_e(_short(line.tx_hash))}</span> · log {line.log_index}',
             str(line.block),
         ]
@@ -357,7 +363,8 @@ def _timeline(
             f'data-actor="{_e(line.actor or "")}" data-purpose="{line.purpose}" '
             f'data-subject="{_e(line.subject or "")}" data-identified="{str(line.identified).lower()}" '
             f'data-log-index="{line.log_index}" '
-            f'data-consent="{_e(line.consent or "")}" data-tx="{_e(line.tx_hash)}" '
+            f'data-consent="{_e(line.consent or "")}" data-basis="{_e(line.basis_label())}" '
+            f'data-tx="{_e(line.tx_hash)}" '
             f'data-block="{line.block}" data-search-requester="{_e(names.search(line.requester))}" '
             f'data-search-record="{_e(record_text)}">'
             + "".join(

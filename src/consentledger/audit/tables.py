@@ -221,6 +221,67 @@ refusals = Table(
     comment="AccessRefused: accesses asked for in a batch that broke a rule (on no hash chain)",
 )
 
+mandates = Table(
+    "idx_mandates",
+    metadata,
+    Column("id", Integer, primary_key=True, comment="1-based, as the Consortium numbers them"),
+    Column("ref", _Hash, nullable=False, unique=True,
+           comment="the id as the 32-byte word an access under it carries in idx_accesses.consent"),
+    Column("institution", _Address, nullable=False),
+    Column("purpose", Integer, nullable=False),
+    Column("categories", JSON, nullable=False, comment="category ids"),
+    Column("valid_until", BigInteger, nullable=False),
+    Column("identified", Boolean, nullable=False),
+    Column("legal_text_hash", _Hash, nullable=False),
+    Column("legal_text_uri", Text, nullable=False),
+    Column("granted_block", BigInteger, nullable=False),
+    Column("granted_log_index", Integer, nullable=False),
+    Column("granted_tx", _Hash, nullable=False),
+    Column("granted_at", BigInteger, nullable=False),
+    Column("revoked_block", BigInteger, comment="NULL while not revoked"),
+    Column("revoked_log_index", Integer),
+    Column("revoked_tx", _Hash),
+    Column("revoked_at", BigInteger),
+    comment="MandateGranted / MandateRevoked: statutory mandates (rebuilt from idx_events after a reorg)",
+)
+
+override_policies = Table(
+    "idx_override_policies",
+    metadata,
+    Column("block", BigInteger, primary_key=True),
+    Column("log_index", Integer, primary_key=True),
+    Column("purposes", JSON, nullable=False, comment="purpose ids an override may name"),
+    Column("review_period", BigInteger, nullable=False),
+    Column("max_overrides", Integer, nullable=False, comment="0: no limit"),
+    Column("rate_window", BigInteger, nullable=False),
+    Column("tx_hash", _Hash, nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    comment="OverridePolicyChanged, every one: the policy in force at a block is the last one before it",
+)
+
+overrides = Table(
+    "idx_overrides",
+    metadata,
+    Column("record", _Hash, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("requester", _Address, nullable=False),
+    Column("justification", _Hash, nullable=False, comment="keccak256 of the text the requester's agency keeps"),
+    Column("review_due", BigInteger, nullable=False),
+    Column("recorded_block", BigInteger, nullable=False),
+    Column("recorded_log_index", Integer, nullable=False),
+    Column("recorded_tx", _Hash, nullable=False),
+    Column("recorded_at", BigInteger, nullable=False),
+    Column("reviewed_by", _Address, comment="the auditor; NULL while pending"),
+    Column("accepted", Boolean),
+    Column("reason", Text),
+    Column("reviewed_at", BigInteger),
+    Column("reviewed_block", BigInteger),
+    Column("reviewed_log_index", Integer),
+    Column("reviewed_tx", _Hash),
+    Index("ix_idx_overrides_requester", "requester", "recorded_at"),
+    comment="OverrideRecorded / OverrideReviewed: emergency overrides and their auditors' reviews",
+)
+
 BLOCK_COLUMNS = {
     events: "block",
     membership_changes: "block",

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_utils import to_checksum_address
-from sqlalchemy import Engine, Select, Table, or_, select
+from sqlalchemy import Engine, Select, Table, and_, or_, select
 
 from consentledger.audit import tables as t
 from consentledger.audit.events import ZERO_HASH
 from consentledger.audit.rules import explain
 from consentledger.errors import ConfigurationError
-from consentledger.types import AccessEntry, ActorId, Address, LegalBasis, RecordId
+from consentledger.types import AccessEntry, ActorId, Address, LegalBasis, RecordId, ReviewStatus
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,31 @@ class TraceLine:
     log_index: int
     basis: LegalBasis = LegalBasis.CONSENT
     """The legal basis: under a mandate `consent` is the mandate id, under an override the justification hash."""
+    mandate_uri: str | None = None
+    """Under a mandate: where its legal text is published (None if the index holds no such mandate)."""
+    review: ReviewStatus | None = None
+    """Under an override: where its auditor's review stands (None for other bases)."""
+
+    @property
+    def mandate(self) -> int | None:
+        """Return the mandate id of an access under a statutory mandate (None otherwise)."""
+        return int(self.consent, 16) if self.basis is LegalBasis.MANDATE and self.consent else None
+
+    def basis_label(self) -> str:
+        """Return the basis as a trace column shows it: "consent", "mandate 3" or "override"."""
+        if self.basis is LegalBasis.MANDATE:
+            return f"mandate {self.mandate}"
+        return self.basis.name.lower()
+
+    def basis_words(self) -> str:
+        """Return the basis as a sentence a data subject reads."""
+        if self.basis is LegalBasis.MANDATE:
+            return f"accessed under statutory mandate {self.mandate}" + (
+                f" ({self.mandate_uri})" if self.mandate_uri else "")
+        if self.basis is LegalBasis.OVERRIDE:
+            review = self.review.name.lower() if self.review is not None else "unknown"
+            return f"emergency override (review: {review})"
+        return "accessed under consent" if self.consent else "accessed without consent (open category)"
 
     def entry(self) -> AccessEntry:
         """Return the hash-chain entry this line shows (its emitted head left empty), for `chain.history.fold`."""
@@ -61,7 +86,9 @@ class TraceLine:
             "requester": self.requester, "requester_name": self.requester_name, "actor": self.actor,
             "purpose": self.purpose,
             "purpose_name": self.purpose_name, "basis": self.basis.name.lower(), "consent": self.consent,
-            "mandate": int(self.consent, 16) if self.basis is LegalBasis.MANDATE and self.consent else None,
+            "mandate": self.mandate, "mandate_uri": self.mandate_uri,
+            "review": self.review.name.lower() if self.review is not None else None,
+            "basis_words": self.basis_words(),
             "identified": self.identified, "tx_hash": self.tx_hash,
             "block": self.block, "log_index": self.log_index,
         }
@@ -121,17 +148,27 @@ def trace(
     until: int | None = None,
     limit: int | None = None,
     offset: int = 0,
+    basis: LegalBasis | str | None = None,
 ) -> list[TraceLine]:
     """Return the indexed accesses matching every given filter, oldest first.
 
     `subject` matches records of that data subject, including derived records one of whose
     original sources is theirs. `org` matches the requester or the record's custodian. `purpose`
     is an id or a purpose name. `since` (inclusive) and `until` (exclusive) are unix times.
+    `basis` is a LegalBasis or its name (consent, mandate, override).
     """
-    a = t.accesses.c
+    a, m, o = t.accesses.c, t.mandates.c, t.overrides.c
     query = _filtered(_query(t.accesses), t.accesses, subject=subject, record=record, org=org, purpose=purpose,
                       since=since, until=until)
-    query = query.add_columns(a.seq, a.basis, a.consent, a.identified).order_by(a.block, a.log_index).offset(offset)
+    if basis is not None:
+        query = query.where(a.basis == int(parse_basis(basis)))
+    query = (
+        query.add_columns(a.seq, a.basis, a.consent, a.identified, m.legal_text_uri.label("mandate_uri"),
+                          o.recorded_block.label("override_block"), o.accepted)
+        .outerjoin(t.mandates, and_(a.basis == int(LegalBasis.MANDATE), m.ref == a.consent))
+        .outerjoin(t.overrides, and_(o.record == a.record, o.seq == a.seq))
+        .order_by(a.block, a.log_index).offset(offset)
+    )
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -146,9 +183,28 @@ def trace(
             consent=None if row["consent"] == ZERO_HASH else row["consent"], identified=bool(row["identified"]),
             tx_hash=row["tx_hash"],
             block=row["block"], log_index=row["log_index"], basis=LegalBasis(row["basis"]),
+            mandate_uri=row["mandate_uri"], review=_review(row["override_block"], row["accepted"]),
         )
         for row in rows
     ]
+
+
+def parse_basis(basis: LegalBasis | str) -> LegalBasis:
+    """Return the LegalBasis `basis` names (consent, mandate, override); raise ConfigurationError for another."""
+    if isinstance(basis, LegalBasis):
+        return basis
+    try:
+        return LegalBasis[basis.strip().upper()]
+    except KeyError:
+        raise ConfigurationError(f"unknown legal basis {basis!r}: use consent, mandate or override") from None
+
+
+def _review(override_block: int | None, accepted: bool | None) -> ReviewStatus | None:
+    if override_block is None:
+        return None
+    if accepted is None:
+        return ReviewStatus.PENDING
+    return ReviewStatus.ACCEPTED if accepted else ReviewStatus.REJECTED
 
 
 def refusals(

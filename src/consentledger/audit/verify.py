@@ -1,6 +1,6 @@
 """Verify the indexed chain of responsibility against the chain and against the ledger's rules.
 
-Six things are checked, as of the index's cursor block: (a) every record's hash chain, recomputed
+What is checked, as of the index's cursor block: (a) every record's hash chain, recomputed
 from the indexed accesses, ends at the head the chain holds; (b) every access's consent was valid
 at its position in the chain; (c) no record is past its retention, or collected only for purposes
 that have all reached their emergency sunset, without a tombstone; (d) every
@@ -8,7 +8,9 @@ access was made by an active member holding the REQUESTER role; (e) every access
 allowed for the record's category and not past its sunset; (f) every anonymous aggregate's sources
 were attested, before it was registered, by at least its category's K distinct subjects; (g) where the
 index shares its database with a custodian's release log, every release is for an access on chain,
-within the release window and count (`audit.releases`).
+within the release window and count (`audit.releases`); (h) every access under a statutory mandate
+was within a mandate granted before it, every emergency override was made by a holder of EMERGENCY,
+within the override policy's rate, and reviewed by its due time (`audit.basis_checks`).
 
 Refused attempts (AccessRefused, from batches) are counted but not checked: nothing of them is
 on a hash chain, and the contract that recorded them also applied the rule they name.
@@ -30,6 +32,7 @@ from eth_utils.abi import collapse_if_tuple
 from sqlalchemy import Connection, Engine, func, select
 
 from consentledger.audit import tables as t
+from consentledger.audit.basis_checks import MandateFacts, OverrideFacts, PolicyFacts, review_findings
 from consentledger.audit.checks import (
     AccessChecker,
     AggregateFacts,
@@ -77,6 +80,20 @@ class VerifyReport:
     """Releases of the custodian's release log checked (0 when the index has none beside it)."""
     refusals: int = 0
     """Refused attempts indexed (AccessRefused): counted, never checked against a hash chain (they are on none)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the report as JSON-ready data: ok, what was checked, counts by kind, each discrepancy."""
+        return {
+            "ok": self.ok, "block": self.block, "summary": self.summary(), "records": self.records,
+            "accesses": self.accesses, "consents": self.consents, "members": self.members,
+            "heads_checked": self.heads_checked, "releases": self.releases, "refusals": self.refusals,
+            "counts": self.counts(),
+            "discrepancies": [
+                {"kind": d.kind.value, "record": d.record, "seq": d.seq, "tx": d.tx_hash, "block": d.block,
+                 "detail": d.message}
+                for d in self.discrepancies
+            ],
+        }
 
     @property
     def ok(self) -> bool:
@@ -126,6 +143,7 @@ def verify(engine: Engine, ledger: Ledger, *, release_rules: ReleaseRules | None
             roles=_roles(conn), allowed_purposes=_allowed_purposes(conn), sunsets=_sunsets(conn),
             presented=_ConsentResolver(ledger, source),
             successors=_replay(conn, ("MemberSignerRotated",), "previous", lambda args: str(args["successor"])),
+            mandates=_mandates(conn), override_policies=_override_policies(conn),
         )
         a = t.accesses.c
         stream = conn.execution_options(stream_results=True, yield_per=_STREAM_ROWS).execute(
@@ -138,7 +156,15 @@ def verify(engine: Engine, ledger: Ledger, *, release_rules: ReleaseRules | None
         released, releases = check_releases(
             conn, release_rules or ReleaseRules(), block=cursor.block, until=cursor.timestamp or 0
         )
+        overrides = _overrides(conn)
     found = list(checker.found)
+    for kind, override, message in review_findings(overrides, cursor.timestamp or 0):
+        found.append(Discrepancy(
+            DiscrepancyKind.OVERRIDE_UNREVIEWED if kind == "unreviewed" else DiscrepancyKind.OVERRIDE_REVIEWED_LATE,
+            message, record=override.record, seq=override.seq,
+            tx_hash=override.reviewed_tx or override.recorded_tx,
+            block=override.reviewed_block if override.reviewed_block is not None else override.recorded_block,
+        ))
     for aggregate in aggregates:
         k = as_of(minimums.get(aggregate.category, ()), aggregate.registered)
         found.extend(check_aggregate(aggregate, None if k is None else k[1]))
@@ -286,6 +312,41 @@ def _consents(conn: Connection) -> dict[str, ConsentFacts]:
         )
         for row in conn.execute(select(t.consents))
     }
+
+
+def _mandates(conn: Connection) -> dict[int, MandateFacts]:
+    return {
+        row.id: MandateFacts(
+            institution=row.institution, purpose=row.purpose, categories=frozenset(int(c) for c in row.categories),
+            valid_until=row.valid_until, identified=bool(row.identified),
+            granted=(row.granted_block, row.granted_log_index),
+            revoked=_pos(row.revoked_block, row.revoked_log_index), legal_text_uri=row.legal_text_uri,
+        )
+        for row in conn.execute(select(t.mandates))
+    }
+
+
+def _override_policies(conn: Connection) -> History[PolicyFacts]:
+    p = t.override_policies.c
+    return [
+        ((row.block, row.log_index), PolicyFacts(
+            purposes=frozenset(int(x) for x in row.purposes), review_period=row.review_period,
+            max_overrides=row.max_overrides, rate_window=row.rate_window,
+        ))
+        for row in conn.execute(select(t.override_policies).order_by(p.block, p.log_index))
+    ]
+
+
+def _overrides(conn: Connection) -> list[OverrideFacts]:
+    o = t.overrides.c
+    return [
+        OverrideFacts(
+            record=row.record, seq=row.seq, requester=row.requester, review_due=row.review_due,
+            recorded_tx=row.recorded_tx, recorded_block=row.recorded_block, reviewed_at=row.reviewed_at,
+            reviewed_tx=row.reviewed_tx, reviewed_block=row.reviewed_block,
+        )
+        for row in conn.execute(select(t.overrides).order_by(o.recorded_block, o.recorded_log_index))
+    ]
 
 
 def _memberships(conn: Connection) -> dict[str, History[int]]:

@@ -25,6 +25,7 @@ Event = Mapping[str, Any]
 GOVERNANCE_EVENTS = frozenset({
     "MemberAdmitted", "MemberStatusChanged", "MemberRolesChanged", "MemberKeysChanged",
     "CategoryAdded", "CategoryPurposesChanged", "PurposeAdded", "PurposeSunsetChanged",
+    "MandateGranted", "MandateRevoked", "OverridePolicyChanged",
 })
 """Events whose tables are rebuilt by replaying `idx_events` after a reorg (they are few)."""
 
@@ -76,8 +77,10 @@ def write_events(
     bulk_insert_accesses(conn, accesses)
     if refusals:
         conn.execute(insert(conn, t.refusals).on_conflict_do_nothing(), refusals)
+    _insert_overrides(conn, [e for e in others if e["name"] == "OverrideRecorded"])
     _tombstone(conn, [e for e in others if e["name"] == "RecordTombstoned"])
     _attest(conn, [e for e in others if e["name"] == "RecordAttested"])
+    _review_overrides(conn, [e for e in others if e["name"] == "OverrideReviewed"])
     for event in others:
         if event["name"] == "ConsentRevoked":
             _revoke(conn, event)
@@ -125,12 +128,20 @@ def rollback_from(conn: Connection, fork_block: int) -> None:
         .where(c.revoked_block >= fork_block)
         .values(revoked_block=None, revoked_log_index=None, revoked_tx=None, revoked_at=None)
     )
+    o = t.overrides.c
+    conn.execute(delete(t.overrides).where(o.recorded_block >= fork_block))
+    conn.execute(
+        update(t.overrides)
+        .where(o.reviewed_block >= fork_block)
+        .values(reviewed_by=None, accepted=None, reason=None, reviewed_at=None, reviewed_block=None,
+                reviewed_log_index=None, reviewed_tx=None)
+    )
     rebuild_governance(conn)
 
 
 def rebuild_governance(conn: Connection) -> None:
-    """Recompute members, membership changes, categories and purposes from the stored events."""
-    for table in (t.members, t.membership_changes, t.categories, t.purposes):
+    """Recompute members, membership changes, the catalog, mandates and override policies from the stored events."""
+    for table in (t.members, t.membership_changes, t.categories, t.purposes, t.mandates, t.override_policies):
         conn.execute(delete(table))
     stored = conn.execute(
         select(t.events).where(t.events.c.name.in_(GOVERNANCE_EVENTS)).order_by(t.events.c.block, t.events.c.log_index)
@@ -249,6 +260,39 @@ def _revoke(conn: Connection, event: Event) -> None:
     conn.execute(statement.on_conflict_do_update(index_elements=["id"], set_=revoked))
 
 
+def _insert_overrides(conn: Connection, recorded: list[Event]) -> None:
+    if not recorded:
+        return
+    rows = [
+        {"record": a["record"], "seq": a["seq"], "requester": a["requester"], "justification": a["justification"],
+         "review_due": a["reviewDue"], "recorded_block": e["block"], "recorded_log_index": e["log_index"],
+         "recorded_tx": e["tx_hash"], "recorded_at": e["timestamp"]}
+        for e in recorded
+        for a in (e["args"],)
+    ]
+    conn.execute(insert(conn, t.overrides).on_conflict_do_nothing(), rows)
+
+
+def _review_overrides(conn: Connection, reviewed: list[Event]) -> None:
+    if not reviewed:
+        return
+    o = t.overrides.c
+    statement = (
+        update(t.overrides)
+        .where(o.record == bindparam("b_record"), o.seq == bindparam("b_seq"))
+        .values(reviewed_by=bindparam("b_auditor"), accepted=bindparam("b_accepted"), reason=bindparam("b_reason"),
+                reviewed_at=bindparam("b_at"), reviewed_block=bindparam("b_block"),
+                reviewed_log_index=bindparam("b_log"), reviewed_tx=bindparam("b_tx"))
+    )
+    conn.execute(statement, [
+        {"b_record": a["record"], "b_seq": a["seq"], "b_auditor": a["auditor"], "b_accepted": bool(a["accepted"]),
+         "b_reason": a["reason"], "b_at": a["reviewedAt"], "b_block": e["block"], "b_log": e["log_index"],
+         "b_tx": e["tx_hash"]}
+        for e in reviewed
+        for a in (e["args"],)
+    ])
+
+
 # ---------------------------------------------------------------------- governance (replayable)
 
 
@@ -334,6 +378,39 @@ def _purpose_sunset(conn: Connection, event: Event) -> None:
     )
 
 
+def _mandate_granted(conn: Connection, event: Event) -> None:
+    a = event["args"]
+    mandate_id = int(a["mandate"])
+    values = {
+        "ref": "0x" + mandate_id.to_bytes(32, "big").hex(), "institution": a["institution"],
+        "purpose": a["purpose"], "categories": [int(c) for c in a["categories"]], "valid_until": a["validUntil"],
+        "identified": bool(a["identified"]), "legal_text_hash": a["legalTextHash"],
+        "legal_text_uri": a["legalTextUri"], "granted_block": event["block"], "granted_log_index": event["log_index"],
+        "granted_tx": event["tx_hash"], "granted_at": event["timestamp"],
+    }
+    conn.execute(
+        insert(conn, t.mandates).values(id=mandate_id, **values)
+        .on_conflict_do_update(index_elements=["id"], set_=values)
+    )
+
+
+def _mandate_revoked(conn: Connection, event: Event) -> None:
+    conn.execute(
+        update(t.mandates).where(t.mandates.c.id == int(event["args"]["mandate"]))
+        .values(revoked_block=event["block"], revoked_log_index=event["log_index"], revoked_tx=event["tx_hash"],
+                revoked_at=event["timestamp"])
+    )
+
+
+def _override_policy(conn: Connection, event: Event) -> None:
+    a = event["args"]
+    conn.execute(insert(conn, t.override_policies).on_conflict_do_nothing(), [{
+        "block": event["block"], "log_index": event["log_index"], "purposes": list(purposes_in(a["purposes"])),
+        "review_period": a["reviewPeriod"], "max_overrides": a["maxOverrides"], "rate_window": a["rateWindow"],
+        "tx_hash": event["tx_hash"], "timestamp": event["timestamp"],
+    }])
+
+
 _GOVERNANCE: dict[str, Callable[[Connection, Event], None]] = {
     "MemberAdmitted": _member_admitted,
     "MemberStatusChanged": _member_status,
@@ -343,4 +420,7 @@ _GOVERNANCE: dict[str, Callable[[Connection, Event], None]] = {
     "CategoryPurposesChanged": _category_purposes,
     "PurposeAdded": _purpose_added,
     "PurposeSunsetChanged": _purpose_sunset,
+    "MandateGranted": _mandate_granted,
+    "MandateRevoked": _mandate_revoked,
+    "OverridePolicyChanged": _override_policy,
 }

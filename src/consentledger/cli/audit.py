@@ -38,6 +38,7 @@ from consentledger.cli.consent import (
     subject_signer,
 )
 from consentledger.errors import ConfigurationError
+from consentledger.types import LegalBasis
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -57,8 +58,8 @@ DbOption = Annotated[
 DEFAULT_DB = "sqlite:///audit.db"
 _CSV_FIELDS = (
     "seq", "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
-    "requester", "requester_name", "actor", "purpose", "purpose_name", "basis", "consent", "mandate", "identified",
-    "tx_hash", "block", "log_index",
+    "requester", "requester_name", "actor", "purpose", "purpose_name", "basis", "consent", "mandate", "mandate_uri",
+    "review", "identified", "tx_hash", "block", "log_index",
 )
 _REFUSAL_CSV_FIELDS = (
     "time", "timestamp", "record", "subject", "category", "category_name", "custodian", "custodian_name",
@@ -110,6 +111,9 @@ def trace_command(
     refused: Annotated[
         bool, typer.Option("--refused", help="List the refused attempts (who was refused what, and why) instead.")
     ] = False,
+    basis: Annotated[
+        str | None, typer.Option(help="Only accesses under this legal basis: consent, mandate or override.")
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     no_sync: Annotated[bool, typer.Option("--no-sync", help="Query the index as it is, without the chain.")] = False,
@@ -119,14 +123,19 @@ def trace_command(
 ) -> None:
     """List accesses (oldest first) matching every filter given, after bringing the index up to date.
 
+    The basis column says what each access was granted under: consent, mandate N, or override.
     With --refused, list the attempts the ledger refused instead (AccessRefused: rule and why); the
     table of accesses ends with how many refused attempts match the same filters.
     """
     from consentledger.audit import create_index_schema, refusals, trace
+    from consentledger.audit.trace import parse_basis
     from consentledger.store.db import make_engine
 
     if json_output and csv_output:
         raise ConfigurationError("choose one of --json and --csv")
+    if basis is not None and refused:
+        raise ConfigurationError("--basis filters accesses; refused attempts were granted under none")
+    legal_basis = parse_basis(basis) if basis is not None else None
     if no_sync:
         engine = make_engine(db)
         create_index_schema(engine)
@@ -139,11 +148,11 @@ def trace_command(
     if refused:
         _print_refusals(refusals(engine, **filters, limit=limit), json_output=json_output, csv_output=csv_output)
         return
-    lines = trace(engine, **filters, limit=limit)
+    lines = trace(engine, **filters, limit=limit, basis=legal_basis)
     if json_output:
         print_json([line.to_json() for line in lines])
     elif csv_output:
-        writer = csv.DictWriter(sys.stdout, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(sys.stdout, fieldnames=_CSV_FIELDS, lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         writer.writerows(line.to_json() for line in lines)
     else:
@@ -155,11 +164,15 @@ def trace_command(
 
 @app.command("verify")
 def verify_command(
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON (the exit code as without).")
+    ] = False,
     rpc: RpcOption = DEFAULT_RPC,
     manifest: ManifestOption = DEFAULT_MANIFEST,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Check hash chains against on-chain heads, consents, retention and membership; exit 1 on any finding.
+    """Check hash chains against on-chain heads, consents, mandates, overrides and their reviews, retention and
+    membership; exit 1 on any finding.
 
     Each discrepancy is printed on its own line (kind, record, seq, tx, block: sentence).
     """
@@ -167,6 +180,11 @@ def verify_command(
 
     engine, ledger, _ = sync(rpc, manifest, db, transient=True)
     report = verify(engine, ledger)
+    if json_output:
+        print_json(report.to_json())
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     if not report.ok:
         for discrepancy in report.discrepancies:
             typer.echo(discrepancy.line())
@@ -191,9 +209,11 @@ def report_command(
     """Write a self-contained HTML audit page: data-flow graph, verification result, filterable access timeline,
     the refused attempts (who was refused what, and why) and, without --subject, each agency's record of processing.
 
-    Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
+    Without --subject the page also lists the statutory mandates and the emergency overrides with their review
+    state. Prints the file's path, then a one-line summary. Discrepancies are shown in the page (exit 0).
     """
     from consentledger.audit import refusals, trace, verify
+    from consentledger.audit.bases import mandate_lines, override_lines
     from consentledger.audit.lifecycle import consent_standings, tombstones
     from consentledger.audit.processing import processing_records
     from consentledger.audit.render import print_pdf, render_audit_page, summary
@@ -208,13 +228,68 @@ def report_command(
     page = render_audit_page(lines, report, title=title, period=(_moment(start), _moment(end)), refusals=refused,
                              consents=consents, filtered=any(f is not None for f in (subject, start, end)),
                              tombstones=tombstones(engine, subject=subject),
-                             processing=() if subject else processing_records(engine))
+                             processing=() if subject else processing_records(engine),
+                             legal_bases=None if subject else (mandate_lines(engine), override_lines(engine)))
     out.write_text(page, encoding="utf-8")
     os.chmod(out, 0o644)
     typer.echo(str(out))
     if pdf:
         typer.echo(str(print_pdf(out, out.with_suffix(".pdf"))))
     typer.echo(summary(lines, report, refused))
+
+
+@app.command("mandates")
+def mandates_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    no_sync: Annotated[bool, typer.Option("--no-sync", help="Query the index as it is, without the chain.")] = False,
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """List the statutory mandates governance granted: institution, purpose, categories, end, legal text, state
+    (in force, ended, revoked) and how many accesses were made under each."""
+    from consentledger.audit.bases import mandate_lines
+    from consentledger.cli.audit_bases import print_mandates
+
+    lines = mandate_lines(_index(rpc, manifest, db, no_sync=no_sync))
+    if json_output:
+        print_json([line.to_json() for line in lines])
+    else:
+        print_mandates(lines)
+
+
+@app.command("overrides")
+def overrides_command(
+    pending: Annotated[bool, typer.Option("--pending", help="Only overrides awaiting their review.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    no_sync: Annotated[bool, typer.Option("--no-sync", help="Query the index as it is, without the chain.")] = False,
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """List the emergency overrides: who recorded which, the justification's hash, when the review was due,
+    the review (pending, accepted, rejected; by whom, why) and its timeliness as of the last indexed block."""
+    from consentledger.audit.bases import override_lines
+    from consentledger.cli.audit_bases import print_overrides
+
+    lines = override_lines(_index(rpc, manifest, db, no_sync=no_sync), pending=pending)
+    if json_output:
+        print_json([line.to_json() for line in lines])
+    else:
+        print_overrides(lines, pending=pending)
+
+
+def _index(rpc: str, manifest: Path, db: str, *, no_sync: bool) -> Engine:
+    """Return the index's engine: as it is with `no_sync`, else brought up to the latest block first."""
+    from consentledger.audit import create_index_schema
+    from consentledger.store.db import make_engine
+
+    if no_sync:
+        engine = make_engine(db)
+        create_index_schema(engine)
+        return engine
+    engine, _, _ = sync(rpc, manifest, db, transient=True)
+    return engine
 
 
 @app.command("processing")
@@ -321,15 +396,17 @@ def _moment(unix: int | None) -> datetime | None:
 
 def _print_table(lines: list[TraceLine]) -> None:
     table = Table(
-        "time", "record", "seq", "category", "custodian", "requester", "actor", "purpose", "consent", "tx", "block"
+        "time", "record", "seq", "category", "custodian", "requester", "actor", "purpose", "basis", "consent", "tx",
+        "block",
     )
     for line in lines:
         table.add_row(
             line.time.strftime("%Y-%m-%d %H:%M:%S"), _short(line.record), str(line.seq),
             _named(line.category_name, line.category), _named(line.custodian_name, line.custodian),
             _named(line.requester_name, line.requester), _short(line.actor) if line.actor else "organisation",
-            _named(line.purpose_name, line.purpose),
-            _short(line.consent) if line.consent else "-", _short(line.tx_hash), str(line.block),
+            _named(line.purpose_name, line.purpose), line.basis_label(),
+            _short(line.consent) if line.consent and line.basis is not LegalBasis.MANDATE else "-",
+            _short(line.tx_hash), str(line.block),
         )
     console.print(table)
     console.print(f"{len(lines)} accesses")

@@ -215,6 +215,9 @@ class TraceLineOut(_Answer):
     consent: str | None = Field(description="Under consent the consent id (None: OPEN, no consent); under a mandate "
                                             "the mandate id as a word; under an override the justification hash")
     mandate: int | None = Field(description="The statutory mandate's id, for an access under a mandate")
+    mandate_uri: str | None = Field(description="Under a mandate: where its legal text is published")
+    review: str | None = Field(description="Under an override: its review, pending, accepted or rejected")
+    basis_words: str = Field(description="The basis as a sentence for the data subject")
     identified: bool
     tx_hash: str
     block: int

@@ -81,24 +81,7 @@ def release_rules(gw: Gateway) -> ReleaseRules:
 
 def report_json(report: VerifyReport) -> dict[str, Any]:
     """Return a VerifyReport as JSON-ready data: ok, what was checked, counts by kind, each discrepancy."""
-    return {
-        "ok": report.ok,
-        "block": report.block,
-        "summary": report.summary(),
-        "records": report.records,
-        "accesses": report.accesses,
-        "consents": report.consents,
-        "members": report.members,
-        "heads_checked": report.heads_checked,
-        "releases": report.releases,
-        "refusals": report.refusals,
-        "counts": report.counts(),
-        "discrepancies": [
-            {"kind": d.kind.value, "record": d.record, "seq": d.seq, "tx": d.tx_hash, "block": d.block,
-             "detail": d.message}
-            for d in report.discrepancies
-        ],
-    }
+    return report.to_json()
 
 
 def subject_history(gw: Gateway, subject: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from consentledger.audit import TraceLine, VerifyReport, refusals, trace, verify
+from consentledger.audit.bases import mandate_lines, override_lines
 from consentledger.audit.checks import Discrepancy, DiscrepancyKind
 from consentledger.audit.filter_errors import filter_problems, render_filter_error_page
 from consentledger.audit.lifecycle import consent_standings, tombstones
@@ -128,14 +129,16 @@ def audit_page(
         ended = tombstones(gw.store.engine, subject=shown_subject, records=shown if narrowed else None)
         consents = consent_standings(gw.store.engine, {line.consent for line in lines if line.consent},
                                      int(datetime.now(UTC).timestamp()))
+        legal_bases = None
         if session.view is PageView.AUDIT:
             report = verify(gw.store.engine, gw.ledger, release_rules=release_rules(gw))
+            legal_bases = (mandate_lines(gw.store.engine), override_lines(gw.store.engine))
         else:
             report = _own_records_checked(gw, session.viewer, block)
     page = render_audit_page(
         lines, report, title=_title(session, block), period=(_moment(since), _moment(until)),
         base_href=request.url.path, refusals=refused, consents=consents, tombstones=ended,
-        filtered=narrowed or subject is not None,
+        filtered=narrowed or subject is not None, legal_bases=legal_bases,
     )
     # The header repeats the page's policy and adds what a <meta> policy cannot say: never inside a frame.
     csp = content_security_policy(served=True) + "; frame-ancestors 'none'"
