@@ -20,7 +20,7 @@ from eth_utils import keccak
 
 from consentledger import governance
 from consentledger.actors import ClientRole, actor_id
-from consentledger.crypto.keys import load_account
+from consentledger.crypto.keys import load_account, new_keystore
 from consentledger.localnet import DEV_PASSWORD, PASSWORD_ENV, Agency
 from consentledger.store.clients import Clients
 from consentledger.types import LegalBasis, ReviewStatus, Role
@@ -212,3 +212,26 @@ def test_the_subjects_portal_says_the_override_was_without_consent_and_how_its_r
     assert "; accessed in an emergency without your consent (override; review: pending, due by " in \
         pending["sentence"], pending
     assert accepted["sentence"].endswith("(override; review: accepted by an auditor)."), accepted
+
+
+def test_an_auditor_reads_and_checks_a_justification_with_the_cli(
+    consortium: Consortium, emergency: Emergency, audited: Audited, tmp_path: Path
+) -> None:
+    """`consentledger audit justification` prints the text once it hashes to the chain's; a consent access is
+    no override (exit 8, not found)."""
+    record = fresh_record(consortium)
+    expect(override(consortium.police, emergency.medic.key, record), 200)
+    keystore = tmp_path / "auditor.json"
+    new_keystore(keystore, DEV_PASSWORD, account=audited.auditor)
+    manifest = tmp_path / "deployment.json"
+    consortium.ledger.deployment.save(manifest)
+    chain = ("--rpc", consortium.ledger.w3.provider.endpoint_uri, "--manifest", str(manifest))
+
+    read = cli("audit", "justification", "--gateway", consortium.police.url, "--record", record, "--seq", "1",
+               *chain, "--keystore", str(keystore))
+
+    assert read.returncode == 0, read.stdout + read.stderr
+    assert "matches the chain" in read.stdout and WHY[:40] in read.stdout.replace("\n", "")
+    missing = cli("audit", "justification", "--gateway", consortium.police.url, "--record", audited.lab,
+                  "--seq", "1", *chain, "--keystore", str(keystore))
+    assert missing.returncode == 8 and "not an emergency override" in missing.stderr, missing.stderr

@@ -495,3 +495,39 @@ def _show_disclosure(rpc: str, manifest: Path, answer: dict[str, object]) -> Non
     if answer.get("revoked_at"):
         console.print(f"the client's key was revoked at {answer['revoked_at']}")
 
+
+
+@app.command("justification")
+def justification(
+    gateway: GatewayOption,
+    record: Annotated[str, typer.Option(help="The record id of the override (0x + 64 hex).")],
+    seq: Annotated[int, typer.Option(min=1, help="The override's seq in the record's chain.")],
+    rpc: RpcOption = DEFAULT_RPC,
+    manifest: ManifestOption = DEFAULT_MANIFEST,
+    keystore: KeystoreOption = None,
+    password_env: PasswordEnvOption = "CONSENTLEDGER_KEY_PASSWORD",
+    dev_account: DevAccountOption = None,
+) -> None:
+    """Read an emergency override's justification from the requester's gateway and check it against the chain.
+
+    Sign as an auditor organisation. keccak256(salt ‖ text) must be the hash the override recorded on
+    chain; exit 9 if it is not.
+    """
+    from eth_utils import keccak
+
+    from consentledger.client import GatewayClient, parse_record_id
+    from consentledger.errors import IntegrityError, NotFoundError
+
+    record_id = parse_record_id(record)
+    ledger = open_ledger(rpc, manifest)
+    recorded = ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(), records=[record_id],
+                                     seqs=[seq])
+    if not recorded or recorded[0].basis is not LegalBasis.OVERRIDE:
+        raise NotFoundError(f"access {seq} to record {record} is not an emergency override on chain")
+    with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
+        kept = client.audit_override(record_id, seq)
+    text, salt = str(kept["justification"]), bytes.fromhex(str(kept["salt"]).removeprefix("0x"))
+    if keccak(salt + text.encode("utf-8")) != recorded[0].consent:
+        raise IntegrityError(f"the justification the gateway gave does not hash to override {seq}'s on chain")
+    console.print(f"justification of override {seq} (matches the chain, 0x{recorded[0].consent.hex()[:16]}…): "
+                  f"{text}")
