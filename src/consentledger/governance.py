@@ -197,7 +197,13 @@ def _show_override_policy(purposes: int, review_period: int, max_overrides: int,
     return f"purposes {_ids(purposes_in(purposes))}, review within {_span(review_period)}{rate}"
 
 
+def _show_admit(account: str, roles: int, name: str, key: bytes, url: str) -> str:
+    return f"{to_checksum_address(account)}, {Role(roles).label()}, {name!r}, 0x{key.hex()}, {url!r}"
+
+
 _READABLE: dict[Action, Callable[..., str]] = {
+    Action.ADMIT_MEMBER: _show_admit,
+    Action.SET_ROLES: lambda account, roles: f"{to_checksum_address(account)}, {Role(roles).label()}",
     Action.GRANT_MANDATE: _show_mandate,
     Action.REVOKE_MANDATE: lambda mandate_id: f"mandate {mandate_id}",
     Action.SET_OVERRIDE_POLICY: _show_override_policy,

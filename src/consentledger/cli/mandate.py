@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,15 +25,34 @@ from consentledger.cli.common import (
 )
 from consentledger.cli.consent import print_json
 from consentledger.cli.org import submit
-from consentledger.errors import ConfigurationError, IntegrityError, PayloadValidationError
+from consentledger.errors import (
+    ConfigurationError,
+    ContractRevertError,
+    IntegrityError,
+    NotFoundError,
+    PayloadValidationError,
+)
 from consentledger.legal_bases import Directory, check_mandate, legal_text_hash, mandate_state, read_directory
 from consentledger.types import Mandate
+
+if TYPE_CHECKING:
+    from consentledger.chain.ledger import Ledger
 
 app = typer.Typer(help="Statutory mandates: a legal basis beside consent, granted by governance.",
                   no_args_is_help=True)
 
 MandateArgument = Annotated[int, typer.Argument(min=1, help="Mandate id.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _mandate(ledger: Ledger, mandate_id: int) -> Mandate:
+    """Return mandate `mandate_id`; NotFoundError naming how many there are if it does not exist."""
+    try:
+        return ledger.mandate(mandate_id)
+    except ContractRevertError as exc:
+        if exc.rule != "LegalBasesUnknownMandate":
+            raise
+        raise NotFoundError(f"no mandate {mandate_id}: {len(ledger.mandates())} granted so far") from None
 
 
 def _text_hash(legal_text: Path | None, legal_text_hash_hex: str | None) -> bytes:
@@ -112,7 +131,7 @@ def revoke(
 ) -> None:
     """Propose revoking a mandate (final)."""
     ledger = open_ledger(rpc, manifest)
-    if ledger.mandate(mandate).revoked:  # LegalBasesUnknownMandate if there is none
+    if _mandate(ledger, mandate).revoked:
         raise PayloadValidationError(f"mandate {mandate} was revoked already (LegalBasesMandateRevoked)")
     submit(governance.revoke_mandate(mandate), rpc, manifest, keystore, password_env, dev_account, ledger=ledger)
 
@@ -165,7 +184,7 @@ def show(
 ) -> None:
     """Show one mandate in full, with its legal text's hash and URI."""
     ledger = open_ledger(rpc, manifest)
-    shown = _as_json(ledger.mandate(mandate), read_directory(ledger))
+    shown = _as_json(_mandate(ledger, mandate), read_directory(ledger))
     if json_output:
         print_json(shown)
         return
@@ -192,7 +211,7 @@ def check_text(
     manifest: ManifestOption = DEFAULT_MANIFEST,
 ) -> None:
     """Check a file is the legal text a mandate cites (its keccak256 is on chain); exit 9 if it is not."""
-    cited = open_ledger(rpc, manifest).mandate(mandate).legal_text_hash
+    cited = _mandate(open_ledger(rpc, manifest), mandate).legal_text_hash
     digest = legal_text_hash(_read(file))
     if digest != cited:
         raise IntegrityError(f"{file} is not the legal text of mandate {mandate}: it hashes to 0x{digest.hex()}, "
