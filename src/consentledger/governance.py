@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from eth_abi import decode, encode
@@ -43,7 +44,8 @@ class ProposedAction:
     def describe(self) -> str:
         """Return a one-line human description of the action and its arguments."""
         values = decode_payload(self.action, self.payload)
-        shown = ", ".join(_show(v) for v in values)
+        readable = _READABLE.get(self.action)
+        shown = readable(*values) if readable else ", ".join(_show(v) for v in values)
         return f"{self.action.name.lower()}({shown})"
 
 
@@ -177,6 +179,52 @@ def set_override_policy(
     (0: no limit). No purposes: no override allowed.
     """
     return _encode(Action.SET_OVERRIDE_POLICY, purpose_mask(purposes), review_period, max_overrides, rate_window)
+
+
+def _show_mandate(
+    institution: str, purpose: int, categories: Sequence[int], valid_until: int, identified: bool,
+    text_hash: bytes, uri: str,
+) -> str:
+    scope = "identified" if identified else "not identified"
+    return (f"{to_checksum_address(institution)}, purpose {purpose}, categories {_ids(categories)}, "
+            f"until {_iso(valid_until)}, {scope}, legal text 0x{text_hash.hex()} {uri!r}")
+
+
+def _show_override_policy(purposes: int, review_period: int, max_overrides: int, rate_window: int) -> str:
+    if not purposes:
+        return "no override allowed"
+    rate = f", at most {max_overrides} per {_span(rate_window)}" if max_overrides else ""
+    return f"purposes {_ids(purposes_in(purposes))}, review within {_span(review_period)}{rate}"
+
+
+def _show_admit(account: str, roles: int, name: str, key: bytes, url: str) -> str:
+    return f"{to_checksum_address(account)}, {Role(roles).label()}, {name!r}, 0x{key.hex()}, {url!r}"
+
+
+_READABLE: dict[Action, Callable[..., str]] = {
+    Action.ADMIT_MEMBER: _show_admit,
+    Action.SET_ROLES: lambda account, roles: f"{to_checksum_address(account)}, {Role(roles).label()}",
+    Action.GRANT_MANDATE: _show_mandate,
+    Action.REVOKE_MANDATE: lambda mandate_id: f"mandate {mandate_id}",
+    Action.SET_OVERRIDE_POLICY: _show_override_policy,
+}
+"""The actions shown in words rather than as their raw payload values."""
+
+
+def _ids(ids: Iterable[int]) -> str:
+    return ",".join(map(str, ids)) or "none"
+
+
+def _iso(unix: int) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
+
+
+def _span(seconds: int) -> str:
+    """Return seconds as whole days, hours or minutes when they divide it (e.g. "3d", "72m"), else "Ns"."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def _key32(key: bytes) -> bytes:

@@ -34,6 +34,17 @@ class _Commands(LazyGroup):
         "catalog": LazyCommand(
             "consentledger.cli.catalog:app", "The data catalog (positive list): categories and purposes."
         ),
+        "mandate": LazyCommand(
+            "consentledger.cli.mandate:app", "Statutory mandates: a legal basis beside consent, granted by governance."
+        ),
+        "override-policy": LazyCommand(
+            "consentledger.cli.overrides:policy_app",
+            "The emergency override policy: which purposes, how soon each override is reviewed.",
+        ),
+        "override": LazyCommand(
+            "consentledger.cli.overrides:app",
+            "Emergency overrides: list them with their review state; an auditor reviews one.",
+        ),
         "agency": LazyCommand(
             "consentledger.cli.gateway:agency_app", "Set up an agency: keys, gateway configuration, clients."
         ),

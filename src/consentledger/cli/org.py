@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -26,6 +26,9 @@ from consentledger.errors import ConfigurationError
 from consentledger.governance import ProposedAction
 from consentledger.types import Action, Role
 
+if TYPE_CHECKING:
+    from consentledger.chain.ledger import Ledger
+
 app = typer.Typer(help="Member organisations: propose changes, approve them, list members.", no_args_is_help=True)
 propose_app = typer.Typer(help="Propose a membership change (needs M-of-N admin approvals).", no_args_is_help=True)
 app.add_typer(propose_app, name="propose")
@@ -40,9 +43,14 @@ def submit(
     keystore: Path | None,
     password_env: str,
     dev_account: int | None,
+    *,
+    ledger: Ledger | None = None,
 ) -> None:
-    """Send a proposal and report whether it already ran (threshold 1) or waits for approvals."""
-    ledger = open_ledger(rpc, manifest)
+    """Send a proposal and report whether it already ran (threshold 1) or waits for approvals.
+
+    `ledger` is the deployment already opened at `rpc` and `manifest`, if the caller has it.
+    """
+    ledger = ledger or open_ledger(rpc, manifest)
     sender = ledger.sender(signer(keystore, password_env, dev_account))
     proposal_id, executed = ledger.propose(sender, proposed)
     state = "executed" if executed else f"waiting for approvals (1 of {ledger.threshold()})"
@@ -69,7 +77,7 @@ def _key(text: str) -> bytes:
 @propose_app.command("admit")
 def propose_admit(
     account: AccountOption,
-    roles: Annotated[str, typer.Option(help="Comma-separated: admin, custodian, requester, auditor.")],
+    roles: Annotated[str, typer.Option(help="Comma-separated: admin, custodian, requester, auditor, emergency.")],
     name: Annotated[str, typer.Option(help="The organisation's name.")],
     x25519: Annotated[str, typer.Option("--x25519", help="X25519 public key (hex) for key exchange.")] = "",
     gateway: Annotated[str, typer.Option(help="The organisation's gateway URL.")] = "",
@@ -112,7 +120,7 @@ _status_command(Action.REVOKE_MEMBER, "revoke")
 @propose_app.command("set-roles")
 def propose_set_roles(
     account: AccountOption,
-    roles: Annotated[str, typer.Option(help="Comma-separated: admin, custodian, requester, auditor.")],
+    roles: Annotated[str, typer.Option(help="Comma-separated: admin, custodian, requester, auditor, emergency.")],
     rpc: RpcOption = DEFAULT_RPC,
     manifest: ManifestOption = DEFAULT_MANIFEST,
     keystore: KeystoreOption = None,
