@@ -114,6 +114,10 @@ def test_every_readme_example_runs_as_written_against_the_served_demo(tmp_path: 
         "RecordRegistryRecordTombstoned",
         '"revocation": "on chain"',
         "swept at block",
+        "LegalBasesMandateWrongPurpose",  # a mandate used for another purpose
+        "LegalBasesMandateRevoked",  # and after governance revoked it
+        "matches the chain",  # an override's justification, checked by the auditor
+        "valid: ",  # a receipt verified offline
         "audit view",  # `audit open` for the auditor
         "subject view",  # and for the subject
     ):
@@ -122,7 +126,7 @@ def test_every_readme_example_runs_as_written_against_the_served_demo(tmp_path: 
 
 def _assert_the_story_was_told(story: str) -> None:
     """The demo's story: governance, ingest, a refused field, consent, one access, one refusal, the trace verified."""
-    assert story.count("approved 2 of 3 and executed") == 3
+    assert story.count("approved 2 of 3 and executed") == 7
     assert "admitted health bureau" in story and "admitted transport bureau" in story
     assert "HTTP 422 fields not on the positive list of category 'contact-trace': blood_type" in story
     assert "access seq 1 recorded" in story
@@ -132,6 +136,10 @@ def _assert_the_story_was_told(story: str) -> None:
     assert "refused on chain: HTTP 403 ConsentRegistryConsentExhausted" in story
     assert "transport bureau" in story and "verified" in story
     assert "`consentledger audit verify`: verified 1 records" in story and "no discrepancies" in story
+    assert "recorded under statutory mandate 1 (basis mandate)" in story
+    assert "refused: HTTP 403" in story and "recorded as an emergency override" in story
+    assert "matches the chain" in story and "reviewed: accepted" in story
+    assert "mandate 1" in story and "emergency override" in story  # the trace's legal basis column
 
 
 def _copy(process: subprocess.Popen[bytes], log: Path) -> None:

@@ -95,11 +95,13 @@ def _operations(openapi: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]
 
 def test_the_openapi_document_lists_the_parameterised_routes(openapi: dict[str, Any]) -> None:
     """The fuzzing below covers the audit listings (accesses, refusals), the audit page, the record lookup, a
-    record's attestation terms, the actor disclosure and the consent requests (no route forgotten)."""
+    record's attestation terms, the actor disclosure, the consent requests, an access's receipt and an override's
+    justification (no route forgotten)."""
     assert {path for path, _ in _operations(openapi)} == {
         "/v1/audit/accesses", "/v1/audit/refusals", "/audit", "/v1/records/{record_id}",
         "/v1/records/{record_id}/attestation", "/v1/actors/{actor}", "/v1/consent-requests",
-        "/v1/consent-requests/{request_id}", "/v1/subjects/me/consent-requests",
+        "/v1/consent-requests/{request_id}", "/v1/subjects/me/consent-requests", "/v1/receipts/{record_id}/{seq}",
+        "/v1/audit/overrides/{record}/{seq}",
     }
 
 
@@ -114,7 +116,8 @@ def test_no_parameter_value_makes_a_gateway_fail(
             "/v1/records/{record_id}": consortium.key(health),
             "/v1/records/{record_id}/attestation": audited.alice.key, "/v1/actors/{actor}": audited.auditor.key,
             "/v1/consent-requests": consortium.key(health), "/v1/consent-requests/{request_id}": audited.alice.key,
-            "/v1/subjects/me/consent-requests": audited.alice.key}
+            "/v1/subjects/me/consent-requests": audited.alice.key, "/v1/receipts/{record_id}/{seq}": audited.alice.key,
+            "/v1/audit/overrides/{record}/{seq}": audited.auditor.key}
 
     def ask(path: str, params: list[dict[str, Any]], values: dict[str, Any]) -> None:
         target, query = path, {}
