@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from eth_utils import keccak
+from web3.middleware import Web3Middleware
 
 from consentledger import governance as gov
 from consentledger.chain.accounts import dev_accounts
@@ -264,3 +265,26 @@ def test_cli_refuses_a_malformed_trusted_hash(chain: Chain, tmp_path: Path) -> N
     bad = _cli("receipt", "verify", str(out), "--block-hash", "0x1234")
     assert bad.returncode == 2
     assert "--block-hash is 32 bytes" in bad.stderr
+
+
+def test_the_access_is_searched_back_from_the_head_in_ranges_the_node_accepts(chain: Chain) -> None:
+    """With no block given, the access's block is found by eth_getLogs of at most `log_range` blocks each (Besu
+    refuses wider ones), newest first; the receipt is the one taken with its block known."""
+    chain.ledger.w3.provider.make_request("anvil_mine", ["0x14"])  # type: ignore[arg-type]
+    spans: list[int] = []
+
+    class Record(Web3Middleware):
+        def wrap_make_request(self, make_request: Any) -> Any:
+            def middleware(method: str, params: Any) -> Any:
+                if method == "eth_getLogs":
+                    spans.append(int(params[0]["toBlock"], 16) - int(params[0]["fromBlock"], 16) + 1)
+                return make_request(method, params)
+            return middleware
+
+    chain.ledger.w3.middleware_onion.add(Record, "spans")
+    try:
+        paged = build_receipt(chain.ledger, chain.record, 1, log_range=4)
+    finally:
+        chain.ledger.w3.middleware_onion.remove("spans")
+    assert len(spans) > 5 and max(spans) <= 4
+    assert paged == build_receipt(chain.ledger, chain.record, 1, block=chain.entries[0].block_number)

@@ -13,24 +13,24 @@ from consentledger.errors import ChainUnavailableError, NotFoundError
 from consentledger.receipts import qbft
 from consentledger.receipts.header import HeaderError, encode_header
 from consentledger.receipts.receipt import Link, Receipt, head_slot
+from consentledger.settings import LOGS_BLOCK_RANGE
 from consentledger.types import AccessEntry
 
 
-def build_receipt(ledger: Ledger, record: bytes, seq: int, *, block: int | None = None) -> Receipt:
+def build_receipt(
+    ledger: Ledger, record: bytes, seq: int, *, block: int | None = None, log_range: int = LOGS_BLOCK_RANGE,
+) -> Receipt:
     """Return the receipt of access `seq` to `record`, taken at the access's own block.
 
-    `block`, when the caller knows the access's block (its answer names it), spares the search of
-    the chain's whole range: the record's entries in that block and its head before it are read.
+    `block`, when the caller knows the access's block (its answer names it), spares the search for
+    it: back from the head, `log_range` blocks per `eth_getLogs` (a node's limit: Besu's
+    `--rpc-max-logs-range`). Then the record's entries in that block and its head before it are read.
     Raises NotFoundError if there is no such access; ChainUnavailableError if the node's header or
     proof does not match what it reported (a header not hashing to its block hash, another head).
     A QBFT block's header hashes to its hash without its commit seals: the receipt then keeps both.
     """
-    if block is None:  # the access and the one before it by their seq topics
-        found = ledger.access_entries(ledger.deployment.deploy_block, ledger.block_number(), records=[record],
-                                      seqs=[seq])
-        if not found:
-            raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq}")
-        block = found[0].block_number
+    if block is None:
+        block = _block_of(ledger, record, seq, log_range)
     in_block = sorted(ledger.access_entries(block, block, records=[record]), key=attrgetter("seq"))
     entry = next((e for e in in_block if e.seq == seq), None)
     if entry is None:
@@ -59,6 +59,18 @@ def build_receipt(ledger: Ledger, record: bytes, seq: int, *, block: int | None 
         block_hash=block_hash, header=header, account_proof=proof.account_proof, storage_proof=proof.storage_proof,
         sealed_header=sealed_header,
     )
+
+
+def _block_of(ledger: Ledger, record: bytes, seq: int, log_range: int) -> int:
+    """Return the block of access `seq` to `record`, searched back from the head `log_range` blocks at a time."""
+    first, end = ledger.deployment.deploy_block, ledger.block_number()
+    while end >= first:
+        start = max(end - log_range + 1, first)
+        found = ledger.access_entries(start, end, records=[record], seqs=[seq])
+        if found:
+            return found[0].block_number
+        end = start - 1
+    raise NotFoundError(f"record 0x{bytes(record).hex()} has no access {seq}")
 
 
 def _qbft_onchain(header: bytes, block_hash: bytes) -> tuple[bytes, bytes | None]:

@@ -43,7 +43,7 @@ def access_receipt(gw: Gateway, caller: Caller, record: bytes, seq: int) -> dict
     missing = NotFoundError(f"no access {seq} to record 0x{record.hex()} that this caller may see")
     try:
         info = gw.chain.record(record)
-        receipt = build_receipt(gw.ledger, record, seq)
+        receipt = build_receipt(gw.ledger, record, seq, log_range=gw.settings.logs_block_range)
     except (ContractRevertError, NotFoundError):
         raise missing from None
     who = (gw.org if caller.client is not None else caller.address).lower()  # a client speaks for its agency
