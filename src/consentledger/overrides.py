@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from consentledger.settings import LOGS_BLOCK_RANGE
 from consentledger.types import Address, RecordId, ReviewStatus
 
 if TYPE_CHECKING:
     from consentledger.chain.ledger import Ledger
 
-LOG_RANGE = 5_000
+LOG_RANGE = LOGS_BLOCK_RANGE
 """Blocks per `eth_getLogs` (Besu's default `--rpc-max-logs-range`)."""
 
 

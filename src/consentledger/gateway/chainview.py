@@ -33,12 +33,13 @@ from typing import Any, TypeVar
 from consentledger.catalog import Catalog
 from consentledger.chain.ledger import Ledger
 from consentledger.gateway.membership import MEMBERSHIP_EVENTS, MembershipCache
+from consentledger.settings import LOGS_BLOCK_RANGE
 from consentledger.types import Category, ConsentStatus, Mandate, Member, Purpose, RecordInfo, TombstoneReason
 
 K = TypeVar("K")
 V = TypeVar("V")
 
-MAX_LOG_RANGE = 5_000
+MAX_LOG_RANGE = LOGS_BLOCK_RANGE
 """Most blocks one `eth_getLogs` spans: Besu's default `--rpc-max-logs-range`."""
 MAX_RECORDS = 100_000
 """Records whose metadata is kept (least recently used go first)."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from consentledger.network.besu.keys import NodeKey
+from consentledger.settings import LOGS_BLOCK_RANGE
 
 BESU_IMAGE = "hyperledger/besu:25.8.0"
 """Pinned Besu: QBFT with time-based shanghai needs >= 24.5.2; 26.1.x is avoided; allowlists live in files."""
@@ -27,7 +28,7 @@ VALIDATOR_API = ("ETH", "NET", "QBFT")
 """Validators serve no gateway: enough for health checks and validator votes on the compose network."""
 RPC_API = ("ETH", "NET", "WEB3", "QBFT", "TXPOOL")
 """The RPC node the gateways use: ETH for everything they send and read, NET/WEB3/TXPOOL/QBFT for operators."""
-LOGS_RANGE = 5000
+LOGS_RANGE = LOGS_BLOCK_RANGE
 """`rpc-max-logs-range` of the RPC node: Besu's default, and the gateway's default `logs_block_range`."""
 TX_POOL_MAX_SIZE = 4096
 TX_POOL_SENDER_SHARE = 0.15
