@@ -126,7 +126,7 @@ def check_mandate(
         raise PayloadValidationError(f"the mandate would be refused: {problem}")
 
 
-def mandate_state(mandate: Mandate, purpose: Purpose | None, now: int) -> str:
+def mandate_state(mandate: Mandate, purpose: Purpose | None, now: float) -> str:
     """Return "revoked", "expired", "purpose ended" or "in force" for `mandate` at `now` (the chain's rules)."""
     if mandate.revoked:
         return REVOKED

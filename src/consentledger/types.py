@@ -243,10 +243,6 @@ class Mandate:
     legal_text_hash: bytes
     legal_text_uri: str
 
-    def in_force(self, now: int) -> bool:
-        """Return whether the mandate is neither revoked nor past its end at `now` (the sunset aside)."""
-        return not self.revoked and now <= self.valid_until
-
 
 @dataclass(frozen=True)
 class OverridePolicy:

@@ -513,10 +513,9 @@ def justification(
     Sign as an auditor organisation. keccak256(salt ‖ text) must be the hash the override recorded on
     chain; exit 9 if it is not.
     """
-    from eth_utils import keccak
-
     from consentledger.client import GatewayClient, parse_record_id
     from consentledger.errors import IntegrityError, NotFoundError
+    from consentledger.store.justifications import justification_hash
 
     record_id = parse_record_id(record)
     ledger = open_ledger(rpc, manifest)
@@ -527,7 +526,7 @@ def justification(
     with GatewayClient(gateway, signer(keystore, password_env, dev_account)) as client:
         kept = client.audit_override(record_id, seq)
     text, salt = str(kept["justification"]), bytes.fromhex(str(kept["salt"]).removeprefix("0x"))
-    if keccak(salt + text.encode("utf-8")) != recorded[0].consent:
+    if justification_hash(salt, text) != recorded[0].consent:
         raise IntegrityError(f"the justification the gateway gave does not hash to override {seq}'s on chain")
     console.print(f"justification of override {seq} (matches the chain, 0x{recorded[0].consent.hex()[:16]}…): "
                   f"{text}")

@@ -14,6 +14,7 @@ from eth_utils import keccak
 from consentledger.consent import Consent, consent_id
 from consentledger.errors import AuthorizationError, ReleaseRefusedError
 from consentledger.gateway.runtime import Gateway
+from consentledger.legal_bases import EXPIRED, PURPOSE_ENDED, REVOKED, mandate_state
 from consentledger.types import AccessEntry, ConsentStatus, LegalBasis, Member, MemberStatus, Role
 
 _NO_CONSENT = bytes(32)
@@ -74,16 +75,17 @@ def mandate_still_in_force(gw: Gateway, entry: AccessEntry, now: float) -> None:
     """Refuse the release of an access under a mandate that governance revoked, that ended, or whose purpose ended."""
     record, seq, mandate_id = "0x" + entry.record.hex(), entry.seq, int(entry.mandate or 0)
     mandate = gw.chain.mandate(mandate_id)  # followed by MandateRevoked events
-    if mandate.revoked:
+    purpose = gw.chain.purpose(entry.purpose)
+    state = mandate_state(mandate, purpose, now)
+    if state == REVOKED:
         raise ReleaseRefusedError("mandate_revoked", f"statutory mandate {mandate_id} behind access {seq} to record "
                                   f"{record} was revoked by governance", record=record, seq=seq)
-    if now > mandate.valid_until:
+    if state == EXPIRED:
         raise ReleaseRefusedError("mandate_expired", f"statutory mandate {mandate_id} behind access {seq} to record "
                                   f"{record} ended at {mandate.valid_until}", record=record, seq=seq)
-    sunset = gw.chain.purpose(entry.purpose).sunset
-    if sunset and now >= sunset:
+    if state == PURPOSE_ENDED:
         raise ReleaseRefusedError("mandate_expired", f"the purpose {entry.purpose} of statutory mandate {mandate_id} "
-                                  f"behind access {seq} to record {record} ended (sunset {sunset})",
+                                  f"behind access {seq} to record {record} ended (sunset {purpose.sunset})",
                                   record=record, seq=seq)
 
 
